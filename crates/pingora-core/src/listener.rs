@@ -1,0 +1,216 @@
+//! Listening sockets: where they listen, how they are bound, and accepting from them.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::net::{TcpListener, UnixListener};
+
+use crate::error::{Error, ErrorKind, Result, Side};
+use crate::protocols::{PeerAddr, Stream};
+
+/// Where a listener listens.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ListenAddr {
+    /// A TCP address such as `0.0.0.0:8080`.
+    Tcp(SocketAddr),
+    /// A unix-socket path.
+    Unix(PathBuf),
+}
+
+impl fmt::Display for ListenAddr {
+    /// The canonical form, also used to match listeners handed over during an upgrade.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// How a listening socket is set up.
+#[derive(Debug, Clone)]
+pub struct ListenOptions {
+    /// The accept queue length passed to `listen(2)`.
+    pub backlog: u32,
+}
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        ListenOptions { backlog: 1024 }
+    }
+}
+
+/// A bound, listening socket, not yet registered with a runtime.
+///
+/// It is a plain file descriptor so that it can be created before the runtimes exist,
+/// handed to another process during an upgrade, and registered with any runtime later.
+#[derive(Debug)]
+pub struct BoundListener {
+    addr: ListenAddr,
+    socket: Socket,
+}
+
+impl BoundListener {
+    /// Binds and listens on `addr`: TCP sockets get `SO_REUSEADDR` and `SO_REUSEPORT`,
+    /// unix sockets replace a stale socket file nobody listens on.
+    pub fn bind(addr: &ListenAddr, opts: &ListenOptions) -> Result<Self> {
+        let socket = match addr {
+            ListenAddr::Tcp(a) => bind_tcp(*a, opts),
+            ListenAddr::Unix(p) => bind_unix(p, opts),
+        }
+        .map_err(|e| {
+            Error::because(
+                ErrorKind::BindError,
+                Side::Internal,
+                format!("cannot listen on {addr}"),
+                e,
+            )
+        })?;
+        Ok(BoundListener {
+            addr: addr.clone(),
+            socket,
+        })
+    }
+
+    /// Wraps a listening socket received from another process (for example during an upgrade).
+    pub fn from_fd(addr: ListenAddr, fd: OwnedFd) -> Self {
+        BoundListener {
+            addr,
+            socket: Socket::from(fd),
+        }
+    }
+
+    /// Where this listener listens.
+    pub fn addr(&self) -> &ListenAddr {
+        &self.addr
+    }
+
+    /// The actual local address (useful after binding port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.socket.local_addr().ok().and_then(|a| a.as_socket())
+    }
+
+    /// The socket's file descriptor, for handing it to another process.
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+
+    /// Duplicates the socket (both copies refer to the same listening socket).
+    pub fn try_clone(&self) -> Result<Self> {
+        let socket = self.socket.try_clone().map_err(|e| {
+            Error::because(
+                ErrorKind::Io,
+                Side::Internal,
+                format!("cannot duplicate listener {}", self.addr),
+                e,
+            )
+        })?;
+        Ok(BoundListener {
+            addr: self.addr.clone(),
+            socket,
+        })
+    }
+
+    /// Registers the socket with the current tokio runtime. Must be called inside a runtime.
+    pub fn into_async(self) -> Result<AsyncListener> {
+        let ctx = |e| {
+            Error::because(
+                ErrorKind::Io,
+                Side::Internal,
+                format!("cannot register listener {}", self.addr),
+                e,
+            )
+        };
+        self.socket.set_nonblocking(true).map_err(ctx)?;
+        let inner = match &self.addr {
+            ListenAddr::Tcp(_) => {
+                let std: std::net::TcpListener = self.socket.into();
+                AcceptSocket::Tcp(TcpListener::from_std(std).map_err(ctx)?)
+            }
+            ListenAddr::Unix(_) => {
+                let std: std::os::unix::net::UnixListener = self.socket.into();
+                AcceptSocket::Unix(UnixListener::from_std(std).map_err(ctx)?)
+            }
+        };
+        Ok(AsyncListener {
+            addr: self.addr,
+            inner,
+        })
+    }
+}
+
+fn bind_tcp(addr: SocketAddr, opts: &ListenOptions) -> std::io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_cloexec(true)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(backlog(opts))?;
+    Ok(socket)
+}
+
+fn bind_unix(path: &std::path::Path, opts: &ListenOptions) -> std::io::Result<Socket> {
+    remove_stale_unix_socket(path)?;
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.set_cloexec(true)?;
+    socket.bind(&SockAddr::unix(path)?)?;
+    socket.listen(backlog(opts))?;
+    Ok(socket)
+}
+
+/// Removes a unix socket file left behind by a dead process; refuses when a live process listens.
+fn remove_stale_unix_socket(path: &std::path::Path) -> std::io::Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "another process is listening on this socket",
+        )),
+        Err(_) => std::fs::remove_file(path),
+    }
+}
+
+fn backlog(opts: &ListenOptions) -> i32 {
+    i32::try_from(opts.backlog).unwrap_or(i32::MAX)
+}
+
+enum AcceptSocket {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+/// A listener registered with a tokio runtime, ready to accept connections.
+pub struct AsyncListener {
+    addr: ListenAddr,
+    inner: AcceptSocket,
+}
+
+impl AsyncListener {
+    /// Where this listener listens.
+    pub fn addr(&self) -> &ListenAddr {
+        &self.addr
+    }
+
+    /// Waits for the next connection. TCP connections get `TCP_NODELAY`.
+    pub async fn accept(&self) -> std::io::Result<(Stream, PeerAddr)> {
+        match &self.inner {
+            AcceptSocket::Tcp(l) => {
+                let (s, peer) = l.accept().await?;
+                s.set_nodelay(true)?;
+                Ok((Stream::Tcp(s), PeerAddr::Tcp(peer)))
+            }
+            AcceptSocket::Unix(l) => {
+                let (s, _) = l.accept().await?;
+                Ok((Stream::Unix(s), PeerAddr::Unix))
+            }
+        }
+    }
+}

@@ -1,0 +1,445 @@
+//! The downstream side of HTTP/1.x: reading requests from a client and writing responses.
+
+use std::io::IoSlice;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode, Version};
+
+use super::io::{read_more, write_all, READ_CHUNK};
+use super::{
+    expects_continue, parse_request, request_framing, wants_keepalive, write_response_head,
+    BodyDecoder, BodyEncoder, BodyEvent, BodyFraming, HeadLimits,
+};
+use crate::error::{Error, ErrorKind, Result, Side};
+use crate::protocols::http::{RequestHeader, ResponseHeader};
+use crate::protocols::{PeerAddr, Stream};
+use crate::shutdown::{Phase, ShutdownWatch};
+
+/// Limits and timeouts for serving one client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerSessionOptions {
+    /// Head size and header count limits.
+    pub limits: HeadLimits,
+    /// Most time to receive a whole request head once it started (slowloris guard).
+    pub header_timeout: Duration,
+    /// Most time between two reads of a request body.
+    pub body_timeout: Duration,
+    /// How long an idle keep-alive connection waits for its next request.
+    pub keepalive_timeout: Duration,
+    /// Most time for one write to the client to complete.
+    pub write_timeout: Duration,
+}
+
+impl Default for ServerSessionOptions {
+    fn default() -> Self {
+        ServerSessionOptions {
+            limits: HeadLimits::default(),
+            header_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(75),
+            write_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What reading the next request produced.
+#[derive(Debug)]
+pub enum NextRequest {
+    /// A request head was read; see [`HttpServerSession::req_header`].
+    Request,
+    /// The connection ended cleanly between requests (closed, idle timeout, or shutdown).
+    Closed,
+}
+
+/// One client connection speaking HTTP/1.x, one request at a time.
+pub struct HttpServerSession {
+    stream: Stream,
+    peer: PeerAddr,
+    opts: ServerSessionOptions,
+    buf: BytesMut,
+    out: BytesMut,
+    req: Option<RequestHeader>,
+    req_body: BodyDecoder,
+    req_trailers: Option<HeaderMap>,
+    continue_pending: bool,
+    keepalive: bool,
+    resp_encoder: Option<BodyEncoder>,
+    resp_status: Option<StatusCode>,
+    resp_done: bool,
+    requests: u64,
+    body_bytes_read: u64,
+    body_bytes_sent: u64,
+}
+
+impl HttpServerSession {
+    /// Starts serving `stream` from `peer`.
+    pub fn new(stream: Stream, peer: PeerAddr, opts: ServerSessionOptions) -> Self {
+        HttpServerSession {
+            stream,
+            peer,
+            opts,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            out: BytesMut::with_capacity(1024),
+            req: None,
+            req_body: BodyDecoder::new(BodyFraming::Empty),
+            req_trailers: None,
+            continue_pending: false,
+            keepalive: false,
+            resp_encoder: None,
+            resp_status: None,
+            resp_done: false,
+            requests: 0,
+            body_bytes_read: 0,
+            body_bytes_sent: 0,
+        }
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> &PeerAddr {
+        &self.peer
+    }
+
+    /// Reads the next request head. Between requests it waits up to the keep-alive
+    /// timeout and returns [`NextRequest::Closed`] if the client leaves, the timeout
+    /// passes, or the server reaches [`Phase::Closing`] while the connection is idle.
+    pub async fn read_request(&mut self, shutdown: &mut ShutdownWatch) -> Result<NextRequest> {
+        self.reset_exchange();
+        let mut started: Option<Instant> = None;
+        loop {
+            if !self.buf.is_empty() {
+                if let Some(req) = parse_request(&mut self.buf, &self.opts.limits)? {
+                    return self.begin_exchange(req);
+                }
+                started.get_or_insert_with(Instant::now);
+            }
+            let n = match started {
+                None => {
+                    // Idle: nothing of the next request has arrived yet.
+                    let wait = if self.requests == 0 {
+                        self.opts.header_timeout
+                    } else {
+                        self.opts.keepalive_timeout
+                    };
+                    let read = read_more(&mut self.stream, &mut self.buf, wait, Side::Downstream);
+                    tokio::select! {
+                        biased;
+                        r = read => match r {
+                            Ok(n) => n,
+                            Err(e) if e.kind == ErrorKind::ReadTimeout && self.requests > 0 => {
+                                return Ok(NextRequest::Closed)
+                            }
+                            Err(e) => return Err(e),
+                        },
+                        _ = shutdown.reached(Phase::Closing) => return Ok(NextRequest::Closed),
+                    }
+                }
+                Some(t) => {
+                    let left = self.opts.header_timeout.saturating_sub(t.elapsed());
+                    if left.is_zero() {
+                        return Err(Error::new(
+                            ErrorKind::ReadTimeout,
+                            Side::Downstream,
+                            "request head not received in time",
+                        ));
+                    }
+                    read_more(&mut self.stream, &mut self.buf, left, Side::Downstream).await?
+                }
+            };
+            if n == 0 {
+                if self.buf.is_empty() {
+                    return Ok(NextRequest::Closed);
+                }
+                return Err(Error::new(
+                    ErrorKind::ConnectionClosed,
+                    Side::Downstream,
+                    "client closed the connection in the middle of a request head",
+                ));
+            }
+            started.get_or_insert_with(Instant::now);
+        }
+    }
+
+    fn reset_exchange(&mut self) {
+        self.req = None;
+        self.req_body = BodyDecoder::new(BodyFraming::Empty);
+        self.req_trailers = None;
+        self.continue_pending = false;
+        self.resp_encoder = None;
+        self.resp_status = None;
+        self.resp_done = false;
+        self.body_bytes_read = 0;
+        self.body_bytes_sent = 0;
+        self.out.clear();
+    }
+
+    fn begin_exchange(&mut self, req: RequestHeader) -> Result<NextRequest> {
+        let framing = request_framing(&req)?;
+        self.requests += 1;
+        self.keepalive = wants_keepalive(req.version, &req.headers);
+        self.continue_pending = framing != BodyFraming::Empty && expects_continue(&req);
+        self.req_body = BodyDecoder::new(framing);
+        self.req = Some(req);
+        Ok(NextRequest::Request)
+    }
+
+    /// The current request head.
+    ///
+    /// # Panics
+    /// Never after [`HttpServerSession::read_request`] returned `Request`; before that the
+    /// head is a placeholder `GET /`.
+    pub fn req_header(&self) -> &RequestHeader {
+        self.req.as_ref().unwrap_or_else(|| placeholder_request())
+    }
+
+    /// The current request head, to edit in place.
+    pub fn req_header_mut(&mut self) -> &mut RequestHeader {
+        self.req
+            .get_or_insert_with(|| RequestHeader::new(Method::GET, http::Uri::from_static("/")))
+    }
+
+    /// How many requests this connection has carried, this one included.
+    pub fn requests_served(&self) -> u64 {
+        self.requests
+    }
+
+    /// Whether the request has a body that was not read to its end yet.
+    pub fn has_pending_body(&self) -> bool {
+        !self.req_body.is_done()
+    }
+
+    /// Reads the next piece of the request body; `None` at its end. Sends
+    /// `100 Continue` first when the client asked for it.
+    pub async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        if self.continue_pending {
+            self.continue_pending = false;
+            if self.buf.is_empty() {
+                const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+                let t = self.opts.write_timeout;
+                write_all(
+                    &mut self.stream,
+                    &mut [IoSlice::new(CONTINUE)],
+                    t,
+                    Side::Downstream,
+                )
+                .await?;
+            }
+        }
+        loop {
+            if self.req_body.is_done() {
+                return Ok(None);
+            }
+            match self.req_body.decode(&mut self.buf)? {
+                Some(BodyEvent::Data(b)) => {
+                    self.body_bytes_read += b.len() as u64;
+                    return Ok(Some(b));
+                }
+                Some(BodyEvent::Trailers(t)) => self.req_trailers = Some(t),
+                Some(BodyEvent::End) => return Ok(None),
+                None => {
+                    let t = self.opts.body_timeout;
+                    let n = read_more(&mut self.stream, &mut self.buf, t, Side::Downstream).await?;
+                    if n == 0 {
+                        match self.req_body.on_eof()? {
+                            Some(BodyEvent::Data(b)) => return Ok(Some(b)),
+                            _ => return Ok(None),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Trailers of a chunked request body, once it was read to its end.
+    pub fn req_trailers(&self) -> Option<&HeaderMap> {
+        self.req_trailers.as_ref()
+    }
+
+    /// Asks for the connection to be closed after this response.
+    pub fn set_keepalive(&mut self, keepalive: bool) {
+        self.keepalive = self.keepalive && keepalive;
+    }
+
+    /// Whether the connection will be kept open after this response.
+    pub fn will_keepalive(&self) -> bool {
+        self.keepalive
+    }
+
+    /// Writes a response head. A 1xx other than 101 is written at once as an interim
+    /// response; otherwise the head is buffered and sent with the first body bytes.
+    ///
+    /// Framing follows the head: none for HEAD, 204 and 304; `Content-Length` when set;
+    /// otherwise chunked for HTTP/1.1 clients and close-delimited for HTTP/1.0 ones.
+    /// `Connection` is set to match whether the connection stays open.
+    pub async fn write_response_header(&mut self, resp: &mut ResponseHeader) -> Result<()> {
+        let req_version = self.req_header().version;
+        let head_request = self.req_header().method == Method::HEAD;
+        let status = resp.status;
+        resp.version = Version::HTTP_11;
+        if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+            if req_version == Version::HTTP_11 {
+                self.out.clear();
+                write_response_head(resp, &mut self.out);
+                self.flush().await?;
+            }
+            return Ok(());
+        }
+        let framing = if status == StatusCode::SWITCHING_PROTOCOLS {
+            BodyFraming::UntilClose
+        } else if head_request
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            BodyFraming::Empty
+        } else if let Some(len) = content_length(&resp.headers) {
+            resp.headers.remove(header::TRANSFER_ENCODING);
+            BodyFraming::Length(len)
+        } else if req_version == Version::HTTP_11 {
+            resp.headers.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+            BodyFraming::Chunked
+        } else {
+            self.keepalive = false;
+            BodyFraming::UntilClose
+        };
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            // The connection becomes a tunnel; Connection/Upgrade were set by the caller.
+            self.keepalive = false;
+        } else {
+            resp.headers.remove(header::CONNECTION);
+            if !self.keepalive {
+                resp.headers
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            } else if req_version == Version::HTTP_10 {
+                resp.headers
+                    .insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+            }
+        }
+        self.out.clear();
+        write_response_head(resp, &mut self.out);
+        self.resp_status = Some(status);
+        self.resp_encoder = Some(BodyEncoder::new(framing));
+        Ok(())
+    }
+
+    /// The status of the response written, if any.
+    pub fn response_status(&self) -> Option<StatusCode> {
+        self.resp_status
+    }
+
+    /// Whether a final response head was written (or buffered) already.
+    pub fn response_started(&self) -> bool {
+        self.resp_encoder.is_some()
+    }
+
+    /// Writes a piece of the response body (with the head, if still buffered).
+    pub async fn write_body(&mut self, data: &Bytes) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let enc = self.resp_encoder.as_mut().ok_or_else(|| {
+            Error::new(ErrorKind::Internal, Side::Internal, "body written before head")
+        })?;
+        let frame = enc.frame_data(data.len())?;
+        let t = self.opts.write_timeout;
+        let mut bufs = [
+            IoSlice::new(&self.out),
+            IoSlice::new(frame.prefix()),
+            IoSlice::new(data),
+            IoSlice::new(frame.suffix()),
+        ];
+        write_all(&mut self.stream, &mut bufs, t, Side::Downstream).await?;
+        self.out.clear();
+        self.body_bytes_sent += data.len() as u64;
+        Ok(())
+    }
+
+    /// Ends the response: writes the last chunk and trailers if chunked, and flushes.
+    pub async fn finish_response(&mut self, trailers: Option<&HeaderMap>) -> Result<()> {
+        if self.resp_done {
+            return Ok(());
+        }
+        let enc = self.resp_encoder.as_mut().ok_or_else(|| {
+            Error::new(ErrorKind::Internal, Side::Internal, "response finished before head")
+        })?;
+        enc.finish(trailers, &mut self.out)?;
+        self.flush().await?;
+        self.resp_done = true;
+        Ok(())
+    }
+
+    /// Sends whatever is buffered (for example a head with no body yet).
+    pub async fn flush(&mut self) -> Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let t = self.opts.write_timeout;
+        write_all(
+            &mut self.stream,
+            &mut [IoSlice::new(&self.out)],
+            t,
+            Side::Downstream,
+        )
+        .await?;
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Sends a complete small response (used for errors and built-in answers).
+    pub async fn respond(&mut self, status: StatusCode, content_type: &str, body: Bytes) -> Result<()> {
+        let mut resp = ResponseHeader::new(status);
+        if let Ok(v) = HeaderValue::from_str(content_type) {
+            resp.headers.insert(header::CONTENT_TYPE, v);
+        }
+        resp.headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        self.write_response_header(&mut resp).await?;
+        if self.resp_encoder.as_ref().is_some_and(|e| !e.is_done()) {
+            self.write_body(&body).await?;
+        }
+        self.finish_response(None).await
+    }
+
+    /// Answers an error status and marks the connection to close.
+    pub async fn respond_error(&mut self, status: StatusCode) -> Result<()> {
+        self.keepalive = false;
+        let reason = status.canonical_reason().unwrap_or("Error");
+        let body = Bytes::from(format!("{} {}\n", status.as_u16(), reason));
+        self.respond(status, "text/plain; charset=utf-8", body).await
+    }
+
+    /// Body bytes received and sent for the current request.
+    pub fn body_bytes(&self) -> (u64, u64) {
+        (self.body_bytes_read, self.body_bytes_sent)
+    }
+
+    /// Whether the connection can carry another request: keep-alive was agreed, the
+    /// request body was read to its end and the response was finished.
+    pub fn can_reuse(&self) -> bool {
+        self.keepalive && self.resp_done && self.req_body.is_done()
+    }
+
+    /// Gives up the connection for a tunnel (after a `101`): the stream and any bytes
+    /// the client already sent past the request head.
+    pub fn into_tunnel(self) -> (Stream, BytesMut) {
+        (self.stream, self.buf)
+    }
+
+    /// Closes the write side so the client sees the end of the connection.
+    pub async fn shutdown(&mut self) {
+        use tokio::io::AsyncWriteExt;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.stream.shutdown()).await;
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    let v = headers.get(header::CONTENT_LENGTH)?;
+    v.to_str().ok()?.trim().parse().ok()
+}
+
+fn placeholder_request() -> &'static RequestHeader {
+    static PLACEHOLDER: std::sync::OnceLock<RequestHeader> = std::sync::OnceLock::new();
+    PLACEHOLDER.get_or_init(|| RequestHeader::new(Method::GET, http::Uri::from_static("/")))
+}

@@ -1,0 +1,6 @@
+//! Wire protocols spoken by the proxy, and the stream they run on.
+
+pub mod http;
+pub mod stream;
+
+pub use stream::{PeerAddr, Stream};

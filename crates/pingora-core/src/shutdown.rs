@@ -1,0 +1,138 @@
+//! Telling running tasks that the server is shutting down, and counting what is still in flight.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+
+/// Where the server is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Accepting and serving.
+    Running,
+    /// No longer accepting; in-flight requests finish, and each keep-alive connection
+    /// is closed after its next response.
+    Draining,
+    /// The drain is over: idle connections close now.
+    Closing,
+}
+
+/// A task's view of the server phase.
+#[derive(Debug, Clone)]
+pub struct ShutdownWatch {
+    rx: watch::Receiver<Phase>,
+}
+
+impl ShutdownWatch {
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        *self.rx.borrow()
+    }
+
+    /// Whether the server has begun shutting down.
+    pub fn is_draining(&self) -> bool {
+        self.phase() >= Phase::Draining
+    }
+
+    /// Waits until the phase is at least `phase`. Cancel-safe.
+    pub async fn reached(&mut self, phase: Phase) {
+        // An error means the controller is gone, which only happens at exit.
+        let _ = self.rx.wait_for(|p| *p >= phase).await;
+    }
+}
+
+/// The owner's side: moves the phase forward and counts live connections.
+#[derive(Debug, Clone)]
+pub struct ShutdownController {
+    tx: Arc<watch::Sender<Phase>>,
+    live: Arc<LiveCount>,
+}
+
+#[derive(Debug, Default)]
+struct LiveCount {
+    n: AtomicUsize,
+    zero: Notify,
+}
+
+impl Default for ShutdownController {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ShutdownController {
+    /// A controller in the `Running` phase with no live connections.
+    pub fn new() -> Self {
+        let (tx, _) = watch::channel(Phase::Running);
+        ShutdownController {
+            tx: Arc::new(tx),
+            live: Arc::new(LiveCount::default()),
+        }
+    }
+
+    /// A watch for tasks.
+    pub fn watch(&self) -> ShutdownWatch {
+        ShutdownWatch {
+            rx: self.tx.subscribe(),
+        }
+    }
+
+    /// Moves to `phase` (never backwards).
+    pub fn advance(&self, phase: Phase) {
+        self.tx.send_if_modified(|p| {
+            if phase > *p {
+                *p = phase;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        *self.tx.borrow()
+    }
+
+    /// Counts one live connection until the guard is dropped.
+    pub fn track(&self) -> LiveGuard {
+        self.live.n.fetch_add(1, Ordering::AcqRel);
+        LiveGuard {
+            live: self.live.clone(),
+        }
+    }
+
+    /// How many connections are live.
+    pub fn live(&self) -> usize {
+        self.live.n.load(Ordering::Acquire)
+    }
+
+    /// Waits until no connection is live or `timeout` passes; true when none is left.
+    pub async fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.live.zero.notified();
+            if self.live() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.live() == 0;
+            }
+        }
+    }
+}
+
+/// Keeps a connection counted as live while it exists.
+#[derive(Debug)]
+pub struct LiveGuard {
+    live: Arc<LiveCount>,
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        if self.live.n.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.live.zero.notify_waiters();
+        }
+    }
+}
