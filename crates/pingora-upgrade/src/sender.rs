@@ -1,0 +1,154 @@
+//! The old instance's side: connect to the upgrade socket and send the listeners.
+
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::channel::{deadline_after, Channel};
+use crate::error::{Result, UpgradeError};
+use crate::peer::check_peer;
+use crate::protocol::{
+    decode_ack_header, encode_hello, ACK_ACCEPTED, ACK_HEADER_LEN, MAX_FDS_PER_MESSAGE,
+};
+
+/// How [`send_listeners`] connects and how long it waits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendOptions {
+    /// Extra connection attempts after the first one fails because nobody
+    /// listens at the path yet (default 5).
+    pub connect_retries: u32,
+    /// Pause between two connection attempts (default 1 s).
+    pub retry_interval: Duration,
+    /// Time allowed for the whole exchange once connected, acknowledgement
+    /// included (default 10 s).
+    pub io_timeout: Duration,
+}
+
+impl Default for SendOptions {
+    fn default() -> Self {
+        SendOptions {
+            connect_retries: 5,
+            retry_interval: Duration::from_secs(1),
+            io_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Hands `listeners` (each with the address it listens on) to the new
+/// instance waiting at `path`, and returns once it acknowledged them.
+///
+/// Connecting is retried `opts.connect_retries` times, `opts.retry_interval`
+/// apart, while the socket is missing or nobody listens on it, so the new
+/// instance may start before or after this call. The descriptors are
+/// duplicated into the receiver; the caller's copies stay open and are the
+/// caller's to close once this returns `Ok`.
+///
+/// Errors: [`UpgradeError::Timeout`] when nobody answered within the retries
+/// or the exchange overran `opts.io_timeout`; [`UpgradeError::Refused`] when
+/// the receiver turned the hand-over down; [`UpgradeError::PeerUid`] when the
+/// receiver runs as another user; [`UpgradeError::InvalidListener`] when an
+/// address is empty or too long, or there are too many listeners.
+pub fn send_listeners(
+    path: impl AsRef<Path>,
+    listeners: &[(&str, BorrowedFd<'_>)],
+    opts: SendOptions,
+) -> Result<()> {
+    let path = path.as_ref();
+    let addrs: Vec<&str> = listeners.iter().map(|(addr, _)| *addr).collect();
+    let hello = encode_hello(&addrs)?;
+    let fds: Vec<BorrowedFd<'_>> = listeners.iter().map(|(_, fd)| *fd).collect();
+
+    let stream = connect_with_retries(path, &opts)?;
+    check_peer(&stream)?;
+    let mut channel = Channel::new(stream, path, deadline_after(opts.io_timeout))?;
+
+    let sent = send_handover(&mut channel, &hello, &fds);
+    if let Err(send_error) = sent {
+        // The receiver may have refused and closed early; prefer its reason.
+        return match read_ack(&mut channel, path) {
+            Err(refused @ UpgradeError::Refused { .. }) => Err(refused),
+            _ => Err(send_error),
+        };
+    }
+    read_ack(&mut channel, path)?;
+    log::info!(
+        "handed {} listening sockets to the new instance at {}",
+        listeners.len(),
+        path.display()
+    );
+    Ok(())
+}
+
+/// Sends the hello, then the descriptors in messages of at most `SCM_MAX_FD`.
+fn send_handover(channel: &mut Channel, hello: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
+    channel.send_all(hello, "sending the listener addresses")?;
+    for chunk in fds.chunks(MAX_FDS_PER_MESSAGE) {
+        // MAX_FDS_PER_MESSAGE fits in a byte, so the cast cannot truncate.
+        channel.send_fds(chunk.len() as u8, chunk, "sending the listening sockets")?;
+    }
+    Ok(())
+}
+
+/// Waits for the receiver's ack: `Ok` when accepted, `Refused` otherwise.
+fn read_ack(channel: &mut Channel, path: &Path) -> Result<()> {
+    let during = "waiting for the acknowledgement";
+    let mut header = [0u8; ACK_HEADER_LEN];
+    channel.recv_exact(&mut header, during)?;
+    let (status, len) = decode_ack_header(header)?;
+    let mut text = vec![0u8; len];
+    channel.recv_exact(&mut text, during)?;
+    if status == ACK_ACCEPTED {
+        Ok(())
+    } else {
+        Err(UpgradeError::Refused {
+            path: path.to_path_buf(),
+            reason: String::from_utf8_lossy(&text).into_owned(),
+        })
+    }
+}
+
+/// Whether a failed connect means "the new instance is not listening yet".
+fn worth_retrying(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused | io::ErrorKind::WouldBlock
+    )
+}
+
+/// Connects to `path`, retrying while nobody listens there yet.
+fn connect_with_retries(path: &Path, opts: &SendOptions) -> Result<UnixStream> {
+    let started = Instant::now();
+    let mut attempts: u32 = 0;
+    loop {
+        attempts += 1;
+        match UnixStream::connect(path) {
+            Ok(stream) => return Ok(stream),
+            Err(e) if worth_retrying(&e) => {
+                if attempts > opts.connect_retries {
+                    return Err(UpgradeError::Timeout {
+                        path: path.to_path_buf(),
+                        waited: started.elapsed(),
+                        during: format!(
+                            "connecting to the new instance ({attempts} attempts, last error: {e})"
+                        ),
+                    });
+                }
+                log::debug!(
+                    "upgrade socket {} not ready ({e}); retrying in {:?}",
+                    path.display(),
+                    opts.retry_interval
+                );
+                // Nothing to poll on before the file exists: wait out the interval.
+                std::thread::sleep(opts.retry_interval);
+            }
+            Err(e) => {
+                return Err(UpgradeError::io(
+                    format!("connecting to the upgrade socket {}", path.display()),
+                    e,
+                ))
+            }
+        }
+    }
+}
