@@ -17,8 +17,9 @@ pub(crate) fn own_uid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
 
-/// Reads the peer's uid from the connected stream and applies [`peer_uid_allowed`].
-pub(crate) fn check_peer(stream: &UnixStream) -> Result<()> {
+/// Reads the peer's uid from the connected stream and applies [`peer_uid_allowed`];
+/// `also_allowed` is one more uid to accept (the user a new instance will drop to).
+pub(crate) fn check_peer(stream: &UnixStream, also_allowed: Option<u32>) -> Result<()> {
     let creds = getsockopt(stream, sockopt::PeerCredentials).map_err(|e| {
         UpgradeError::io(
             "reading the peer's credentials (SO_PEERCRED)",
@@ -26,7 +27,7 @@ pub(crate) fn check_peer(stream: &UnixStream) -> Result<()> {
         )
     })?;
     let own = own_uid();
-    if peer_uid_allowed(creds.uid(), own) {
+    if peer_uid_allowed(creds.uid(), own) || Some(creds.uid()) == also_allowed {
         Ok(())
     } else {
         Err(UpgradeError::PeerUid {
@@ -52,6 +53,6 @@ mod tests {
     #[test]
     fn a_socket_pair_in_one_process_passes_the_check() {
         let (a, _b) = UnixStream::pair().unwrap();
-        check_peer(&a).unwrap();
+        check_peer(&a, None).unwrap();
     }
 }

@@ -57,6 +57,7 @@ pub struct UpgradeReceiver {
     path: PathBuf,
     file_identity: (u64, u64),
     peer_io_timeout: Duration,
+    also_allowed_uid: Option<u32>,
 }
 
 impl UpgradeReceiver {
@@ -99,6 +100,7 @@ impl UpgradeReceiver {
             path: path.to_path_buf(),
             file_identity: (meta.dev(), meta.ino()),
             peer_io_timeout: DEFAULT_PEER_IO_TIMEOUT,
+            also_allowed_uid: None,
         })
     }
 
@@ -107,6 +109,13 @@ impl UpgradeReceiver {
     /// a legitimate sender by at most this much.
     pub fn with_peer_io_timeout(mut self, timeout: Duration) -> Self {
         self.peer_io_timeout = timeout;
+        self
+    }
+
+    /// Also accepts a sender running as `uid`: a new instance started as root that will
+    /// drop to a service user must accept the old instance, which already runs as it.
+    pub fn allow_uid(mut self, uid: u32) -> Self {
+        self.also_allowed_uid = Some(uid);
         self
     }
 
@@ -207,7 +216,7 @@ impl UpgradeReceiver {
     /// Runs one peer's hand-over; on failure tells the peer why (best effort).
     fn serve_peer(&self, stream: UnixStream, deadline: Instant) -> Result<Vec<HandedListener>> {
         let mut channel = Channel::new(stream, &self.path, deadline)?;
-        match read_handover(&mut channel) {
+        match read_handover(&mut channel, self.also_allowed_uid) {
             Ok(listeners) => {
                 channel.send_all(&encode_ack(ACK_ACCEPTED, ""), "sending the acknowledgement")?;
                 Ok(listeners)
@@ -282,8 +291,11 @@ fn remove_stale_socket(path: &Path) -> Result<()> {
 }
 
 /// Reads a whole hand-over from a peer: credentials, hello, addresses, descriptors.
-fn read_handover(channel: &mut Channel) -> Result<Vec<HandedListener>> {
-    check_peer(channel.stream())?;
+fn read_handover(
+    channel: &mut Channel,
+    also_allowed_uid: Option<u32>,
+) -> Result<Vec<HandedListener>> {
+    check_peer(channel.stream(), also_allowed_uid)?;
 
     let mut prefix = [0u8; HELLO_PREFIX_LEN];
     channel.recv_exact(&mut prefix, "reading the hello")?;

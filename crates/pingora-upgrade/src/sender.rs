@@ -61,7 +61,7 @@ pub fn send_listeners(
     let fds: Vec<BorrowedFd<'_>> = listeners.iter().map(|(_, fd)| *fd).collect();
 
     let stream = connect_with_retries(path, &opts)?;
-    check_peer(&stream)?;
+    check_peer(&stream, None)?;
     let mut channel = Channel::new(stream, path, deadline_after(opts.io_timeout))?;
 
     let sent = send_handover(&mut channel, &hello, &fds);
