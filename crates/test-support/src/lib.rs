@@ -1,0 +1,26 @@
+//! Blocking, thread-based helpers for tests that use real sockets on 127.0.0.1:
+//! an HTTP/1.1 origin server ([`Origin`]), a raw HTTP/1 client ([`RawClient`]),
+//! port helpers, deterministic payloads with checksums, and control of a running
+//! `pingora` binary ([`ProxyProcess`]). Independent of any async runtime.
+
+mod client;
+mod data;
+mod net;
+mod origin;
+mod process;
+mod reply;
+mod wire;
+
+pub use client::{
+    chunked_body, get, request, request_bytes, RawClient, Response, DEFAULT_READ_TIMEOUT,
+};
+pub use data::{
+    checksum, deterministic_bytes, deterministic_checksum, ByteStream, Checksum, LARGE_STREAM_SEED,
+};
+pub use net::{free_addr, free_port, port_accepts, wait_for_port, wait_until};
+pub use origin::{Origin, OriginBuilder, ReceivedRequest, RequestHead, MAX_STORED_BODY};
+pub use process::{
+    process_memory, run_command, CommandOutput, ProcessMemory, ProxyProcess, Signal, TestDir,
+};
+pub use reply::{owned, reason, Reply};
+pub use wire::{has_token, header, header_all, Framing, Headers, WireReader, MAX_HEAD_BYTES};
