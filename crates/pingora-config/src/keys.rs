@@ -1,0 +1,153 @@
+//! The list of every YAML key the schema accepts, section by section.
+//!
+//! Kept next to the structs as `FIELDS` constants; a test checks each constant against the
+//! key list serde itself reports, so the list cannot drift from the types.
+
+use crate::server::{AdminConf, ServerConf, TokioConf};
+use crate::service::{
+    CacheConf, ListenerConf, ListenerTlsConf, RespondConf, RouteConf, RouteMatch, ServiceConf,
+};
+use crate::upstream::{HealthCheckConf, PeerConf, UpstreamConf, UpstreamTlsConf};
+
+/// One section of the file and the keys it accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigSection {
+    /// Where the section is, like `services[].upstreams.NAME.health_check`.
+    pub name: &'static str,
+    /// The keys accepted in it.
+    pub keys: &'static [&'static str],
+}
+
+/// Every section of the schema with its keys.
+pub fn config_sections() -> Vec<ConfigSection> {
+    vec![
+        ConfigSection {
+            name: "(top level)",
+            keys: ServerConf::FIELDS,
+        },
+        ConfigSection {
+            name: "tokio",
+            keys: TokioConf::FIELDS,
+        },
+        ConfigSection {
+            name: "admin",
+            keys: AdminConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[]",
+            keys: ServiceConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].listeners[]",
+            keys: ListenerConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].listeners[].tls",
+            keys: ListenerTlsConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].routes[]",
+            keys: RouteConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].routes[].match",
+            keys: RouteMatch::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].routes[].respond",
+            keys: RespondConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].upstreams.NAME",
+            keys: UpstreamConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].upstreams.NAME.peers[]",
+            keys: PeerConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].upstreams.NAME.health_check",
+            keys: HealthCheckConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].upstreams.NAME.tls",
+            keys: UpstreamTlsConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].cache",
+            keys: CacheConf::FIELDS,
+        },
+    ]
+}
+
+/// Every key name the schema accepts, sorted, each once.
+pub fn all_config_keys() -> Vec<&'static str> {
+    let mut keys: Vec<&'static str> = config_sections()
+        .iter()
+        .flat_map(|s| s.keys.iter().copied())
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::de::DeserializeOwned;
+
+    /// The keys serde accepts for `T`, read from its "unknown field" error.
+    fn serde_keys<T: DeserializeOwned + std::fmt::Debug>() -> Vec<&'static str> {
+        let result = serde_saphyr::from_str::<T>("__no_such_key__: 1\n");
+        match result.as_ref().map_err(|e| e.without_snippet()) {
+            Err(serde_saphyr::Error::SerdeUnknownField { expected, .. }) => {
+                let mut keys = expected.clone();
+                keys.sort_unstable();
+                keys
+            }
+            other => panic!("expected an unknown-field error, got {other:?}"),
+        }
+    }
+
+    fn sorted(keys: &[&'static str]) -> Vec<&'static str> {
+        let mut keys = keys.to_vec();
+        keys.sort_unstable();
+        keys
+    }
+
+    #[test]
+    fn fields_constants_match_serde() {
+        assert_eq!(serde_keys::<ServerConf>(), sorted(ServerConf::FIELDS));
+        assert_eq!(serde_keys::<TokioConf>(), sorted(TokioConf::FIELDS));
+        assert_eq!(serde_keys::<AdminConf>(), sorted(AdminConf::FIELDS));
+        assert_eq!(serde_keys::<ServiceConf>(), sorted(ServiceConf::FIELDS));
+        assert_eq!(serde_keys::<ListenerConf>(), sorted(ListenerConf::FIELDS));
+        assert_eq!(
+            serde_keys::<ListenerTlsConf>(),
+            sorted(ListenerTlsConf::FIELDS)
+        );
+        assert_eq!(serde_keys::<RouteConf>(), sorted(RouteConf::FIELDS));
+        assert_eq!(serde_keys::<RouteMatch>(), sorted(RouteMatch::FIELDS));
+        assert_eq!(serde_keys::<RespondConf>(), sorted(RespondConf::FIELDS));
+        assert_eq!(serde_keys::<UpstreamConf>(), sorted(UpstreamConf::FIELDS));
+        assert_eq!(serde_keys::<PeerConf>(), sorted(PeerConf::FIELDS));
+        assert_eq!(
+            serde_keys::<HealthCheckConf>(),
+            sorted(HealthCheckConf::FIELDS)
+        );
+        assert_eq!(
+            serde_keys::<UpstreamTlsConf>(),
+            sorted(UpstreamTlsConf::FIELDS)
+        );
+        assert_eq!(serde_keys::<CacheConf>(), sorted(CacheConf::FIELDS));
+    }
+
+    #[test]
+    fn every_section_is_listed() {
+        assert_eq!(config_sections().len(), 14);
+        let keys = all_config_keys();
+        assert!(keys.contains(&"match"));
+        assert!(keys.contains(&"blocking_threads"));
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+    }
+}

@@ -1,0 +1,33 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod decode;
+mod error;
+mod keys;
+mod listen_addr;
+mod locate;
+mod server;
+mod service;
+mod suggest;
+mod upstream;
+mod validate;
+mod validate_upstream;
+
+pub use error::{ConfigError, ConfigErrorDetails, ConfigErrorKind};
+pub use keys::{all_config_keys, config_sections, ConfigSection};
+pub use listen_addr::{ListenAddr, ListenAddrParseError, MAX_UNIX_PATH_BYTES};
+pub use server::{AdminConf, ServerConf, TokioConf, ValidateOptions};
+pub use service::{
+    CacheConf, ListenerConf, ListenerTlsConf, RespondConf, RouteConf, RouteMatch, ServiceConf,
+};
+pub use suggest::{closest as suggest_closest, edit_distance};
+pub use upstream::{
+    HashKey, HealthCheckConf, HealthCheckType, LbAlgorithm, PeerConf, UpstreamConf, UpstreamMap,
+    UpstreamTlsConf,
+};
+pub use validate::{MAX_MILLISECONDS, MAX_SECONDS, MAX_THREADS};
+pub use validate_upstream::check_peer_addr;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,174 @@
+//! Files named by the configuration (TLS certificate and key, `ca_file`) and the TLS switch.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::{assert_err, ok};
+use crate::ConfigErrorKind::{File, Invalid};
+use crate::{ServerConf, ValidateOptions};
+
+/// A scratch directory removed when dropped.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn new() -> ScratchDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "pingora-config-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        ScratchDir(dir)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, "-----BEGIN TEST-----\n").unwrap();
+        path
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tls_listener(cert: &Path, key: &Path) -> String {
+    format!(
+        "services:\n  - name: a\n    listeners:\n      - addr: 127.0.0.1:8443\n        tls:\n          cert: {}\n          key: {}\n    routes: [{{respond: {{}}}}]\n",
+        cert.display(),
+        key.display()
+    )
+}
+
+#[test]
+fn tls_listener_with_readable_files_is_valid() {
+    let dir = ScratchDir::new();
+    let (cert, key) = (dir.file("cert.pem"), dir.file("key.pem"));
+    let conf = ok(&tls_listener(&cert, &key));
+    let tls = conf.services[0].listeners[0].tls.as_ref().unwrap();
+    assert_eq!(tls.cert, cert);
+    assert_eq!(tls.key, key);
+}
+
+#[test]
+fn missing_tls_files_are_reported() {
+    let dir = ScratchDir::new();
+    let cert = dir.file("cert.pem");
+    let missing = dir.0.join("nope.pem");
+    let e = assert_err(
+        &tls_listener(&missing, &cert),
+        File,
+        6,
+        "services[0].listeners[0].tls.cert",
+        "cannot read TLS certificate",
+    );
+    assert!(e.message.ends_with(": no such file"), "{e}");
+    assert!(std::error::Error::source(&e).is_some());
+    assert_err(
+        &tls_listener(&cert, &missing),
+        File,
+        7,
+        "services[0].listeners[0].tls.key",
+        "cannot read TLS key",
+    );
+    // A directory is not a readable file.
+    assert_err(
+        &tls_listener(&cert, &dir.0),
+        File,
+        7,
+        "services[0].listeners[0].tls.key",
+        "is a directory",
+    );
+}
+
+#[test]
+fn unreadable_tls_file_is_reported() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = ScratchDir::new();
+    let cert = dir.file("cert.pem");
+    let key = dir.file("key.pem");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o000)).unwrap();
+    if std::fs::File::open(&key).is_ok() {
+        // Running as root: permissions do not stop reads; the directory case above covers
+        // unreadable files then.
+        return;
+    }
+    assert_err(
+        &tls_listener(&cert, &key),
+        File,
+        7,
+        "services[0].listeners[0].tls.key",
+        "permission denied",
+    );
+}
+
+#[test]
+fn ca_file_must_exist() {
+    let dir = ScratchDir::new();
+    let ca = dir.file("ca.pem");
+    ok(&format!("ca_file: {}\n", ca.display()));
+    let missing = dir.0.join("missing-ca.pem");
+    assert_err(
+        &format!("threads: 1\nca_file: {}\n", missing.display()),
+        File,
+        2,
+        "ca_file",
+        "cannot read CA file",
+    );
+}
+
+#[test]
+fn tls_rejected_when_the_binary_has_no_tls() {
+    let dir = ScratchDir::new();
+    let (cert, key) = (dir.file("c.pem"), dir.file("k.pem"));
+    let no_tls = ValidateOptions {
+        tls_supported: false,
+    };
+    let e =
+        ServerConf::from_yaml_str_with(&tls_listener(&cert, &key), "t.yaml", &no_tls).unwrap_err();
+    assert_eq!(e.kind, Invalid);
+    assert_eq!(e.line, Some(5));
+    assert_eq!(e.key_path, "services[0].listeners[0].tls");
+    assert!(
+        e.message
+            .contains("built without TLS support (feature `tls`)"),
+        "{e}"
+    );
+
+    let upstream = "services:\n  - name: a\n    listeners: [{addr: \"127.0.0.1:1\"}]\n    routes: [{upstream: u}]\n    upstreams:\n      u:\n        peers: [\"a:1\"]\n        tls: {verify: true}\n";
+    ok(upstream);
+    let e = ServerConf::from_yaml_str_with(upstream, "t.yaml", &no_tls).unwrap_err();
+    assert_eq!(
+        (e.line, e.key_path.as_str()),
+        (Some(8), "services[0].upstreams.u.tls")
+    );
+    assert!(e.message.contains("without TLS support"), "{e}");
+}
+
+#[test]
+fn load_reads_files_and_reports_missing_ones() {
+    let dir = ScratchDir::new();
+    let path = dir.0.join("conf.yaml");
+    std::fs::write(&path, "---\nversion: 1\nthreads: 3\n").unwrap();
+    assert_eq!(ServerConf::load(&path).unwrap().threads, 3);
+
+    std::fs::write(&path, "threads: 3\nthreds: 4\n").unwrap();
+    let e = ServerConf::load(&path).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}:2:1: unknown key `threds` (did you mean `threads`?)",
+            path.display()
+        )
+    );
+
+    let missing = dir.0.join("absent.yaml");
+    let e = ServerConf::load(&missing).unwrap_err();
+    assert_eq!(e.kind, crate::ConfigErrorKind::Read);
+    assert_eq!(e.file, missing.display().to_string());
+    assert!(e.message.contains("no such file"), "{e}");
+    assert!(std::error::Error::source(&e).is_some());
+}

@@ -1,0 +1,444 @@
+//! Upstream groups: peers, load balancing, health checks, TLS and timeouts.
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+
+use crate::suggest;
+
+/// One named group of upstream servers (`services[].upstreams.NAME`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConf {
+    /// The servers of this group; at least one.
+    pub peers: Vec<PeerConf>,
+    /// How a peer is picked for each request.
+    pub lb: LbAlgorithm,
+    /// What `consistent_hash` hashes; ignored by the other algorithms.
+    pub hash_key: HashKey,
+    /// Active health checking of the peers, if any.
+    pub health_check: Option<HealthCheckConf>,
+    /// Speak TLS to the peers, if set.
+    pub tls: Option<UpstreamTlsConf>,
+    /// Speak HTTP/2 to the peers (with TLS: via ALPN; without: prior knowledge).
+    pub http2: bool,
+    /// Most time to establish a connection (TCP, and TLS when enabled), in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Most time waiting for the peer to send, in milliseconds.
+    pub read_timeout_ms: u64,
+    /// Most time waiting for the peer to accept data, in milliseconds.
+    pub write_timeout_ms: u64,
+    /// How long an idle pooled connection to a peer is kept, in milliseconds.
+    pub idle_timeout_ms: u64,
+}
+
+impl UpstreamConf {
+    /// The YAML keys of an upstream, as written in the file.
+    pub const FIELDS: &'static [&'static str] = &[
+        "peers",
+        "lb",
+        "hash_key",
+        "health_check",
+        "tls",
+        "http2",
+        "connect_timeout_ms",
+        "read_timeout_ms",
+        "write_timeout_ms",
+        "idle_timeout_ms",
+    ];
+}
+
+impl Default for UpstreamConf {
+    fn default() -> Self {
+        UpstreamConf {
+            peers: Vec::new(),
+            lb: LbAlgorithm::default(),
+            hash_key: HashKey::default(),
+            health_check: None,
+            tls: None,
+            http2: false,
+            connect_timeout_ms: 5_000,
+            read_timeout_ms: 60_000,
+            write_timeout_ms: 60_000,
+            idle_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// One upstream server: `"host:port"` or `{ addr: "host:port", weight: N }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConf {
+    /// `IP:PORT`, `[IPv6]:PORT` or `HOSTNAME:PORT` (the port is required).
+    pub addr: String,
+    /// Relative share of traffic for `weighted` (and the other algorithms that honour weights); at least 1.
+    pub weight: u32,
+}
+
+impl PeerConf {
+    /// The YAML keys of a peer written as a map.
+    pub const FIELDS: &'static [&'static str] = &["addr", "weight"];
+
+    /// A peer at `addr` with weight 1.
+    pub fn new(addr: impl Into<String>) -> Self {
+        PeerConf {
+            addr: addr.into(),
+            weight: 1,
+        }
+    }
+}
+
+impl Default for PeerConf {
+    fn default() -> Self {
+        PeerConf::new("")
+    }
+}
+
+/// The map form of a peer, decoded by serde so that unknown keys and types are checked.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeerMapForm {
+    addr: String,
+    #[serde(default = "default_weight")]
+    weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+impl<'de> Deserialize<'de> for PeerConf {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PeerVisitor;
+
+        impl<'de> Visitor<'de> for PeerVisitor {
+            type Value = PeerConf;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a peer: \"host:port\" or { addr: \"host:port\", weight: N }")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<PeerConf, E> {
+                Ok(PeerConf::new(text))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<PeerConf, A::Error> {
+                let form = PeerMapForm::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(PeerConf {
+                    addr: form.addr,
+                    weight: form.weight,
+                })
+            }
+        }
+
+        deserializer.deserialize_any(PeerVisitor)
+    }
+}
+
+/// How a peer is chosen for each request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LbAlgorithm {
+    /// Each peer in turn.
+    #[default]
+    RoundRobin,
+    /// In turn, in proportion to the peers' weights.
+    Weighted,
+    /// A uniformly random peer.
+    Random,
+    /// A peer picked by hashing `hash_key`, so one key keeps going to one peer.
+    ConsistentHash,
+    /// The peer with the fewest requests in flight.
+    LeastConn,
+    /// The less loaded of two random peers ("power of two choices").
+    P2c,
+}
+
+impl LbAlgorithm {
+    /// The YAML spellings of the algorithms.
+    pub const NAMES: &'static [&'static str] = &[
+        "round_robin",
+        "weighted",
+        "random",
+        "consistent_hash",
+        "least_conn",
+        "p2c",
+    ];
+}
+
+/// What `consistent_hash` hashes to pick a peer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum HashKey {
+    /// The request URI (path and query). Written `uri`.
+    #[default]
+    Uri,
+    /// The client's IP address. Written `client_ip`.
+    ClientIp,
+    /// The value of one request header. Written `header:NAME`.
+    Header(String),
+}
+
+impl fmt::Display for HashKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HashKey::Uri => f.write_str("uri"),
+            HashKey::ClientIp => f.write_str("client_ip"),
+            HashKey::Header(name) => write!(f, "header:{name}"),
+        }
+    }
+}
+
+/// Whether `name` is a valid HTTP header field name (an RFC 9110 token).
+pub(crate) fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+impl std::str::FromStr for HashKey {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "uri" => Ok(HashKey::Uri),
+            "client_ip" => Ok(HashKey::ClientIp),
+            _ => {
+                if let Some(name) = text.strip_prefix("header:") {
+                    if is_header_name(name) {
+                        return Ok(HashKey::Header(name.to_string()));
+                    }
+                    return Err(format!(
+                        "invalid hash_key `{}`: `{}` is not a valid header name",
+                        text.escape_debug(),
+                        name.escape_debug()
+                    ));
+                }
+                let mut message = format!(
+                    "invalid hash_key `{}`: expected `uri`, `client_ip` or `header:NAME`",
+                    text.escape_debug()
+                );
+                if let Some(close) = suggest::closest(text, ["uri", "client_ip"]) {
+                    message.push_str(&format!(" (did you mean `{close}`?)"));
+                }
+                Err(message)
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HashKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HashKeyVisitor;
+
+        impl Visitor<'_> for HashKeyVisitor {
+            type Value = HashKey;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`uri`, `client_ip` or `header:NAME`")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<HashKey, E> {
+                text.parse().map_err(E::custom)
+            }
+        }
+
+        deserializer.deserialize_str(HashKeyVisitor)
+    }
+}
+
+/// Active health checking of an upstream's peers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConf {
+    /// `tcp` (a connect succeeds) or `http` (a GET of `path` answers 2xx). Written `type`.
+    #[serde(rename = "type")]
+    pub kind: HealthCheckType,
+    /// The path requested by `http` checks; starts with `/`.
+    #[serde(default = "default_health_path")]
+    pub path: String,
+    /// Time between two checks of one peer, in milliseconds (at least 10).
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
+}
+
+fn default_health_path() -> String {
+    "/".to_string()
+}
+
+fn default_interval_ms() -> u64 {
+    1_000
+}
+
+impl HealthCheckConf {
+    /// The YAML keys of a health check.
+    pub const FIELDS: &'static [&'static str] = &["type", "path", "interval_ms"];
+}
+
+impl Default for HealthCheckConf {
+    fn default() -> Self {
+        HealthCheckConf {
+            kind: HealthCheckType::Tcp,
+            path: default_health_path(),
+            interval_ms: default_interval_ms(),
+        }
+    }
+}
+
+/// The kind of health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthCheckType {
+    /// A TCP connect to the peer succeeds.
+    #[default]
+    Tcp,
+    /// `GET path` answers with a 2xx status.
+    Http,
+}
+
+/// TLS towards an upstream's peers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamTlsConf {
+    /// Server name sent in SNI and checked against the certificate; default: the peer's host.
+    pub sni: Option<String>,
+    /// Verify the peer's certificate chain and name (against `ca_file` or the system roots).
+    pub verify: bool,
+}
+
+impl UpstreamTlsConf {
+    /// The YAML keys of an upstream's `tls` section.
+    pub const FIELDS: &'static [&'static str] = &["sni", "verify"];
+}
+
+impl Default for UpstreamTlsConf {
+    fn default() -> Self {
+        UpstreamTlsConf {
+            sni: None,
+            verify: true,
+        }
+    }
+}
+
+/// The upstreams of a service, by name, in the order the file lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UpstreamMap {
+    entries: Vec<(String, UpstreamConf)>,
+}
+
+impl UpstreamMap {
+    /// An empty map.
+    pub fn new() -> Self {
+        UpstreamMap::default()
+    }
+
+    /// The upstream called `name`.
+    pub fn get(&self, name: &str) -> Option<&UpstreamConf> {
+        self.entries
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, conf)| conf)
+    }
+
+    /// Adds or replaces the upstream called `name`; a new name goes last.
+    pub fn insert(&mut self, name: impl Into<String>, conf: UpstreamConf) {
+        let name = name.into();
+        match self.entries.iter_mut().find(|(key, _)| *key == name) {
+            Some(entry) => entry.1 = conf,
+            None => self.entries.push((name, conf)),
+        }
+    }
+
+    /// The upstreams in file order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &UpstreamConf)> {
+        self.entries
+            .iter()
+            .map(|(name, conf)| (name.as_str(), conf))
+    }
+
+    /// The names in file order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(name, _)| name.as_str())
+    }
+
+    /// How many upstreams there are.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl<N: Into<String>> FromIterator<(N, UpstreamConf)> for UpstreamMap {
+    fn from_iter<T: IntoIterator<Item = (N, UpstreamConf)>>(iter: T) -> Self {
+        let mut map = UpstreamMap::new();
+        for (name, conf) in iter {
+            map.insert(name, conf);
+        }
+        map
+    }
+}
+
+impl<'de> Deserialize<'de> for UpstreamMap {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapVisitor;
+
+        impl<'de> Visitor<'de> for MapVisitor {
+            type Value = UpstreamMap;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of upstream name to upstream")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UpstreamMap, A::Error> {
+                let mut out = UpstreamMap::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    let conf = map.next_value::<UpstreamConf>()?;
+                    if out.get(&name).is_some() {
+                        return Err(de::Error::custom(format!("duplicate upstream `{name}`")));
+                    }
+                    out.entries.push((name, conf));
+                }
+                Ok(out)
+            }
+        }
+
+        deserializer.deserialize_map(MapVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_key_parsing() {
+        assert_eq!("uri".parse::<HashKey>(), Ok(HashKey::Uri));
+        assert_eq!("client_ip".parse::<HashKey>(), Ok(HashKey::ClientIp));
+        assert_eq!(
+            "header:X-User".parse::<HashKey>(),
+            Ok(HashKey::Header("X-User".into()))
+        );
+        assert!("header:".parse::<HashKey>().is_err());
+        assert!("header:a b".parse::<HashKey>().is_err());
+        let err = "urii".parse::<HashKey>().unwrap_err();
+        assert!(err.ends_with("(did you mean `uri`?)"), "{err}");
+        assert_eq!(HashKey::Header("X".into()).to_string(), "header:X");
+    }
+
+    #[test]
+    fn map_keeps_insertion_order() {
+        let map: UpstreamMap = [
+            ("b", UpstreamConf::default()),
+            ("a", UpstreamConf::default()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(map.names().collect::<Vec<_>>(), ["b", "a"]);
+        assert!(map.get("a").is_some());
+        assert!(map.get("c").is_none());
+        assert_eq!(map.len(), 2);
+    }
+}

@@ -1,0 +1,514 @@
+//! Semantic rules of the schema: everything the types alone do not enforce.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+
+use crate::error::{describe_io_error, ConfigError, ConfigErrorKind};
+use crate::listen_addr::{ListenAddr, MAX_UNIX_PATH_BYTES};
+use crate::locate::{join_index, join_key, PositionIndex};
+use crate::server::{ServerConf, ValidateOptions};
+use crate::service::{ListenerConf, RouteConf, ServiceConf};
+use crate::suggest;
+use crate::validate_upstream::validate_upstream;
+
+/// One day in seconds: the largest accepted value of any `*_seconds` duration.
+pub const MAX_SECONDS: u64 = 86_400;
+/// One day in milliseconds: the largest accepted value of any `*_ms` duration.
+pub const MAX_MILLISECONDS: u64 = 86_400_000;
+/// Largest accepted thread count (`threads`, `services[].threads`, pools).
+pub const MAX_THREADS: u64 = 1024;
+
+/// Builds located errors for one configuration source.
+pub(crate) struct Reporter<'a> {
+    file: &'a str,
+    index: Option<&'a PositionIndex>,
+}
+
+impl<'a> Reporter<'a> {
+    /// A reporter for `file`, positioned with `index` when there is source text.
+    pub(crate) fn new(file: &'a str, index: Option<&'a PositionIndex>) -> Self {
+        Reporter { file, index }
+    }
+
+    /// An error at `path`, positioned at the node (or its closest written ancestor).
+    pub(crate) fn error(
+        &self,
+        kind: ConfigErrorKind,
+        path: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::new(self.file, kind, path, message).at(self.index.and_then(|i| i.locate(path)))
+    }
+
+    /// An [`ConfigErrorKind::Invalid`] error at `path`.
+    pub(crate) fn invalid(&self, path: &str, message: impl Into<String>) -> ConfigError {
+        self.error(ConfigErrorKind::Invalid, path, message)
+    }
+
+    /// Whether `path` is written in the source (always false without source).
+    pub(crate) fn is_written(&self, path: &str) -> bool {
+        self.index.is_some_and(|i| i.contains(path))
+    }
+
+    /// " (line N)" for the node at `path`, when known.
+    pub(crate) fn line_note(&self, path: &str) -> String {
+        self.index
+            .and_then(|i| i.locate(path))
+            .map(|(line, _)| format!(" (line {line})"))
+            .unwrap_or_default()
+    }
+
+    /// Checks `min <= value <= max` for the key at `path`.
+    pub(crate) fn range(
+        &self,
+        path: &str,
+        value: u64,
+        min: u64,
+        max: u64,
+        max_note: &str,
+    ) -> Result<(), ConfigError> {
+        if value < min {
+            let message = if min == 1 {
+                format!("must be greater than 0, found {value}")
+            } else {
+                format!("must be at least {min}, found {value}")
+            };
+            return Err(self.invalid(path, message));
+        }
+        if value > max {
+            return Err(self.invalid(
+                path,
+                format!("must be at most {max}{max_note}, found {value}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A timeout in milliseconds: 1 ms to one day.
+    pub(crate) fn timeout_ms(&self, path: &str, value: u64) -> Result<(), ConfigError> {
+        self.range(path, value, 1, MAX_MILLISECONDS, " (one day)")
+    }
+
+    /// A file the configuration names: it must exist, be a file and be readable.
+    pub(crate) fn readable_file(
+        &self,
+        path: &str,
+        what: &str,
+        file: &Path,
+    ) -> Result<(), ConfigError> {
+        if file.as_os_str().is_empty() {
+            return Err(self.invalid(path, format!("the {what} path is empty")));
+        }
+        let opened = std::fs::File::open(file).and_then(|f| f.metadata());
+        let failure = match opened {
+            Ok(meta) if meta.is_dir() => {
+                Some(std::io::Error::from(std::io::ErrorKind::IsADirectory))
+            }
+            Ok(_) => None,
+            Err(err) => Some(err),
+        };
+        match failure {
+            None => Ok(()),
+            Some(err) => Err(self
+                .error(
+                    ConfigErrorKind::File,
+                    path,
+                    format!(
+                        "cannot read {what} `{}`: {}",
+                        file.display(),
+                        describe_io_error(&err)
+                    ),
+                )
+                .caused_by(err)),
+        }
+    }
+
+    /// The error for a `tls:` section in a binary without TLS.
+    pub(crate) fn tls_unsupported(&self, path: &str) -> ConfigError {
+        self.invalid(
+            path,
+            "this binary was built without TLS support (feature `tls`)",
+        )
+    }
+}
+
+/// Validates the whole configuration.
+pub(crate) fn validate_server(
+    conf: &ServerConf,
+    opts: &ValidateOptions,
+    r: &Reporter<'_>,
+) -> Result<(), ConfigError> {
+    if conf.version != 1 {
+        return Err(r.invalid(
+            "version",
+            format!(
+                "unsupported version {}, the only version is 1",
+                conf.version
+            ),
+        ));
+    }
+    r.range("threads", conf.threads as u64, 1, MAX_THREADS, "")?;
+    r.range(
+        "listener_tasks_per_fd",
+        conf.listener_tasks_per_fd as u64,
+        1,
+        MAX_THREADS,
+        "",
+    )?;
+    non_empty_path(r, "pid_file", &conf.pid_file)?;
+    if let Some(error_log) = &conf.error_log {
+        non_empty_path(r, "error_log", error_log)?;
+    }
+    non_empty_path(r, "upgrade_sock", &conf.upgrade_sock)?;
+    let sock_len = conf.upgrade_sock.as_os_str().len();
+    if sock_len > MAX_UNIX_PATH_BYTES {
+        return Err(r.invalid(
+            "upgrade_sock",
+            format!("unix socket paths are limited to {MAX_UNIX_PATH_BYTES} bytes, this one has {sock_len}"),
+        ));
+    }
+    for (key, value) in [("user", &conf.user), ("group", &conf.group)] {
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            return Err(r.invalid(key, "must not be empty"));
+        }
+    }
+    if let Some(dir) = &conf.working_directory {
+        non_empty_path(r, "working_directory", dir)?;
+    }
+    if let Some(ca_file) = &conf.ca_file {
+        r.readable_file("ca_file", "CA file", ca_file)?;
+    }
+    for (key, value) in [
+        ("grace_period_seconds", conf.grace_period_seconds),
+        (
+            "graceful_shutdown_timeout_seconds",
+            conf.graceful_shutdown_timeout_seconds,
+        ),
+        (
+            "blocking_threads_ttl_seconds",
+            conf.blocking_threads_ttl_seconds,
+        ),
+    ] {
+        if let Some(value) = value {
+            r.range(key, value, 0, MAX_SECONDS, " (one day)")?;
+        }
+    }
+    for (key, value) in [
+        (
+            "upstream_connect_offload_threadpools",
+            conf.upstream_connect_offload_threadpools,
+        ),
+        (
+            "upstream_connect_offload_thread_per_pool",
+            conf.upstream_connect_offload_thread_per_pool,
+        ),
+    ] {
+        if let Some(value) = value {
+            r.range(key, value as u64, 1, MAX_THREADS, "")?;
+        }
+    }
+    if let Some(value) = conf.max_blocking_threads {
+        let path = if r.is_written("tokio.blocking_threads") {
+            "tokio.blocking_threads"
+        } else {
+            "max_blocking_threads"
+        };
+        r.range(path, value as u64, 1, 65_536, "")?;
+    }
+    r.range(
+        "daemon_ready_timeout_seconds",
+        conf.daemon_ready_timeout_seconds,
+        1,
+        MAX_SECONDS,
+        " (one day)",
+    )?;
+    r.range(
+        "daemon_notify_timeout_seconds",
+        conf.daemon_notify_timeout_seconds,
+        1,
+        MAX_SECONDS,
+        " (one day)",
+    )?;
+    for (i, text) in conf.client_bind_to_ipv4.iter().enumerate() {
+        if text.parse::<Ipv4Addr>().is_err() {
+            return Err(r.invalid(
+                &join_index("client_bind_to_ipv4", i),
+                format!("`{}` is not an IPv4 address", text.escape_debug()),
+            ));
+        }
+    }
+    for (i, text) in conf.client_bind_to_ipv6.iter().enumerate() {
+        if text.parse::<Ipv6Addr>().is_err() {
+            return Err(r.invalid(
+                &join_index("client_bind_to_ipv6", i),
+                format!("`{}` is not an IPv6 address", text.escape_debug()),
+            ));
+        }
+    }
+
+    let mut first_by_name: HashMap<&str, usize> = HashMap::new();
+    for (i, service) in conf.services.iter().enumerate() {
+        let path = join_index("services", i);
+        validate_service(service, &path, opts, r)?;
+        if let Some(&first) = first_by_name.get(service.name.as_str()) {
+            let first_path = join_index("services", first);
+            return Err(r.invalid(
+                &join_key(&path, "name"),
+                format!(
+                    "duplicate service name `{}`: {first_path} has it already{}",
+                    service.name,
+                    r.line_note(&join_key(&first_path, "name"))
+                ),
+            ));
+        }
+        first_by_name.insert(&service.name, i);
+    }
+    check_listener_conflicts(conf, r)
+}
+
+fn non_empty_path(r: &Reporter<'_>, key: &str, path: &Path) -> Result<(), ConfigError> {
+    if path.as_os_str().is_empty() {
+        return Err(r.invalid(key, "must not be empty"));
+    }
+    Ok(())
+}
+
+/// No two listeners (of any service, or the admin endpoint) may claim the same socket.
+fn check_listener_conflicts(conf: &ServerConf, r: &Reporter<'_>) -> Result<(), ConfigError> {
+    let mut seen: Vec<(String, &ListenAddr)> = Vec::new();
+    let service_listeners = conf.services.iter().enumerate().flat_map(|(i, s)| {
+        s.listeners.iter().enumerate().map(move |(j, l)| {
+            (
+                join_key(
+                    &join_index(&join_key(&join_index("services", i), "listeners"), j),
+                    "addr",
+                ),
+                &l.addr,
+            )
+        })
+    });
+    let admin = conf
+        .admin
+        .iter()
+        .map(|a| ("admin.addr".to_string(), &a.addr));
+    for (path, addr) in service_listeners.chain(admin) {
+        if let Some((first_path, first)) = seen.iter().find(|(_, a)| a.conflicts_with(addr)) {
+            let how = if *first == addr {
+                "is already used by"
+            } else {
+                "overlaps"
+            };
+            return Err(r.invalid(
+                &path,
+                format!(
+                    "listen address `{addr}` {how} `{first}` at {first_path}{}",
+                    r.line_note(first_path)
+                ),
+            ));
+        }
+        seen.push((path, addr));
+    }
+    Ok(())
+}
+
+fn validate_service(
+    service: &ServiceConf,
+    path: &str,
+    opts: &ValidateOptions,
+    r: &Reporter<'_>,
+) -> Result<(), ConfigError> {
+    let at = |key: &str| join_key(path, key);
+    if service.name.trim().is_empty() {
+        return Err(r.error(
+            ConfigErrorKind::Invalid,
+            &at("name"),
+            "missing required key `name` (a unique name for the service)",
+        ));
+    }
+    if let Some(threads) = service.threads {
+        r.range(&at("threads"), threads as u64, 1, MAX_THREADS, "")?;
+    }
+    if service.listeners.is_empty() {
+        return Err(r.invalid(
+            &at("listeners"),
+            format!(
+                "service `{}` has no listeners; add at least one `- addr: IP:PORT`",
+                service.name
+            ),
+        ));
+    }
+    for (j, listener) in service.listeners.iter().enumerate() {
+        validate_listener(listener, &join_index(&at("listeners"), j), opts, r)?;
+    }
+    if let Some(health_path) = &service.health_path {
+        if !health_path.starts_with('/') {
+            return Err(r.invalid(
+                &at("health_path"),
+                format!(
+                    "must start with `/`, found `{}`",
+                    health_path.escape_debug()
+                ),
+            ));
+        }
+    }
+    for (name, upstream) in service.upstreams.iter() {
+        let upstream_path = join_key(&at("upstreams"), name);
+        if name.trim().is_empty() {
+            return Err(r.invalid(&upstream_path, "upstream names must not be empty"));
+        }
+        validate_upstream(upstream, &upstream_path, opts, r)?;
+    }
+    let mut catch_all: Option<usize> = None;
+    for (k, route) in service.routes.iter().enumerate() {
+        let route_path = join_index(&at("routes"), k);
+        if let Some(first) = catch_all {
+            let first_path = join_index(&at("routes"), first);
+            return Err(r.invalid(
+                &route_path,
+                format!(
+                    "this route can never match: {first_path}{} has no `match` and takes every request (put catch-all routes last)",
+                    r.line_note(&first_path)
+                ),
+            ));
+        }
+        validate_route(route, service, &route_path, r)?;
+        let matches_all = route
+            .matcher
+            .as_ref()
+            .is_none_or(|m| m.host.is_none() && m.path_prefix.is_none());
+        if matches_all {
+            catch_all = Some(k);
+        }
+    }
+    if let Some(cache) = &service.cache {
+        if cache.max_bytes == 0 {
+            return Err(r.invalid(&at("cache.max_bytes"), "must be greater than 0, found 0"));
+        }
+        r.timeout_ms(&at("cache.lock_timeout_ms"), cache.lock_timeout_ms)?;
+    }
+    for (key, value) in [
+        ("client_header_timeout_ms", service.client_header_timeout_ms),
+        ("client_body_timeout_ms", service.client_body_timeout_ms),
+        ("keepalive_timeout_ms", service.keepalive_timeout_ms),
+    ] {
+        r.timeout_ms(&at(key), value)?;
+    }
+    r.range(
+        &at("max_request_head_bytes"),
+        service.max_request_head_bytes as u64,
+        256,
+        1_048_576,
+        " (1 MiB)",
+    )?;
+    r.range(
+        &at("max_request_headers"),
+        service.max_request_headers as u64,
+        1,
+        4096,
+        "",
+    )?;
+    Ok(())
+}
+
+fn validate_listener(
+    listener: &ListenerConf,
+    path: &str,
+    opts: &ValidateOptions,
+    r: &Reporter<'_>,
+) -> Result<(), ConfigError> {
+    r.range(
+        &join_key(path, "backlog"),
+        u64::from(listener.backlog),
+        1,
+        65_535,
+        "",
+    )?;
+    if let Some(tls) = &listener.tls {
+        let tls_path = join_key(path, "tls");
+        if !opts.tls_supported {
+            return Err(r.tls_unsupported(&tls_path));
+        }
+        r.readable_file(&join_key(&tls_path, "cert"), "TLS certificate", &tls.cert)?;
+        r.readable_file(&join_key(&tls_path, "key"), "TLS key", &tls.key)?;
+    }
+    Ok(())
+}
+
+fn validate_route(
+    route: &RouteConf,
+    service: &ServiceConf,
+    path: &str,
+    r: &Reporter<'_>,
+) -> Result<(), ConfigError> {
+    let at = |key: &str| join_key(path, key);
+    if let Some(matcher) = &route.matcher {
+        if let Some(host) = &matcher.host {
+            if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/') {
+                return Err(r.invalid(
+                    &at("match.host"),
+                    format!("`{}` is not a host name", host.escape_debug()),
+                ));
+            }
+        }
+        if let Some(prefix) = &matcher.path_prefix {
+            if !prefix.starts_with('/') {
+                return Err(r.invalid(
+                    &at("match.path_prefix"),
+                    format!("must start with `/`, found `{}`", prefix.escape_debug()),
+                ));
+            }
+        }
+    }
+    match (&route.upstream, &route.respond) {
+        (Some(_), Some(_)) => {
+            return Err(r.invalid(
+                path,
+                "a route takes exactly one of `upstream` and `respond`, this one has both",
+            ));
+        }
+        (None, None) => {
+            return Err(r.invalid(
+                path,
+                "a route needs `upstream: NAME` or `respond: {...}`, this one has neither",
+            ));
+        }
+        (Some(name), None) => {
+            if service.upstream(name).is_none() {
+                let defined: Vec<&str> = service.upstreams.names().collect();
+                let listing = if defined.is_empty() {
+                    format!("service `{}` defines no upstreams", service.name)
+                } else {
+                    format!("defined upstreams: {}", defined.join(", "))
+                };
+                return Err(r
+                    .invalid(
+                        &at("upstream"),
+                        format!("unknown upstream `{}`; {listing}", name.escape_debug()),
+                    )
+                    .suggest(suggest::closest(name, defined)));
+            }
+        }
+        (None, Some(respond)) => {
+            if !(200..=599).contains(&respond.status) {
+                return Err(r.invalid(
+                    &at("respond.status"),
+                    format!("status must be from 200 to 599, found {}", respond.status),
+                ));
+            }
+            if respond.content_type.contains(['\r', '\n']) {
+                return Err(r.invalid(&at("respond.content_type"), "must not contain line breaks"));
+            }
+        }
+    }
+    if route.cache && service.cache.is_none() {
+        return Err(r.invalid(
+            &at("cache"),
+            format!(
+                "`cache: true` needs a `cache:` section in service `{}`",
+                service.name
+            ),
+        ));
+    }
+    Ok(())
+}

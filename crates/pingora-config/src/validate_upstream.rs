@@ -1,0 +1,186 @@
+//! Semantic rules of upstreams and their peers.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use crate::error::ConfigError;
+use crate::locate::{join_index, join_key};
+use crate::server::ValidateOptions;
+use crate::upstream::{HealthCheckType, UpstreamConf};
+use crate::validate::{Reporter, MAX_MILLISECONDS};
+
+/// Validates the upstream written at `path` (`services[i].upstreams.NAME`).
+pub(crate) fn validate_upstream(
+    upstream: &UpstreamConf,
+    path: &str,
+    opts: &ValidateOptions,
+    r: &Reporter<'_>,
+) -> Result<(), ConfigError> {
+    let at = |key: &str| join_key(path, key);
+    if upstream.peers.is_empty() {
+        return Err(r.invalid(
+            &at("peers"),
+            "an upstream needs at least one peer, like `peers: [\"127.0.0.1:9000\"]`",
+        ));
+    }
+    let mut first_by_addr: HashMap<&str, usize> = HashMap::new();
+    for (j, peer) in upstream.peers.iter().enumerate() {
+        let peer_path = join_index(&at("peers"), j);
+        let addr_path = join_key(&peer_path, "addr");
+        // A peer written as a plain string has no `addr` node; point at the string then.
+        let addr_path = if r.is_written(&addr_path) {
+            addr_path
+        } else {
+            peer_path.clone()
+        };
+        if let Err(why) = check_peer_addr(&peer.addr) {
+            return Err(r.invalid(
+                &addr_path,
+                format!("invalid peer address `{}`: {why}", peer.addr.escape_debug()),
+            ));
+        }
+        if peer.weight == 0 {
+            return Err(r.invalid(
+                &join_key(&peer_path, "weight"),
+                "must be greater than 0, found 0",
+            ));
+        }
+        if let Some(&first) = first_by_addr.get(peer.addr.as_str()) {
+            let first_path = join_index(&at("peers"), first);
+            return Err(r.invalid(
+                &addr_path,
+                format!(
+                    "peer `{}` is listed twice (first at {first_path}{}); use `weight` to give it more traffic",
+                    peer.addr,
+                    r.line_note(&first_path)
+                ),
+            ));
+        }
+        first_by_addr.insert(&peer.addr, j);
+    }
+    if let Some(check) = &upstream.health_check {
+        r.range(
+            &at("health_check.interval_ms"),
+            check.interval_ms,
+            10,
+            MAX_MILLISECONDS,
+            " (one day)",
+        )?;
+        if check.kind == HealthCheckType::Http && !check.path.starts_with('/') {
+            return Err(r.invalid(
+                &at("health_check.path"),
+                format!("must start with `/`, found `{}`", check.path.escape_debug()),
+            ));
+        }
+    }
+    if let Some(tls) = &upstream.tls {
+        if !opts.tls_supported {
+            return Err(r.tls_unsupported(&at("tls")));
+        }
+        if let Some(sni) = &tls.sni {
+            if sni.is_empty() || sni.contains(|c: char| c.is_whitespace() || c == '/') {
+                return Err(r.invalid(
+                    &at("tls.sni"),
+                    format!("`{}` is not a host name", sni.escape_debug()),
+                ));
+            }
+        }
+    }
+    for (key, value) in [
+        ("connect_timeout_ms", upstream.connect_timeout_ms),
+        ("read_timeout_ms", upstream.read_timeout_ms),
+        ("write_timeout_ms", upstream.write_timeout_ms),
+        ("idle_timeout_ms", upstream.idle_timeout_ms),
+    ] {
+        r.timeout_ms(&at(key), value)?;
+    }
+    Ok(())
+}
+
+/// Checks a peer address: `IP:PORT`, `[IPv6]:PORT` or `HOSTNAME:PORT`, port 1 to 65535.
+pub fn check_peer_addr(addr: &str) -> Result<(), String> {
+    if let Ok(socket) = addr.parse::<SocketAddr>() {
+        if socket.port() == 0 {
+            return Err("port 0 is not a valid destination port".to_string());
+        }
+        return Ok(());
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Err("missing `:PORT` (write `host:port`)".to_string());
+    };
+    match port.parse::<u16>() {
+        Ok(0) => return Err("port 0 is not a valid destination port".to_string()),
+        Ok(_) => {}
+        Err(_) => {
+            return Err(format!(
+                "`{}` is not a port (1 to 65535)",
+                port.escape_debug()
+            ))
+        }
+    }
+    if host.starts_with('[') || host.contains(':') {
+        return Err("IPv6 addresses are written in brackets, like `[::1]:8080`".to_string());
+    }
+    check_hostname(host)
+}
+
+/// Checks a DNS host name: dot-separated labels of letters, digits, `-` and `_`.
+fn check_hostname(host: &str) -> Result<(), String> {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if name.is_empty() {
+        return Err("the host is empty".to_string());
+    }
+    if name.len() > 253 {
+        return Err("the host name is longer than 253 characters".to_string());
+    }
+    for label in name.split('.') {
+        let valid = !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(format!(
+                "`{}` is not a valid host name",
+                host.escape_debug()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_addresses() {
+        for ok in [
+            "127.0.0.1:80",
+            "[::1]:443",
+            "api.example.com:8080",
+            "localhost:1",
+            "svc_a.internal.:9000",
+        ] {
+            assert_eq!(check_peer_addr(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("127.0.0.1", "missing `:PORT`"),
+            ("example.com", "missing `:PORT`"),
+            ("example.com:0", "port 0"),
+            ("example.com:70000", "is not a port"),
+            ("example.com:http", "is not a port"),
+            ("::1:80", "brackets"),
+            (":80", "host is empty"),
+            ("bad host:80", "not a valid host name"),
+            ("-a.com:80", "not a valid host name"),
+            ("a..b:80", "not a valid host name"),
+            ("1.2.3.4:0", "port 0"),
+        ] {
+            let err = check_peer_addr(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+}
