@@ -9,7 +9,7 @@ use tokio::net::{TcpSocket, TcpStream, UnixStream};
 
 use crate::error::{Error, ErrorKind, Result, Side};
 use crate::pool::{ConnectionPool, Reusable};
-use crate::protocols::http::v1::client::HttpClientSession;
+use crate::protocols::http::v1::client::{ClientTimeouts, HttpClientSession};
 use crate::protocols::Stream;
 
 /// Where an upstream peer is.
@@ -58,6 +58,16 @@ pub struct PeerOptions {
     pub write_timeout: Duration,
     /// How long an idle connection is kept in the pool.
     pub idle_timeout: Duration,
+}
+
+impl PeerOptions {
+    /// The timeouts a client session on this peer uses.
+    pub fn client_timeouts(&self) -> ClientTimeouts {
+        ClientTimeouts {
+            read: self.read_timeout,
+            write: self.write_timeout,
+        }
+    }
 }
 
 impl Default for PeerOptions {
@@ -164,7 +174,11 @@ impl Connector {
     }
 
     async fn connect_tcp(&self, addr: SocketAddr) -> std::io::Result<Stream> {
-        let sources = if addr.is_ipv4() { &self.bind.v4 } else { &self.bind.v6 };
+        let sources = if addr.is_ipv4() {
+            &self.bind.v4
+        } else {
+            &self.bind.v6
+        };
         let stream = if sources.is_empty() {
             TcpStream::connect(addr).await?
         } else {
@@ -212,13 +226,17 @@ impl HttpConnector {
     /// A new connection to `peer`.
     pub async fn connect(&self, peer: &HttpPeer) -> Result<HttpClientSession> {
         let stream = self.connector.connect(peer).await?;
-        Ok(HttpClientSession::new(stream, &peer.options))
+        Ok(HttpClientSession::new(
+            stream,
+            peer.options.client_timeouts(),
+        ))
     }
 
     /// Gives a connection back after a complete exchange; kept only if reusable.
     pub fn release(&self, peer: &HttpPeer, session: HttpClientSession) {
         if session.is_idle_and_open() {
-            self.pool.put(peer.pool_key(), session, peer.options.idle_timeout);
+            self.pool
+                .put(peer.pool_key(), session, peer.options.idle_timeout);
         }
     }
 

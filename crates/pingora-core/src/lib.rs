@@ -1,4 +1,4 @@
-//! pingora-core: server lifecycle, listeners, HTTP sessions, connectors and the upstream pool.
+#![doc = include_str!("../README.md")]
 //!
 //! Layers, bottom up (each module only uses the ones above it in this list):
 //! [`error`]; [`protocols`] (streams and the HTTP/1 codec and sessions); [`listener`];
@@ -10,6 +10,7 @@ pub mod connector;
 pub mod error;
 pub mod listener;
 pub mod pool;
+pub mod process;
 pub mod protocols;
 pub mod runtime;
 pub mod server;

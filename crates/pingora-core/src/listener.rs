@@ -214,3 +214,54 @@ impl AsyncListener {
         }
     }
 }
+
+impl ListenAddr {
+    /// Parses the canonical form written by `Display`: `ip:port`, `[v6]:port` or `unix:/path`.
+    pub fn parse(s: &str) -> Option<Self> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            return (!path.is_empty()).then(|| ListenAddr::Unix(PathBuf::from(path)));
+        }
+        s.parse().ok().map(ListenAddr::Tcp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_form_round_trips() {
+        for s in ["127.0.0.1:8080", "[::]:8443", "unix:/run/pingora/web.sock"] {
+            assert_eq!(ListenAddr::parse(s).unwrap().to_string(), s);
+        }
+        assert!(ListenAddr::parse("unix:").is_none());
+        assert!(ListenAddr::parse("nonsense").is_none());
+    }
+
+    #[test]
+    fn binds_tcp_with_reuseport_twice() {
+        let a = BoundListener::bind(
+            &ListenAddr::Tcp("127.0.0.1:0".parse().unwrap()),
+            &ListenOptions::default(),
+        )
+        .unwrap();
+        let port = a.local_addr().unwrap().port();
+        let addr = ListenAddr::Tcp(format!("127.0.0.1:{port}").parse().unwrap());
+        // SO_REUSEPORT lets a second socket bind the same port.
+        BoundListener::bind(&addr, &ListenOptions::default()).unwrap();
+    }
+
+    #[test]
+    fn unix_listener_replaces_stale_file_but_not_live_one() {
+        let dir = std::env::temp_dir().join(format!("listener-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        std::fs::write(&path, b"").unwrap();
+        let addr = ListenAddr::Unix(path.clone());
+        let live = BoundListener::bind(&addr, &ListenOptions::default()).unwrap();
+        let err = BoundListener::bind(&addr, &ListenOptions::default()).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::BindError);
+        drop(live);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -53,6 +53,8 @@ pub struct Server {
 /// Services running on their runtimes; stopping consumes it.
 pub struct RunningServer {
     opts: ServerOptions,
+    listeners: Vec<BoundListener>,
+    upgrade: Option<UpgradeOptions>,
     runtimes: Vec<ServiceRuntime>,
     shutdown: ShutdownController,
 }
@@ -104,7 +106,11 @@ impl Server {
     pub fn start(mut self) -> Result<RunningServer> {
         self.bind_listeners(&mut Vec::new())?;
         let mut runtimes = Vec::with_capacity(self.services.len());
+        let mut kept = Vec::new();
         for (service, listeners) in self.services.iter().zip(self.bound.drain(..)) {
+            for l in &listeners {
+                kept.push(l.try_clone()?);
+            }
             let mut rt_opts = self.opts.runtime.clone();
             if let Some(t) = service.threads() {
                 rt_opts.threads = t;
@@ -120,6 +126,8 @@ impl Server {
         }
         Ok(RunningServer {
             opts: self.opts,
+            listeners: kept,
+            upgrade: None,
             runtimes,
             shutdown: self.shutdown,
         })
@@ -137,7 +145,9 @@ impl RunningServer {
     /// Graceful: keeps accepting for the grace period, then stops accepting and waits for
     /// live connections to finish (keep-alive ones close after their next response) up to
     /// the shutdown timeout, then closes what is left.
-    pub fn stop(self, how: StopRequest) {
+    pub fn stop(mut self, how: StopRequest) {
+        // Our copies of the listening sockets; the accept tasks hold their own.
+        self.listeners.clear();
         if how == StopRequest::Graceful {
             let shutdown = self.shutdown.clone();
             let grace = self.opts.grace_period;
@@ -177,31 +187,197 @@ impl RunningServer {
     }
 
     /// Waits for SIGTERM (graceful) or SIGINT (fast), then stops accordingly.
+    /// SIGQUIT, SIGHUP and SIGUSR1 are handled as [`RunningServer::run`] describes,
+    /// with no upgrade socket and no hooks.
     pub fn run_until_signal(self) -> Result<()> {
-        let how = control_runtime()?.block_on(async {
-            use tokio::signal::unix::{signal, SignalKind};
-            let sig = |k| {
-                signal(k).map_err(|e| {
-                    Error::because(ErrorKind::Io, Side::Internal, "cannot install signal handler", e)
-                })
-            };
-            let mut term = sig(SignalKind::terminate())?;
-            let mut int = sig(SignalKind::interrupt())?;
-            let how = tokio::select! {
-                _ = term.recv() => { log::info!("SIGTERM: graceful shutdown"); StopRequest::Graceful }
-                _ = int.recv() => { log::info!("SIGINT: fast shutdown"); StopRequest::Fast }
-            };
-            Ok::<_, Error>(how)
-        })?;
+        self.run(&mut NoHooks)
+    }
+
+    /// Serves until told to stop by a signal, then stops and returns:
+    ///
+    /// - SIGTERM: graceful shutdown; SIGINT: fast shutdown;
+    /// - SIGQUIT: hands every listening socket to a new instance over the upgrade socket
+    ///   (see [`ServerOptions`] and [`RunningServer::set_upgrade`]), then shuts down
+    ///   gracefully; if the hand-over fails the server keeps serving;
+    /// - SIGHUP: asks [`Lifecycle::reload`] to start a new instance, then as SIGQUIT;
+    /// - SIGUSR1: [`Lifecycle::reopen_logs`].
+    pub fn run(self, hooks: &mut dyn Lifecycle) -> Result<()> {
+        let rt = control_runtime()?;
+        let how = rt.block_on(self.wait_for_stop(hooks))?;
+        hooks.stopping();
+        drop(rt);
         self.stop(how);
         Ok(())
     }
+
+    /// Sets where and how listening sockets are handed over on SIGQUIT/SIGHUP.
+    pub fn set_upgrade(&mut self, upgrade: UpgradeOptions) {
+        self.upgrade = Some(upgrade);
+    }
+
+    async fn wait_for_stop(&self, hooks: &mut dyn Lifecycle) -> Result<StopRequest> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let sig = |k| {
+            signal(k).map_err(|e| {
+                Error::because(
+                    ErrorKind::Io,
+                    Side::Internal,
+                    "cannot install signal handler",
+                    e,
+                )
+            })
+        };
+        let mut term = sig(SignalKind::terminate())?;
+        let mut int = sig(SignalKind::interrupt())?;
+        let mut quit = sig(SignalKind::quit())?;
+        let mut hup = sig(SignalKind::hangup())?;
+        let mut usr1 = sig(SignalKind::user_defined1())?;
+        hooks.ready();
+        loop {
+            tokio::select! {
+                _ = term.recv() => {
+                    log::info!("SIGTERM: graceful shutdown");
+                    return Ok(StopRequest::Graceful);
+                }
+                _ = int.recv() => {
+                    log::info!("SIGINT: fast shutdown");
+                    return Ok(StopRequest::Fast);
+                }
+                _ = quit.recv() => {
+                    log::info!("SIGQUIT: handing listeners over to a new instance");
+                    hooks.upgrading();
+                    if self.hand_over().await {
+                        hooks.handed_over();
+                        return Ok(StopRequest::Graceful);
+                    }
+                    hooks.upgrade_failed();
+                }
+                _ = hup.recv() => {
+                    log::info!("SIGHUP: reloading");
+                    match hooks.reload() {
+                        Ok(()) => {
+                            hooks.upgrading();
+                            if self.hand_over().await {
+                                hooks.handed_over();
+                                return Ok(StopRequest::Graceful);
+                            }
+                            hooks.upgrade_failed();
+                        }
+                        Err(e) => log::error!("reload refused, still serving the old configuration: {e}"),
+                    }
+                }
+                _ = usr1.recv() => {
+                    hooks.reopen_logs();
+                    log::info!("SIGUSR1: log files reopened");
+                }
+            }
+        }
+    }
+
+    /// Sends every listening socket to the new instance; true when it took them.
+    async fn hand_over(&self) -> bool {
+        let Some(upgrade) = self.upgrade.clone() else {
+            log::error!("no upgrade socket configured; still serving");
+            return false;
+        };
+        let mut copies = Vec::with_capacity(self.listeners.len());
+        for l in &self.listeners {
+            match l.try_clone() {
+                Ok(c) => copies.push(c),
+                Err(e) => {
+                    log::error!("cannot prepare hand-over: {e}; still serving");
+                    return false;
+                }
+            }
+        }
+        let sent = tokio::task::spawn_blocking(move || {
+            let names: Vec<String> = copies.iter().map(|l| l.addr().to_string()).collect();
+            let fds: Vec<(&str, std::os::fd::BorrowedFd<'_>)> = names
+                .iter()
+                .zip(&copies)
+                .map(|(n, l)| (n.as_str(), l.as_fd()))
+                .collect();
+            let opts = pingora_upgrade::SendOptions {
+                connect_retries: upgrade.connect_retries,
+                ..pingora_upgrade::SendOptions::default()
+            };
+            pingora_upgrade::send_listeners(&upgrade.sock, &fds, opts)
+        })
+        .await;
+        match sent {
+            Ok(Ok(())) => {
+                log::info!(
+                    "{} listener(s) handed over through {}",
+                    self.listeners.len(),
+                    upgrade_path_display(&self.upgrade)
+                );
+                true
+            }
+            Ok(Err(e)) => {
+                log::error!("hand-over failed, still serving: {e}");
+                false
+            }
+            Err(e) => {
+                log::error!("hand-over task failed, still serving: {e}");
+                false
+            }
+        }
+    }
 }
+
+fn upgrade_path_display(u: &Option<UpgradeOptions>) -> String {
+    u.as_ref()
+        .map_or_else(String::new, |u| u.sock.display().to_string())
+}
+
+/// Where listening sockets are handed to a new instance during an upgrade.
+#[derive(Debug, Clone)]
+pub struct UpgradeOptions {
+    /// The unix socket the new instance listens on.
+    pub sock: std::path::PathBuf,
+    /// One-second retries of connecting to it.
+    pub connect_retries: u32,
+}
+
+/// What the process around the server does at points of its life (the binary
+/// implements it: readiness notification, reload, log files). Every method has a
+/// do-nothing default.
+pub trait Lifecycle {
+    /// Every listener accepts.
+    fn ready(&mut self) {}
+    /// SIGHUP: check the new configuration and start the new instance. An error keeps
+    /// the server running as it is.
+    fn reload(&mut self) -> std::result::Result<(), String> {
+        Err("reload is not supported by this server".into())
+    }
+    /// A hand-over is about to be attempted.
+    fn upgrading(&mut self) {}
+    /// The new instance took the listeners; this one will drain and exit.
+    fn handed_over(&mut self) {}
+    /// The hand-over failed; this instance keeps serving.
+    fn upgrade_failed(&mut self) {}
+    /// SIGUSR1: reopen log files.
+    fn reopen_logs(&mut self) {}
+    /// The server begins to stop.
+    fn stopping(&mut self) {}
+}
+
+/// A [`Lifecycle`] that does nothing.
+pub struct NoHooks;
+
+impl Lifecycle for NoHooks {}
 
 /// A small runtime for the server's own control work (signals, timers).
 pub fn control_runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::because(ErrorKind::Io, Side::Internal, "cannot start control runtime", e))
+        .map_err(|e| {
+            Error::because(
+                ErrorKind::Io,
+                Side::Internal,
+                "cannot start control runtime",
+                e,
+            )
+        })
 }

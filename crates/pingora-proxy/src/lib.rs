@@ -1,1 +1,31 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+//!
+//! pingora-proxy: the [`ProxyHttp`] trait — the request phases a proxy overrides — and
+//! [`HttpProxy`], the service that runs it on every client connection.
+//!
+//! A request goes through these phases, in order (each has a default):
+//! [`ProxyHttp::new_ctx`], [`ProxyHttp::request_filter`] (may answer by itself),
+//! [`ProxyHttp::upstream_peer`], [`ProxyHttp::upstream_request_filter`],
+//! [`ProxyHttp::request_body_filter`] (per body chunk),
+//! [`ProxyHttp::upstream_response_filter`], [`ProxyHttp::response_filter`],
+//! [`ProxyHttp::response_body_filter`] (per body chunk), and [`ProxyHttp::logging`].
+//! Failures go through [`ProxyHttp::fail_to_connect`] (retry or not) and
+//! [`ProxyHttp::fail_to_proxy`] (the error response).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod exchange;
+pub mod headers;
+mod phases;
+mod proxy;
+mod session;
+pub mod status;
+mod tunnel;
+
+pub use phases::ProxyHttp;
+pub use proxy::{HttpProxy, ProxyOptions};
+pub use session::Session;
+
+pub use pingora_core::connector::{HttpPeer, PeerAddress, PeerOptions};
+pub use pingora_core::protocols::http::{RequestHeader, ResponseHeader};
+pub use pingora_core::{Error, ErrorKind, Result, Side};

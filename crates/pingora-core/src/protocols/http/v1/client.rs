@@ -1,6 +1,7 @@
 //! The upstream side of HTTP/1.x: writing requests to a server and reading its responses.
 
 use std::io::IoSlice;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -10,15 +11,23 @@ use super::{
     parse_response, response_framing, wants_keepalive, write_request_head, BodyDecoder,
     BodyEncoder, BodyEvent, BodyFraming, HeadLimits,
 };
-use crate::connector::PeerOptions;
 use crate::error::{Error, ErrorKind, Result, Side};
 use crate::protocols::http::{RequestHeader, ResponseHeader};
 use crate::protocols::Stream;
 
+/// How long the client session waits on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientTimeouts {
+    /// Most time between two reads while a response is expected.
+    pub read: Duration,
+    /// Most time for one write to complete.
+    pub write: Duration,
+}
+
 /// One connection to an upstream server speaking HTTP/1.x, one exchange at a time.
 pub struct HttpClientSession {
     stream: Stream,
-    opts: PeerOptions,
+    timeouts: ClientTimeouts,
     limits: HeadLimits,
     buf: BytesMut,
     out: BytesMut,
@@ -36,10 +45,10 @@ pub struct HttpClientSession {
 
 impl HttpClientSession {
     /// Wraps a fresh connection.
-    pub fn new(stream: Stream, opts: &PeerOptions) -> Self {
+    pub fn new(stream: Stream, timeouts: ClientTimeouts) -> Self {
         HttpClientSession {
             stream,
-            opts: opts.clone(),
+            timeouts,
             limits: HeadLimits::default(),
             buf: BytesMut::with_capacity(READ_CHUNK),
             out: BytesMut::with_capacity(1024),
@@ -56,11 +65,9 @@ impl HttpClientSession {
         }
     }
 
-    /// Uses the timeouts of `opts` from now on (a pooled connection may serve another route).
-    pub fn set_options(&mut self, opts: &PeerOptions) {
-        if &self.opts != opts {
-            self.opts = opts.clone();
-        }
+    /// Uses these timeouts from now on (a pooled connection may serve another route).
+    pub fn set_timeouts(&mut self, timeouts: ClientTimeouts) {
+        self.timeouts = timeouts;
     }
 
     /// How many exchanges this connection carried before the current one.
@@ -97,7 +104,8 @@ impl HttpClientSession {
                 );
             }
             BodyFraming::Length(n) => {
-                req.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+                req.headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
             }
             BodyFraming::Empty => {}
         }
@@ -122,7 +130,11 @@ impl HttpClientSession {
             return Ok(());
         }
         let enc = self.req_encoder.as_mut().ok_or_else(|| {
-            Error::new(ErrorKind::Internal, Side::Internal, "request body before head")
+            Error::new(
+                ErrorKind::Internal,
+                Side::Internal,
+                "request body before head",
+            )
         })?;
         let frame = enc.frame_data(data.len())?;
         let mut bufs = [
@@ -131,7 +143,13 @@ impl HttpClientSession {
             IoSlice::new(data),
             IoSlice::new(frame.suffix()),
         ];
-        write_all(&mut self.stream, &mut bufs, self.opts.write_timeout, Side::Upstream).await?;
+        write_all(
+            &mut self.stream,
+            &mut bufs,
+            self.timeouts.write,
+            Side::Upstream,
+        )
+        .await?;
         self.out.clear();
         Ok(())
     }
@@ -153,7 +171,7 @@ impl HttpClientSession {
         write_all(
             &mut self.stream,
             &mut [IoSlice::new(&self.out)],
-            self.opts.write_timeout,
+            self.timeouts.write,
             Side::Upstream,
         )
         .await?;
@@ -187,7 +205,7 @@ impl HttpClientSession {
             let n = read_more(
                 &mut self.stream,
                 &mut self.buf,
-                self.opts.read_timeout,
+                self.timeouts.read,
                 Side::Upstream,
             )
             .await?;
@@ -229,7 +247,7 @@ impl HttpClientSession {
                     let n = read_more(
                         &mut self.stream,
                         &mut self.buf,
-                        self.opts.read_timeout,
+                        self.timeouts.read,
                         Side::Upstream,
                     )
                     .await?;

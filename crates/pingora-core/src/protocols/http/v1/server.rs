@@ -61,6 +61,7 @@ pub struct HttpServerSession {
     out: BytesMut,
     req: Option<RequestHeader>,
     req_body: BodyDecoder,
+    req_framing: BodyFraming,
     req_trailers: Option<HeaderMap>,
     continue_pending: bool,
     keepalive: bool,
@@ -83,6 +84,7 @@ impl HttpServerSession {
             out: BytesMut::with_capacity(1024),
             req: None,
             req_body: BodyDecoder::new(BodyFraming::Empty),
+            req_framing: BodyFraming::Empty,
             req_trailers: None,
             continue_pending: false,
             keepalive: false,
@@ -163,6 +165,7 @@ impl HttpServerSession {
     fn reset_exchange(&mut self) {
         self.req = None;
         self.req_body = BodyDecoder::new(BodyFraming::Empty);
+        self.req_framing = BodyFraming::Empty;
         self.req_trailers = None;
         self.continue_pending = false;
         self.resp_encoder = None;
@@ -179,6 +182,7 @@ impl HttpServerSession {
         self.keepalive = wants_keepalive(req.version, &req.headers);
         self.continue_pending = framing != BodyFraming::Empty && expects_continue(&req);
         self.req_body = BodyDecoder::new(framing);
+        self.req_framing = framing;
         self.req = Some(req);
         Ok(NextRequest::Request)
     }
@@ -208,9 +212,15 @@ impl HttpServerSession {
         !self.req_body.is_done()
     }
 
-    /// Reads the next piece of the request body; `None` at its end. Sends
-    /// `100 Continue` first when the client asked for it.
-    pub async fn read_body(&mut self) -> Result<Option<Bytes>> {
+    /// How the request body is framed on the wire.
+    pub fn req_body_framing(&self) -> BodyFraming {
+        self.req_framing
+    }
+
+    /// Sends `100 Continue` if the client asked for it and has not started sending
+    /// the body yet. [`HttpServerSession::read_body`] calls it; call it yourself before
+    /// racing `read_body` against other work, since a write cannot be cancelled safely.
+    pub async fn send_continue(&mut self) -> Result<()> {
         if self.continue_pending {
             self.continue_pending = false;
             if self.buf.is_empty() {
@@ -225,6 +235,14 @@ impl HttpServerSession {
                 .await?;
             }
         }
+        Ok(())
+    }
+
+    /// Reads the next piece of the request body; `None` at its end. Sends
+    /// `100 Continue` first when the client asked for it. Cancel-safe once
+    /// [`HttpServerSession::send_continue`] was called.
+    pub async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        self.send_continue().await?;
         loop {
             if self.req_body.is_done() {
                 return Ok(None);
@@ -340,7 +358,11 @@ impl HttpServerSession {
             return Ok(());
         }
         let enc = self.resp_encoder.as_mut().ok_or_else(|| {
-            Error::new(ErrorKind::Internal, Side::Internal, "body written before head")
+            Error::new(
+                ErrorKind::Internal,
+                Side::Internal,
+                "body written before head",
+            )
         })?;
         let frame = enc.frame_data(data.len())?;
         let t = self.opts.write_timeout;
@@ -362,7 +384,11 @@ impl HttpServerSession {
             return Ok(());
         }
         let enc = self.resp_encoder.as_mut().ok_or_else(|| {
-            Error::new(ErrorKind::Internal, Side::Internal, "response finished before head")
+            Error::new(
+                ErrorKind::Internal,
+                Side::Internal,
+                "response finished before head",
+            )
         })?;
         enc.finish(trailers, &mut self.out)?;
         self.flush().await?;
@@ -388,7 +414,12 @@ impl HttpServerSession {
     }
 
     /// Sends a complete small response (used for errors and built-in answers).
-    pub async fn respond(&mut self, status: StatusCode, content_type: &str, body: Bytes) -> Result<()> {
+    pub async fn respond(
+        &mut self,
+        status: StatusCode,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<()> {
         let mut resp = ResponseHeader::new(status);
         if let Ok(v) = HeaderValue::from_str(content_type) {
             resp.headers.insert(header::CONTENT_TYPE, v);
@@ -407,7 +438,8 @@ impl HttpServerSession {
         self.keepalive = false;
         let reason = status.canonical_reason().unwrap_or("Error");
         let body = Bytes::from(format!("{} {}\n", status.as_u16(), reason));
-        self.respond(status, "text/plain; charset=utf-8", body).await
+        self.respond(status, "text/plain; charset=utf-8", body)
+            .await
     }
 
     /// Body bytes received and sent for the current request.

@@ -1,0 +1,227 @@
+//! The binary's proxy logic: routes by host and path prefix to upstreams or to
+//! built-in answers, and the per-service health path.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http::StatusCode;
+use pingora_core::connector::HttpPeer;
+use pingora_core::{Error, ErrorKind, Result, Side};
+use pingora_proxy::{ProxyHttp, RequestHeader, Session};
+
+/// What a matching route does.
+#[derive(Debug)]
+pub enum Action {
+    /// Proxy to the upstream at this index of [`ServiceRoutes::upstreams`].
+    Upstream(usize),
+    /// Answer directly.
+    Respond {
+        /// Response status.
+        status: StatusCode,
+        /// Content-Type header value.
+        content_type: String,
+        /// Response body.
+        body: Bytes,
+    },
+}
+
+/// One route: conditions (all must hold; none means "match everything") and an action.
+#[derive(Debug)]
+pub struct Route {
+    /// Required host (compared without port, case-insensitively).
+    pub host: Option<String>,
+    /// Required path prefix.
+    pub path_prefix: Option<String>,
+    /// What to do.
+    pub action: Action,
+}
+
+impl Route {
+    fn matches(&self, host: Option<&str>, path: &str) -> bool {
+        if let Some(want) = &self.host {
+            match host {
+                Some(h) if strip_port(h).eq_ignore_ascii_case(want) => {}
+                _ => return false,
+            }
+        }
+        match &self.path_prefix {
+            Some(p) => path.starts_with(p.as_str()),
+            None => true,
+        }
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        // [v6]:port
+        return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+/// An upstream: its peers, picked in turn.
+#[derive(Debug)]
+pub struct Upstream {
+    /// The name from the config.
+    pub name: String,
+    /// The servers.
+    pub peers: Vec<HttpPeer>,
+    next: AtomicUsize,
+}
+
+impl Upstream {
+    /// An upstream named `name` over `peers`.
+    pub fn new(name: String, peers: Vec<HttpPeer>) -> Self {
+        Upstream {
+            name,
+            peers,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The next peer, round robin.
+    pub fn select(&self) -> Option<&HttpPeer> {
+        if self.peers.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.peers.len();
+        self.peers.get(i)
+    }
+}
+
+/// A service's routing table.
+#[derive(Debug)]
+pub struct ServiceRoutes {
+    /// Answered with 200 "ok" by the proxy itself.
+    pub health_path: Option<String>,
+    /// First match wins.
+    pub routes: Vec<Route>,
+    /// Upstreams the routes refer to.
+    pub upstreams: Vec<Upstream>,
+}
+
+impl ServiceRoutes {
+    /// The first route matching `req`.
+    pub fn route(&self, req: &RequestHeader) -> Option<&Route> {
+        let host = req.host();
+        let path = req.uri.path();
+        self.routes.iter().find(|r| r.matches(host, path))
+    }
+}
+
+/// Per-request state of [`RouterProxy`].
+#[derive(Debug, Default)]
+pub struct RequestCtx {
+    upstream: Option<usize>,
+}
+
+/// The binary's [`ProxyHttp`]: routes requests per the YAML service.
+pub struct RouterProxy {
+    routes: ServiceRoutes,
+}
+
+impl RouterProxy {
+    /// A proxy following `routes`.
+    pub fn new(routes: ServiceRoutes) -> Self {
+        RouterProxy { routes }
+    }
+}
+
+impl ProxyHttp for RouterProxy {
+    type Ctx = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if let Some(health) = &self.routes.health_path {
+            if session.req_header().uri.path() == health {
+                session
+                    .respond(
+                        StatusCode::OK,
+                        "text/plain; charset=utf-8",
+                        Bytes::from_static(b"ok"),
+                    )
+                    .await?;
+                return Ok(true);
+            }
+        }
+        match self.routes.route(session.req_header()).map(|r| &r.action) {
+            Some(Action::Upstream(i)) => {
+                ctx.upstream = Some(*i);
+                Ok(false)
+            }
+            Some(Action::Respond {
+                status,
+                content_type,
+                body,
+            }) => {
+                session.respond(*status, content_type, body.clone()).await?;
+                Ok(true)
+            }
+            None => {
+                session
+                    .respond(
+                        StatusCode::NOT_FOUND,
+                        "text/plain; charset=utf-8",
+                        Bytes::from_static(b"404 Not Found: no route matches\n"),
+                    )
+                    .await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<HttpPeer> {
+        let upstream = ctx.upstream.and_then(|i| self.routes.upstreams.get(i));
+        match upstream.and_then(|u| u.select()) {
+            Some(peer) => Ok(peer.clone()),
+            None => Err(Error::new(
+                ErrorKind::NoUpstream,
+                Side::Internal,
+                format!(
+                    "no peer available in upstream {}",
+                    upstream.map_or("?", |u| u.name.as_str())
+                ),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_ports() {
+        assert_eq!(strip_port("example.com:8080"), "example.com");
+        assert_eq!(strip_port("example.com"), "example.com");
+        assert_eq!(strip_port("[::1]:80"), "::1");
+        assert_eq!(strip_port("[::1]"), "::1");
+    }
+
+    fn route(host: Option<&str>, prefix: Option<&str>) -> Route {
+        Route {
+            host: host.map(String::from),
+            path_prefix: prefix.map(String::from),
+            action: Action::Upstream(0),
+        }
+    }
+
+    #[test]
+    fn route_matching() {
+        let r = route(Some("api.example.com"), Some("/v1"));
+        assert!(r.matches(Some("API.example.com:443"), "/v1/users"));
+        assert!(!r.matches(Some("api.example.com"), "/v2"));
+        assert!(!r.matches(None, "/v1"));
+        assert!(route(None, None).matches(None, "/anything"));
+    }
+}

@@ -1,0 +1,154 @@
+//! Turns the YAML configuration into a server: services, listeners, routes, upstreams.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+use pingora_config::{ServerConf, ServiceConf, ValidateOptions};
+use pingora_core::connector::{BindAddrs, Connector, HttpPeer, PeerAddress, PeerOptions};
+use pingora_core::listener::{ListenAddr, ListenOptions};
+use pingora_core::protocols::http::v1::server::ServerSessionOptions;
+use pingora_core::protocols::http::v1::HeadLimits;
+use pingora_core::runtime::RuntimeOptions;
+use pingora_core::server::{Server, ServerOptions};
+use pingora_core::service::ListeningService;
+use pingora_proxy::{HttpProxy, ProxyOptions};
+
+use crate::router::{Action, Route, RouterProxy, ServiceRoutes, Upstream};
+
+/// What this build can do, for config validation.
+pub fn validate_options() -> ValidateOptions {
+    // TLS termination and upstream TLS are not built yet: configs asking for them fail
+    // validation with a message saying so.
+    ValidateOptions {
+        tls_supported: false,
+        ..ValidateOptions::default()
+    }
+}
+
+/// Builds the server with one proxy service per configured service.
+pub fn build_server(conf: &ServerConf) -> Result<Server, String> {
+    let mut server = Server::new(server_options(conf));
+    for service in &conf.services {
+        server.add_service(build_service(conf, service)?);
+    }
+    Ok(server)
+}
+
+fn server_options(conf: &ServerConf) -> ServerOptions {
+    let defaults = ServerOptions::default();
+    ServerOptions {
+        runtime: RuntimeOptions {
+            threads: conf.threads,
+            work_stealing: conf.work_stealing,
+            max_blocking_threads: conf.max_blocking_threads,
+            blocking_threads_ttl: conf.blocking_threads_ttl_seconds.map(Duration::from_secs),
+        },
+        listener_tasks_per_fd: conf.listener_tasks_per_fd,
+        grace_period: conf
+            .grace_period_seconds
+            .map_or(defaults.grace_period, Duration::from_secs),
+        graceful_shutdown_timeout: conf
+            .graceful_shutdown_timeout_seconds
+            .map_or(defaults.graceful_shutdown_timeout, Duration::from_secs),
+    }
+}
+
+fn build_service(
+    conf: &ServerConf,
+    service: &ServiceConf,
+) -> Result<ListeningService<HttpProxy<RouterProxy>>, String> {
+    let routes = build_routes(service)?;
+    let opts = ProxyOptions {
+        downstream: ServerSessionOptions {
+            limits: HeadLimits {
+                max_head_bytes: service.max_request_head_bytes,
+                max_headers: service.max_request_headers,
+            },
+            header_timeout: Duration::from_millis(service.client_header_timeout_ms),
+            body_timeout: Duration::from_millis(service.client_body_timeout_ms),
+            keepalive_timeout: Duration::from_millis(service.keepalive_timeout_ms),
+            ..ServerSessionOptions::default()
+        },
+        max_retries: conf.max_retries,
+        upstream_keepalive_pool_size: conf.upstream_keepalive_pool_size,
+    };
+    let connector = Connector::new(bind_addrs(conf)?);
+    let proxy = HttpProxy::new(RouterProxy::new(routes), opts, connector);
+    let mut svc = ListeningService::new(service.name.clone(), proxy);
+    svc.set_threads(service.threads);
+    for l in &service.listeners {
+        let addr = match &l.addr {
+            pingora_config::ListenAddr::Tcp(a) => ListenAddr::Tcp(*a),
+            pingora_config::ListenAddr::Unix(p) => ListenAddr::Unix(p.clone()),
+        };
+        svc.add_listener(addr, ListenOptions { backlog: l.backlog });
+    }
+    Ok(svc)
+}
+
+fn bind_addrs(conf: &ServerConf) -> Result<BindAddrs, String> {
+    let parse = |list: &[String]| -> Result<Vec<std::net::IpAddr>, String> {
+        list.iter()
+            .map(|s| {
+                s.parse()
+                    .map_err(|e| format!("bad client bind address {s}: {e}"))
+            })
+            .collect()
+    };
+    Ok(BindAddrs {
+        v4: parse(&conf.client_bind_to_ipv4)?,
+        v6: parse(&conf.client_bind_to_ipv6)?,
+    })
+}
+
+fn build_routes(service: &ServiceConf) -> Result<ServiceRoutes, String> {
+    let mut upstreams = Vec::new();
+    for (name, up) in service.upstreams.iter() {
+        let options = PeerOptions {
+            connect_timeout: Duration::from_millis(up.connect_timeout_ms),
+            read_timeout: Duration::from_millis(up.read_timeout_ms),
+            write_timeout: Duration::from_millis(up.write_timeout_ms),
+            idle_timeout: Duration::from_millis(up.idle_timeout_ms),
+        };
+        let mut peers = Vec::new();
+        for p in &up.peers {
+            let addr = PeerAddress::parse(&p.addr)
+                .ok_or_else(|| format!("upstream {name}: bad peer address {}", p.addr))?;
+            peers.push(HttpPeer::new(addr, options.clone()));
+        }
+        upstreams.push(Upstream::new(name.to_string(), peers));
+    }
+    let mut routes = Vec::new();
+    for r in &service.routes {
+        let action = if let Some(resp) = &r.respond {
+            Action::Respond {
+                status: StatusCode::from_u16(resp.status)
+                    .map_err(|_| format!("bad respond status {}", resp.status))?,
+                content_type: resp.content_type.clone(),
+                body: Bytes::from(resp.body.clone()),
+            }
+        } else {
+            let name = r.upstream.as_deref().unwrap_or_default();
+            let i = upstreams
+                .iter()
+                .position(|u| u.name == name)
+                .ok_or_else(|| format!("route to undefined upstream {name}"))?;
+            Action::Upstream(i)
+        };
+        let (host, path_prefix) = match &r.matcher {
+            Some(m) => (m.host.clone(), m.path_prefix.clone()),
+            None => (None, None),
+        };
+        routes.push(Route {
+            host,
+            path_prefix,
+            action,
+        });
+    }
+    Ok(ServiceRoutes {
+        health_path: service.health_path.clone(),
+        routes,
+        upstreams,
+    })
+}

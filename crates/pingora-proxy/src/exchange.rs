@@ -1,0 +1,274 @@
+//! One request/response exchange with an upstream: connect (with retries), send the
+//! request head and body, stream the response back, all while both sides may talk.
+
+use bytes::Bytes;
+use http::{header, StatusCode, Version};
+use pingora_core::connector::HttpPeer;
+use pingora_core::protocols::http::v1::client::HttpClientSession;
+use pingora_core::protocols::http::v1::{is_upgrade_request, BodyFraming};
+use pingora_core::protocols::http::{RequestHeader, ResponseHeader};
+use pingora_core::{Error, ErrorKind, Result, Side};
+
+use crate::headers::{append_forwarded_for, strip_hop_by_hop};
+use crate::phases::ProxyHttp;
+use crate::proxy::HttpProxy;
+use crate::session::Session;
+
+/// How an exchange ended, when it did not fail.
+pub(crate) enum Outcome {
+    /// The response was sent in full.
+    Done,
+    /// The upstream switched protocols: relay raw bytes from now on.
+    Tunnel(HttpClientSession),
+}
+
+/// The state of proxying one request.
+pub(crate) struct Exchange<'a, P: ProxyHttp> {
+    proxy: &'a HttpProxy<P>,
+    session: &'a mut Session,
+    ctx: &'a mut P::Ctx,
+    /// Whether any request body was taken from the client (then no retry is possible).
+    body_started: bool,
+}
+
+impl<'a, P: ProxyHttp> Exchange<'a, P> {
+    pub(crate) fn new(
+        proxy: &'a HttpProxy<P>,
+        session: &'a mut Session,
+        ctx: &'a mut P::Ctx,
+    ) -> Self {
+        Exchange {
+            proxy,
+            session,
+            ctx,
+            body_started: false,
+        }
+    }
+
+    pub(crate) async fn run(mut self) -> Result<Outcome> {
+        let framing = self.session.downstream.req_body_framing();
+        let upgrade = is_upgrade_request(self.session.req_header());
+        let mut up_req = self.upstream_request(upgrade);
+        let mut filtered = false;
+        let mut retries = 0;
+        let mut allow_reuse = true;
+        let mut last_failed: Option<(HttpPeer, ErrorKind)> = None;
+        loop {
+            let peer = self
+                .proxy
+                .phases()
+                .upstream_peer(self.session, self.ctx)
+                .await?;
+            self.session.set_upstream(peer.address.to_string());
+            if !filtered {
+                self.proxy
+                    .phases()
+                    .upstream_request_filter(self.session, &mut up_req, self.ctx)
+                    .await?;
+                filtered = true;
+            }
+            if let Some((failed, ErrorKind::ConnectTimeout)) = &last_failed {
+                if failed.address == peer.address {
+                    return Err(Error::new(
+                        ErrorKind::ConnectTimeout,
+                        Side::Upstream,
+                        format!(
+                            "connecting to {} timed out; no other peer to try",
+                            peer.address
+                        ),
+                    ));
+                }
+            }
+            let (mut up, reused) = match self.proxy.connect(&peer, allow_reuse).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let e = self
+                        .proxy
+                        .phases()
+                        .fail_to_connect(self.session, &peer, self.ctx, e);
+                    if e.retry && retries < self.proxy.max_retries() {
+                        retries += 1;
+                        log::info!("retry {retries} after: {e}");
+                        last_failed = Some((peer, e.kind));
+                        continue;
+                    }
+                    return Err(e);
+                }
+            };
+            match self.exchange(&mut up, &mut up_req, framing, upgrade).await {
+                Ok(ExchangeEnd::Done) => {
+                    self.proxy.release(&peer, up);
+                    return Ok(Outcome::Done);
+                }
+                Ok(ExchangeEnd::Tunnel) => return Ok(Outcome::Tunnel(up)),
+                Err(e)
+                    if reused
+                        && allow_reuse
+                        && e.side == Side::Upstream
+                        && !up.received_any()
+                        && !self.body_started =>
+                {
+                    // The pooled connection was closed by the upstream while idle.
+                    log::debug!(
+                        "reused connection to {} was dead ({e}); retrying on a new one",
+                        peer.address
+                    );
+                    allow_reuse = false;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The request head to send upstream: hop-by-hop headers removed, `X-Forwarded-For`
+    /// appended, `Expect` dropped (the proxy answers `100 Continue` itself).
+    fn upstream_request(&self, upgrade: bool) -> RequestHeader {
+        let mut req = self.session.req_header().clone();
+        strip_hop_by_hop(&mut req.headers, upgrade);
+        req.headers.remove(header::EXPECT);
+        if let Some(ip) = self.session.client_addr().ip() {
+            append_forwarded_for(&mut req.headers, ip);
+        }
+        req.version = Version::HTTP_11;
+        req
+    }
+
+    async fn exchange(
+        &mut self,
+        up: &mut HttpClientSession,
+        up_req: &mut RequestHeader,
+        framing: BodyFraming,
+        upgrade: bool,
+    ) -> Result<ExchangeEnd> {
+        up.write_request_header(up_req, framing).await?;
+        let mut req_done = framing == BodyFraming::Empty;
+        if !req_done {
+            self.session.downstream.send_continue().await?;
+        }
+        let mut resp = loop {
+            tokio::select! {
+                biased;
+                r = up.read_response_header() => {
+                    let mut head = r?;
+                    if head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS {
+                        // 100 is ours to send (Expect is not forwarded); pass other interim heads.
+                        if head.status != StatusCode::CONTINUE {
+                            strip_hop_by_hop(&mut head.headers, false);
+                            self.session.downstream.write_response_header(&mut head).await?;
+                        }
+                        continue;
+                    }
+                    break head;
+                }
+                r = self.session.downstream.read_body(), if !req_done => {
+                    self.body_started = true;
+                    req_done = self.forward_request_body(up, r?).await?;
+                }
+            }
+        };
+        self.session.set_upstream_status(resp.status);
+        if resp.status == StatusCode::SWITCHING_PROTOCOLS {
+            if !upgrade {
+                return Err(Error::new(
+                    ErrorKind::InvalidHead,
+                    Side::Upstream,
+                    "upstream switched protocols without being asked",
+                ));
+            }
+            self.prepare_response(&mut resp, true).await?;
+            self.session
+                .downstream
+                .write_response_header(&mut resp)
+                .await?;
+            self.session.downstream.flush().await?;
+            return Ok(ExchangeEnd::Tunnel);
+        }
+        self.prepare_response(&mut resp, false).await?;
+        self.session
+            .downstream
+            .write_response_header(&mut resp)
+            .await?;
+        if !up.has_buffered_body() {
+            self.session.downstream.flush().await?;
+        }
+        loop {
+            tokio::select! {
+                biased;
+                r = up.read_body() => {
+                    let mut chunk = r?;
+                    let end = chunk.is_none();
+                    self.proxy.phases().response_body_filter(self.session, &mut chunk, end, self.ctx)?;
+                    if let Some(data) = chunk {
+                        self.session.downstream.write_body(&data).await?;
+                    }
+                    if end {
+                        let trailers = up.take_trailers();
+                        self.session.downstream.finish_response(trailers.as_ref()).await?;
+                        break;
+                    }
+                }
+                r = self.session.downstream.read_body(), if !req_done => {
+                    self.body_started = true;
+                    match self.forward_request_body(up, r?).await {
+                        Ok(done) => req_done = done,
+                        Err(e) if e.side == Side::Upstream => {
+                            // The upstream stopped reading the body but is answering:
+                            // let its response through, then close both connections.
+                            log::debug!("upstream stopped reading the request body: {e}");
+                            up.set_no_reuse();
+                            self.session.downstream.set_keepalive(false);
+                            req_done = true;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(ExchangeEnd::Done)
+    }
+
+    /// Runs the body filter on one piece of request body and sends it upstream;
+    /// true once the body ended.
+    async fn forward_request_body(
+        &mut self,
+        up: &mut HttpClientSession,
+        chunk: Option<Bytes>,
+    ) -> Result<bool> {
+        let end = chunk.is_none();
+        let mut chunk = chunk;
+        self.proxy
+            .phases()
+            .request_body_filter(self.session, &mut chunk, end, self.ctx)
+            .await?;
+        if let Some(data) = chunk {
+            up.write_body(&data).await?;
+        }
+        if end {
+            let trailers = self.session.downstream.req_trailers().cloned();
+            up.finish_body(trailers.as_ref()).await?;
+        }
+        Ok(end)
+    }
+
+    /// Fixes the upstream response head for the client and runs the response phases.
+    async fn prepare_response(&mut self, resp: &mut ResponseHeader, tunnel: bool) -> Result<()> {
+        let reframed = resp.headers.contains_key(header::TRANSFER_ENCODING);
+        strip_hop_by_hop(&mut resp.headers, tunnel);
+        if reframed {
+            // A transfer-coded body has no trustworthy length.
+            resp.headers.remove(header::CONTENT_LENGTH);
+        }
+        self.proxy
+            .phases()
+            .upstream_response_filter(self.session, resp, self.ctx)?;
+        self.proxy
+            .phases()
+            .response_filter(self.session, resp, self.ctx)
+            .await
+    }
+}
+
+enum ExchangeEnd {
+    Done,
+    Tunnel,
+}

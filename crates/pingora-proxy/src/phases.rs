@@ -1,0 +1,139 @@
+//! The [`ProxyHttp`] trait: what a proxy decides at each phase of a request.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use pingora_core::connector::HttpPeer;
+use pingora_core::protocols::http::{RequestHeader, ResponseHeader};
+use pingora_core::{Error, Result};
+
+use crate::session::Session;
+
+/// The phases of proxying one request. Implement [`ProxyHttp::upstream_peer`] at least;
+/// every other phase has a default that proxies the request unchanged.
+///
+/// Methods returning `impl Future` may be written as `async fn` in an implementation.
+pub trait ProxyHttp: Send + Sync + 'static {
+    /// Per-request state shared by the phases.
+    type Ctx: Send;
+
+    /// Creates the state for a new request.
+    fn new_ctx(&self) -> Self::Ctx;
+
+    /// Looks at the request first. Return `Ok(true)` after answering it yourself
+    /// (for example with [`Session::respond`]); `Ok(false)` to go on proxying.
+    fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut Self::Ctx,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        let _ = (session, ctx);
+        async { Ok(false) }
+    }
+
+    /// Chooses the upstream server. Called again before each retry, so a load balancer
+    /// can pick another server.
+    fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut Self::Ctx,
+    ) -> impl Future<Output = Result<HttpPeer>> + Send;
+
+    /// Edits the request head sent upstream (hop-by-hop headers are already removed
+    /// and `X-Forwarded-For` appended).
+    fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Self::Ctx,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let _ = (session, upstream_request, ctx);
+        async { Ok(()) }
+    }
+
+    /// Edits or replaces a piece of the request body on its way upstream.
+    /// `end_of_stream` is true for the last call, where `body` may be `None`.
+    fn request_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Self::Ctx,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let _ = (session, body, end_of_stream, ctx);
+        async { Ok(()) }
+    }
+
+    /// Edits the response head as received from upstream (hop-by-hop headers removed).
+    fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::Ctx,
+    ) -> Result<()> {
+        let _ = (session, upstream_response, ctx);
+        Ok(())
+    }
+
+    /// Edits the response head just before it is sent to the client.
+    fn response_filter(
+        &self,
+        session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut Self::Ctx,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let _ = (session, response, ctx);
+        async { Ok(()) }
+    }
+
+    /// Edits or replaces a piece of the response body on its way to the client.
+    /// `end_of_stream` is true for the last call, where `body` may be `None`.
+    fn response_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Self::Ctx,
+    ) -> Result<()> {
+        let _ = (session, body, end_of_stream, ctx);
+        Ok(())
+    }
+
+    /// Decides what to do after connecting to `peer` failed: return the error, with
+    /// [`Error::retry`] set to try again (with a peer from a new call to
+    /// [`ProxyHttp::upstream_peer`]), within the proxy's `max_retries`.
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut Self::Ctx,
+        error: Error,
+    ) -> Error {
+        let _ = (session, peer, ctx);
+        error
+    }
+
+    /// Answers the client after a failure, if a response can still be sent, and returns
+    /// the status sent (0 when none could be). The default maps the error to 400, 431,
+    /// 502, 503 or 504 (see [`crate::status::for_error`]).
+    fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        error: &Error,
+        ctx: &mut Self::Ctx,
+    ) -> impl Future<Output = u16> + Send {
+        let _ = ctx;
+        async move { session.respond_error_for(error).await }
+    }
+
+    /// Called once at the end of every request, with the error that ended it, if any.
+    fn logging(
+        &self,
+        session: &mut Session,
+        error: Option<&Error>,
+        ctx: &mut Self::Ctx,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (session, error, ctx);
+        async {}
+    }
+}

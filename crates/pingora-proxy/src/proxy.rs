@@ -1,0 +1,213 @@
+//! [`HttpProxy`]: serves client connections by running the [`ProxyHttp`] phases.
+
+use pingora_core::connector::{Connector, HttpConnector, HttpPeer};
+use pingora_core::protocols::http::v1::client::HttpClientSession;
+use pingora_core::protocols::http::v1::server::{
+    HttpServerSession, NextRequest, ServerSessionOptions,
+};
+use pingora_core::protocols::{PeerAddr, Stream};
+use pingora_core::service::ServerApp;
+use pingora_core::shutdown::ShutdownWatch;
+use pingora_core::{Error, ErrorKind, Side};
+
+use crate::exchange::{Exchange, Outcome};
+use crate::phases::ProxyHttp;
+use crate::session::Session;
+use crate::tunnel;
+
+/// Settings of an [`HttpProxy`].
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// Client-side limits and timeouts.
+    pub downstream: ServerSessionOptions,
+    /// Most retries after a retryable upstream failure.
+    pub max_retries: usize,
+    /// Idle upstream connections kept for reuse.
+    pub upstream_keepalive_pool_size: usize,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        ProxyOptions {
+            downstream: ServerSessionOptions::default(),
+            max_retries: 16,
+            upstream_keepalive_pool_size: 128,
+        }
+    }
+}
+
+/// An HTTP reverse proxy running the phases of `P` for every request.
+pub struct HttpProxy<P> {
+    inner: P,
+    opts: ProxyOptions,
+    upstreams: HttpConnector,
+}
+
+impl<P: ProxyHttp> HttpProxy<P> {
+    /// A proxy with `opts`, connecting upstream with `connector`.
+    pub fn new(inner: P, opts: ProxyOptions, connector: Connector) -> Self {
+        let upstreams = HttpConnector::new(connector, opts.upstream_keepalive_pool_size);
+        HttpProxy {
+            inner,
+            opts,
+            upstreams,
+        }
+    }
+
+    /// The user's phase implementation.
+    pub fn inner(&self) -> &P {
+        &self.inner
+    }
+
+    /// Idle upstream connections currently pooled.
+    pub fn idle_upstream_connections(&self) -> usize {
+        self.upstreams.idle_count()
+    }
+
+    /// Serves one request; returns what to do with the connection afterwards.
+    async fn serve_request(&self, session: &mut Session, draining: bool) -> AfterRequest {
+        session.begin_request();
+        if draining {
+            session.downstream.set_keepalive(false);
+        }
+        let mut ctx = self.inner.new_ctx();
+        let result = self.run_phases(session, &mut ctx).await;
+        let (after, error) = match result {
+            Ok(Outcome::Done) => (AfterRequest::Continue, None),
+            Ok(Outcome::Tunnel(up)) => (AfterRequest::Tunnel(up), None),
+            Err(e) => {
+                let sent = self.inner.fail_to_proxy(session, &e, &mut ctx).await;
+                log::warn!(
+                    "{} {} {} from {}: answered {}: {e}",
+                    session.req_header().method,
+                    session.req_header().path_and_query(),
+                    session.upstream_addr().unwrap_or("-"),
+                    session.client_addr(),
+                    if sent == 0 {
+                        "nothing".to_string()
+                    } else {
+                        sent.to_string()
+                    },
+                );
+                session.downstream.set_keepalive(false);
+                (AfterRequest::Close, Some(e))
+            }
+        };
+        self.inner.logging(session, error.as_ref(), &mut ctx).await;
+        match after {
+            AfterRequest::Continue if session.downstream.can_reuse() => AfterRequest::Continue,
+            AfterRequest::Continue => AfterRequest::Close,
+            other => other,
+        }
+    }
+
+    async fn run_phases(
+        &self,
+        session: &mut Session,
+        ctx: &mut P::Ctx,
+    ) -> pingora_core::Result<Outcome> {
+        if self.inner.request_filter(session, ctx).await? {
+            if !session.downstream.response_started() {
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    Side::Internal,
+                    "request_filter returned true without answering",
+                ));
+            }
+            return Ok(Outcome::Done);
+        }
+        Exchange::new(self, session, ctx).run().await
+    }
+
+    pub(crate) fn phases(&self) -> &P {
+        &self.inner
+    }
+
+    pub(crate) fn release(&self, peer: &HttpPeer, upstream: HttpClientSession) {
+        self.upstreams.release(peer, upstream);
+    }
+
+    pub(crate) fn max_retries(&self) -> usize {
+        self.opts.max_retries
+    }
+
+    /// A connection to `peer`: an idle pooled one when `allow_reuse` and one is there
+    /// (the flag in the result says so), else a new one.
+    pub(crate) async fn connect(
+        &self,
+        peer: &HttpPeer,
+        allow_reuse: bool,
+    ) -> pingora_core::Result<(HttpClientSession, bool)> {
+        if allow_reuse {
+            if let Some(mut s) = self.upstreams.reused(peer) {
+                s.set_timeouts(peer.options.client_timeouts());
+                return Ok((s, true));
+            }
+        }
+        Ok((self.upstreams.connect(peer).await?, false))
+    }
+}
+
+enum AfterRequest {
+    Continue,
+    Close,
+    Tunnel(HttpClientSession),
+}
+
+impl<P: ProxyHttp> ServerApp for HttpProxy<P> {
+    async fn process_connection(
+        &self,
+        stream: Stream,
+        peer: PeerAddr,
+        mut shutdown: ShutdownWatch,
+    ) {
+        let downstream = HttpServerSession::new(stream, peer, self.opts.downstream);
+        let mut session = Session::new(downstream);
+        loop {
+            match session.downstream.read_request(&mut shutdown).await {
+                Ok(NextRequest::Request) => {}
+                Ok(NextRequest::Closed) => return,
+                Err(e) => {
+                    bad_request(&mut session, e).await;
+                    return;
+                }
+            }
+            match self
+                .serve_request(&mut session, shutdown.is_draining())
+                .await
+            {
+                AfterRequest::Continue => continue,
+                AfterRequest::Close => {
+                    session.downstream.shutdown().await;
+                    return;
+                }
+                AfterRequest::Tunnel(upstream) => {
+                    tunnel::run(session.downstream, upstream).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Answers a request that could not be read (400, 431, 408) and logs why.
+async fn bad_request(session: &mut Session, e: Error) {
+    let quiet = matches!(
+        e.kind,
+        ErrorKind::ConnectionClosed | ErrorKind::ConnectionReset
+    );
+    if quiet {
+        log::debug!("client {}: {e}", session.client_addr());
+        return;
+    }
+    let status = crate::status::for_error(&e);
+    log::warn!(
+        "client {}: bad request, answered {}: {e}",
+        session.client_addr(),
+        status.as_u16()
+    );
+    if e.kind != ErrorKind::ReadTimeout || session.downstream.requests_served() == 0 {
+        let _ = session.downstream.respond_error(status).await;
+    }
+    session.downstream.shutdown().await;
+}

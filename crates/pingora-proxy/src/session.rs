@@ -1,0 +1,120 @@
+//! [`Session`]: one client request as the proxy phases see it.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::StatusCode;
+use pingora_core::protocols::http::v1::server::HttpServerSession;
+use pingora_core::protocols::http::{RequestHeader, ResponseHeader};
+use pingora_core::protocols::PeerAddr;
+use pingora_core::Error;
+
+use crate::status;
+
+/// The client connection and what is known about its current request.
+pub struct Session {
+    /// The client connection.
+    pub downstream: HttpServerSession,
+    started: Instant,
+    upstream_status: Option<StatusCode>,
+    upstream_addr: Option<String>,
+}
+
+impl Session {
+    pub(crate) fn new(downstream: HttpServerSession) -> Self {
+        Session {
+            downstream,
+            started: Instant::now(),
+            upstream_status: None,
+            upstream_addr: None,
+        }
+    }
+
+    pub(crate) fn begin_request(&mut self) {
+        self.started = Instant::now();
+        self.upstream_status = None;
+        self.upstream_addr = None;
+    }
+
+    /// The request head as the client sent it.
+    pub fn req_header(&self) -> &RequestHeader {
+        self.downstream.req_header()
+    }
+
+    /// The request head, to change before it is proxied.
+    pub fn req_header_mut(&mut self) -> &mut RequestHeader {
+        self.downstream.req_header_mut()
+    }
+
+    /// The client's address.
+    pub fn client_addr(&self) -> &PeerAddr {
+        self.downstream.peer()
+    }
+
+    /// When the current request head was read.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// The status the upstream answered with, once it did.
+    pub fn upstream_status(&self) -> Option<StatusCode> {
+        self.upstream_status
+    }
+
+    /// The upstream address the request went to, once chosen.
+    pub fn upstream_addr(&self) -> Option<&str> {
+        self.upstream_addr.as_deref()
+    }
+
+    pub(crate) fn set_upstream(&mut self, addr: String) {
+        self.upstream_addr = Some(addr);
+    }
+
+    pub(crate) fn set_upstream_status(&mut self, status: StatusCode) {
+        self.upstream_status = Some(status);
+    }
+
+    /// The status sent to the client, once a response head was written.
+    pub fn response_status(&self) -> Option<StatusCode> {
+        self.downstream.response_status()
+    }
+
+    /// Answers the request with a complete small response.
+    pub async fn respond(
+        &mut self,
+        status: StatusCode,
+        content_type: &str,
+        body: Bytes,
+    ) -> pingora_core::Result<()> {
+        self.downstream.respond(status, content_type, body).await
+    }
+
+    /// Answers with a full response head and body (the head's framing headers are set
+    /// from the body length).
+    pub async fn respond_with(
+        &mut self,
+        mut head: ResponseHeader,
+        body: Bytes,
+    ) -> pingora_core::Result<()> {
+        head.headers.insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from(body.len()),
+        );
+        self.downstream.write_response_header(&mut head).await?;
+        self.downstream.write_body(&body).await?;
+        self.downstream.finish_response(None).await
+    }
+
+    /// Answers with the status [`status::for_error`] maps `error` to, unless a response
+    /// was already started; returns the status sent, or 0.
+    pub async fn respond_error_for(&mut self, error: &Error) -> u16 {
+        if self.downstream.response_started() {
+            return 0;
+        }
+        let status = status::for_error(error);
+        match self.downstream.respond_error(status).await {
+            Ok(()) => status.as_u16(),
+            Err(_) => 0,
+        }
+    }
+}

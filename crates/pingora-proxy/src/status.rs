@@ -1,0 +1,54 @@
+//! Which HTTP status a failure is answered with.
+
+use http::StatusCode;
+use pingora_core::{Error, ErrorKind, Side};
+
+/// The status for an error: 400 malformed request, 431 head too large, 408 slow client,
+/// 502 upstream refused/reset/garbled, 503 no upstream, 504 upstream timeout, 500 otherwise.
+pub fn for_error(e: &Error) -> StatusCode {
+    match (e.side, e.kind) {
+        (Side::Downstream, ErrorKind::HeadTooLarge) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        (Side::Downstream, ErrorKind::InvalidHead | ErrorKind::InvalidBody) => {
+            StatusCode::BAD_REQUEST
+        }
+        (Side::Downstream, ErrorKind::ReadTimeout) => StatusCode::REQUEST_TIMEOUT,
+        (_, ErrorKind::NoUpstream) => StatusCode::SERVICE_UNAVAILABLE,
+        (
+            Side::Upstream,
+            ErrorKind::ConnectTimeout | ErrorKind::ReadTimeout | ErrorKind::WriteTimeout,
+        ) => StatusCode::GATEWAY_TIMEOUT,
+        (Side::Upstream, _) => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_each_failure() {
+        let e = |side, kind| Error::new(kind, side, "t");
+        assert_eq!(for_error(&e(Side::Downstream, ErrorKind::InvalidHead)), 400);
+        assert_eq!(
+            for_error(&e(Side::Downstream, ErrorKind::HeadTooLarge)),
+            431
+        );
+        assert_eq!(
+            for_error(&e(Side::Upstream, ErrorKind::ConnectRefused)),
+            502
+        );
+        assert_eq!(for_error(&e(Side::Upstream, ErrorKind::InvalidHead)), 502);
+        assert_eq!(
+            for_error(&e(Side::Upstream, ErrorKind::ConnectionReset)),
+            502
+        );
+        assert_eq!(for_error(&e(Side::Upstream, ErrorKind::ReadTimeout)), 504);
+        assert_eq!(
+            for_error(&e(Side::Upstream, ErrorKind::ConnectTimeout)),
+            504
+        );
+        assert_eq!(for_error(&e(Side::Internal, ErrorKind::NoUpstream)), 503);
+        assert_eq!(for_error(&e(Side::Internal, ErrorKind::Internal)), 500);
+    }
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs the pingora binary as a proxy for ../shared/bench/run.sh:
+#   ../shared/bench/run.sh --proxy ours='tools/bench-proxy.sh target/release/pingora {listen} {upstream}'
+# Writes a one-service config (1 thread, like the other peers) to a temp dir and execs
+# the binary in the foreground so the bench measures its CPU.
+set -euo pipefail
+bin=$1 port=$2 upstream=$3
+dir=$(mktemp -d /tmp/pingora-bench.XXXXXX)
+cat > "$dir/conf.yaml" <<CONF
+version: 1
+threads: 1
+pid_file: $dir/pingora.pid
+upgrade_sock: $dir/upgrade.sock
+upstream_keepalive_pool_size: 128
+services:
+  - name: bench
+    listeners:
+      - addr: 127.0.0.1:$port
+    routes:
+      - upstream: origin
+    upstreams:
+      origin:
+        peers: ["$upstream"]
+CONF
+PINGORA_LOG=${PINGORA_LOG:-warn} exec "$bin" -c "$dir/conf.yaml"
