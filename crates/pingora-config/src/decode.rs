@@ -100,6 +100,28 @@ pub(crate) fn translate(err: &YamlError, file: &str, index: &PositionIndex) -> C
             "the file holds more than one YAML document (`---`); only one is allowed".to_string(),
             None,
         ),
+        YamlError::Unexpected { expected, .. } => {
+            let path = path_at(position);
+            let what = match *expected {
+                "sequence start" => "a list".to_string(),
+                "mapping start" if path.is_empty() => {
+                    "a map of keys (like `threads: 4`) at the top of the file".to_string()
+                }
+                "mapping start" => "a map (`key: value` lines or `{ key: value }`)".to_string(),
+                other => other.to_string(),
+            };
+            let found = match position.and_then(|p| index.scalar_at(p)) {
+                Some("" | "~" | "null") => ", found an empty value".to_string(),
+                Some(text) => format!(", found `{}`", text.escape_debug()),
+                None => String::new(),
+            };
+            (
+                ConfigErrorKind::Type,
+                path,
+                format!("expected {what}{found}"),
+                None,
+            )
+        }
         YamlError::InvalidScalar { ty, .. } => (
             ConfigErrorKind::Type,
             path_at(position),

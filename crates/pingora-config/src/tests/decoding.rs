@@ -187,14 +187,30 @@ fn type_errors_name_the_key() {
         "services[0].routes[0].respond.status",
         "at most 65535",
     );
-    assert_err("services:\n  name: a\n", Type, 2, "services", "sequence");
+    assert_err(
+        "services:\n  name: a\n",
+        Type,
+        2,
+        "services",
+        "expected a list",
+    );
     assert_err(
         "client_bind_to_ipv4: 1.2.3.4\n",
         Type,
         1,
         "client_bind_to_ipv4",
-        "sequence",
+        "expected a list, found `1.2.3.4`",
     );
+    assert_err(
+        "services:\n",
+        Type,
+        1,
+        "services",
+        "expected a list, found an empty value",
+    );
+    assert_err("admin: 5\n", Type, 1, "admin", "expected a map");
+    assert_err("- a\n- b\n", Type, 1, "", "expected a map of keys");
+    assert_err("hello\n", Type, 1, "", "found `hello`");
 }
 
 #[test]
