@@ -1,0 +1,203 @@
+//! Connection reuse and header handling: upstream keep-alive pooling, hop-by-hop
+//! headers, X-Forwarded-For and Host.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Setup;
+use test_support::{owned, request_bytes, Origin, Reply};
+
+fn path_origin() -> Origin {
+    Origin::start(|req| Reply::ok(req.path.clone()))
+}
+
+#[test]
+fn sequential_requests_reuse_upstream_connections() {
+    let origin = path_origin();
+    let proxy = Setup::new(origin.addr()).start();
+    let mut served = 0;
+    for conn in 0..4 {
+        let mut c = proxy.client();
+        for i in 0..50 {
+            let path = format!("/c{conn}/r{i}");
+            c.send(&request_bytes("GET", &path, &[("Host", "test")], b""))
+                .unwrap();
+            let r = c.read_final_response().unwrap();
+            assert_eq!((r.status, r.text()), (200, path));
+            served += 1;
+        }
+    }
+    assert_eq!(origin.requests(), served);
+    assert!(
+        origin.connections() <= 4,
+        "{} upstream connections for {served} sequential requests",
+        origin.connections()
+    );
+}
+
+#[test]
+fn client_connection_close_does_not_close_the_upstream_connection() {
+    let origin = path_origin();
+    let proxy = Setup::new(origin.addr()).start();
+    for i in 0..5 {
+        let mut c = proxy.client();
+        let path = format!("/close{i}");
+        c.send(&request_bytes(
+            "GET",
+            &path,
+            &[("Host", "test"), ("Connection", "close")],
+            b"",
+        ))
+        .unwrap();
+        let r = c.read_final_response().unwrap();
+        assert_eq!((r.status, r.text()), (200, path));
+        assert!(
+            r.has_token("connection", "close"),
+            "headers: {:?}",
+            r.headers
+        );
+        assert!(
+            c.is_closed_by_peer(Duration::from_secs(3)),
+            "client connection left open"
+        );
+    }
+    assert_eq!(
+        origin.connections(),
+        1,
+        "the upstream connection was not reused"
+    );
+    for got in origin.received() {
+        assert!(
+            !got.header_all("connection")
+                .iter()
+                .any(|v| v.to_ascii_lowercase().contains("close")),
+            "client's Connection: close reached the origin: {:?}",
+            got.headers
+        );
+    }
+}
+
+#[test]
+fn hop_by_hop_headers_are_not_forwarded() {
+    let origin = Origin::start(|_| {
+        Reply::full(
+            200,
+            &[
+                ("Connection", "X-Origin-Hop"),
+                ("X-Origin-Hop", "1"),
+                ("Keep-Alive", "timeout=5"),
+                ("Proxy-Connection", "keep-alive"),
+                ("X-Origin-End", "kept"),
+            ],
+            "ok",
+        )
+    });
+    let proxy = Setup::new(origin.addr()).start();
+    let mut c = proxy.client();
+    c.send(&request_bytes(
+        "GET",
+        "/hop",
+        &[
+            ("Host", "test"),
+            ("Connection", "keep-alive, X-Client-Hop"),
+            ("X-Client-Hop", "secret"),
+            ("Keep-Alive", "timeout=5"),
+            ("TE", "trailers"),
+            ("Trailer", "X-Never"),
+            ("Upgrade", "something/1.0"),
+            ("Proxy-Connection", "keep-alive"),
+            ("X-End-To-End", "yes"),
+        ],
+        b"",
+    ))
+    .unwrap();
+    let r = c.read_final_response().unwrap();
+    assert_eq!(r.status, 200);
+    let got = origin.last_received().unwrap();
+    for hop in [
+        "x-client-hop",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-connection",
+    ] {
+        assert_eq!(
+            got.header(hop),
+            None,
+            "{hop} reached the origin: {:?}",
+            got.headers
+        );
+    }
+    for v in got.header_all("connection") {
+        assert!(
+            !v.to_ascii_lowercase().contains("x-client-hop"),
+            "client's Connection forwarded: {v}"
+        );
+    }
+    assert_eq!(got.header("x-end-to-end"), Some("yes"));
+
+    for hop in ["x-origin-hop", "keep-alive", "proxy-connection"] {
+        assert_eq!(
+            r.header(hop),
+            None,
+            "{hop} reached the client: {:?}",
+            r.headers
+        );
+    }
+    for v in r.header_all("connection") {
+        assert!(
+            !v.to_ascii_lowercase().contains("x-origin-hop"),
+            "origin's Connection forwarded: {v}"
+        );
+    }
+    assert_eq!(r.header("x-origin-end"), Some("kept"));
+}
+
+#[test]
+fn x_forwarded_for_is_appended() {
+    let origin = path_origin();
+    let proxy = Setup::new(origin.addr()).start();
+
+    let mut c = proxy.client();
+    c.send(&request_bytes(
+        "GET",
+        "/a",
+        &[("Host", "test"), ("X-Forwarded-For", "10.1.2.3")],
+        b"",
+    ))
+    .unwrap();
+    assert_eq!(c.read_final_response().unwrap().status, 200);
+    let got = origin.last_received().unwrap();
+    assert_eq!(
+        got.header_all("x-forwarded-for").join(", "),
+        "10.1.2.3, 127.0.0.1"
+    );
+
+    c.send(&request_bytes("GET", "/b", &[("Host", "test")], b""))
+        .unwrap();
+    assert_eq!(c.read_final_response().unwrap().status, 200);
+    let got = origin.last_received().unwrap();
+    assert_eq!(got.header_all("x-forwarded-for"), ["127.0.0.1"]);
+}
+
+#[test]
+fn host_is_kept_as_sent() {
+    let origin = path_origin();
+    let proxy = Setup::new(origin.addr()).start();
+    let mut c = proxy.client();
+    c.send(&request_bytes(
+        "GET",
+        "/h",
+        &[("Host", "Example.COM:8443"), ("X-Other", "v")],
+        b"",
+    ))
+    .unwrap();
+    assert_eq!(c.read_final_response().unwrap().status, 200);
+    let got = origin.last_received().unwrap();
+    assert_eq!(got.header_all("host"), ["Example.COM:8443"]);
+    assert_eq!(got.path, "/h");
+    assert_eq!(got.method, "GET");
+    assert!(got.headers.contains(&owned(&[("x-other", "v")])[0]));
+}

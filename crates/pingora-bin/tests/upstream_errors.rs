@@ -1,0 +1,123 @@
+//! Upstream failures as the client sees them: 502 for refused, reset, closed or
+//! garbled upstreams, 504 for a slow one, a cut response when it fails mid-body,
+//! and a transparent retry when a pooled connection went stale.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Proxy, Setup};
+use test_support::{free_addr, wait_until, Origin, Reply};
+
+fn get_status(proxy: &Proxy, path: &str) -> (u16, Duration) {
+    let started = Instant::now();
+    let mut c = proxy.client();
+    c.send(&common::get_bytes(path)).unwrap();
+    let r = c
+        .read_final_response()
+        .unwrap_or_else(|e| panic!("no response for {path}: {e}\nlog:\n{}", proxy.log()));
+    (r.status, started.elapsed())
+}
+
+#[test]
+fn refused_connection_gives_502() {
+    let nothing_there = free_addr();
+    let proxy = Setup::new(nothing_there).start();
+    let (status, took) = get_status(&proxy, "/x");
+    assert_eq!(status, 502);
+    assert!(took < Duration::from_secs(3), "502 took {took:?}");
+    assert!(
+        proxy.process.wait_for_stderr("502", Duration::from_secs(2)),
+        "log:\n{}",
+        proxy.log()
+    );
+}
+
+#[test]
+fn reset_before_any_response_gives_502() {
+    let origin = Origin::start(|_| Reply::ResetAfter {
+        head_and_partial_body: Vec::new(),
+    });
+    let proxy = Setup::new(origin.addr()).start();
+    assert_eq!(get_status(&proxy, "/x").0, 502);
+}
+
+#[test]
+fn close_without_response_gives_502() {
+    let origin = Origin::start(|_| Reply::CloseWithoutResponse);
+    let proxy = Setup::new(origin.addr()).start();
+    assert_eq!(get_status(&proxy, "/x").0, 502);
+}
+
+#[test]
+fn garbage_from_upstream_gives_502() {
+    let origin = Origin::start(|req| match req.path.as_str() {
+        "/not-http" => Reply::Raw(b"this is not http at all\r\n\r\n".to_vec()),
+        _ => Reply::Raw(b"HTTP/1.1 2x0 What\r\nContent-Length: 0\r\n\r\n".to_vec()),
+    });
+    let proxy = Setup::new(origin.addr()).start();
+    assert_eq!(get_status(&proxy, "/not-http").0, 502);
+    assert_eq!(get_status(&proxy, "/bad-status").0, 502);
+}
+
+#[test]
+fn reset_mid_response_cuts_the_client_response() {
+    let origin = Origin::start(|_| Reply::ResetAfter {
+        head_and_partial_body: b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly a part"
+            .to_vec(),
+    });
+    let proxy = Setup::new(origin.addr()).start();
+    let mut c = proxy.client();
+    c.send(&common::get_bytes("/x")).unwrap();
+    match c.read_final_response() {
+        // The response had started: the client must see it cut short.
+        Err(_) => {}
+        // Or the proxy had not sent anything yet and could still answer 502.
+        Ok(r) => assert_eq!(
+            r.status, 502,
+            "a cut upstream response was passed on as complete: {r:?}"
+        ),
+    }
+    assert!(
+        c.is_closed_by_peer(Duration::from_secs(3)),
+        "client connection left open"
+    );
+}
+
+#[test]
+fn slow_upstream_gives_504() {
+    let origin =
+        Origin::start(|_| Reply::Delay(Duration::from_secs(3), Box::new(Reply::ok("late"))));
+    let proxy = Setup::new(origin.addr()).read_timeout_ms(500).start();
+    let (status, took) = get_status(&proxy, "/slow");
+    assert_eq!(status, 504);
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_millis(2500),
+        "504 after {took:?}"
+    );
+}
+
+#[test]
+fn stale_pooled_connection_is_retried_on_a_fresh_one() {
+    // The origin closes idle keep-alive connections after 100 ms.
+    let origin = Origin::builder()
+        .idle_timeout(Duration::from_millis(100))
+        .start(|req| Reply::ok(req.path.clone()));
+    let proxy = Setup::new(origin.addr()).start();
+    let mut c = proxy.client();
+    for (i, path) in ["/first", "/second", "/third"].into_iter().enumerate() {
+        c.send(&common::get_bytes(path)).unwrap();
+        let r = c.read_final_response().unwrap();
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, path),
+            "log:\n{}",
+            proxy.log()
+        );
+        // Wait until the origin has closed the pooled connection behind the proxy's back.
+        assert!(wait_until(Duration::from_secs(3), || origin
+            .open_connections()
+            == 0));
+        assert_eq!(origin.connections(), i + 1);
+    }
+}
