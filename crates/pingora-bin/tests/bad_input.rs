@@ -70,20 +70,30 @@ fn refused_before_the_origin(raw: &[u8], status: u16) -> String {
     line
 }
 
-#[test]
-fn content_length_with_transfer_encoding() {
-    refused_before_the_origin(
-        b"POST /x HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-        400,
+/// Checks that the logged line gives the cause: it mentions `word` (case-insensitively).
+fn assert_cause(line: &str, word: &str) {
+    assert!(
+        line.to_ascii_lowercase().contains(word),
+        "log line does not say the cause ({word}): {line}"
     );
 }
 
 #[test]
+fn content_length_with_transfer_encoding() {
+    let line = refused_before_the_origin(
+        b"POST /x HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    );
+    assert_cause(&line, "transfer-encoding");
+}
+
+#[test]
 fn two_differing_content_lengths() {
-    refused_before_the_origin(
+    let line = refused_before_the_origin(
         b"POST /x HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
         400,
     );
+    assert_cause(&line, "content-length");
 }
 
 #[test]
@@ -126,22 +136,25 @@ fn bare_cr_in_head() {
 
 #[test]
 fn http11_without_host() {
-    refused_before_the_origin(b"GET /x HTTP/1.1\r\nUser-Agent: t\r\n\r\n", 400);
+    let line = refused_before_the_origin(b"GET /x HTTP/1.1\r\nUser-Agent: t\r\n\r\n", 400);
+    assert_cause(&line, "host");
 }
 
 #[test]
 fn two_host_headers() {
-    refused_before_the_origin(
+    let line = refused_before_the_origin(
         b"GET /x HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n",
         400,
     );
+    assert_cause(&line, "host");
 }
 
 #[test]
 fn oversized_head_gets_431() {
     let big = "a".repeat(40 * 1024);
     let raw = format!("GET /x HTTP/1.1\r\nHost: test\r\nX-Big: {big}\r\n\r\n");
-    refused_before_the_origin(raw.as_bytes(), 431);
+    let line = refused_before_the_origin(raw.as_bytes(), 431);
+    assert_cause(&line, "large");
 }
 
 #[test]
@@ -178,6 +191,46 @@ fn slow_head_is_cut_off_after_client_header_timeout() {
     );
     assert_eq!(origin.requests(), 0);
     // Still serving.
+    let mut fresh = proxy.client();
+    fresh.send(&common::get_bytes("/after")).unwrap();
+    assert_eq!(fresh.read_final_response().unwrap().status, 200);
+}
+
+#[test]
+fn too_many_headers_gets_431() {
+    let mut raw = String::from("GET /x HTTP/1.1\r\nHost: test\r\n");
+    for i in 0..200 {
+        raw.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    raw.push_str("\r\n");
+    refused_before_the_origin(raw.as_bytes(), 431);
+}
+
+#[test]
+fn stalled_request_body_is_cut_off_after_client_body_timeout() {
+    let origin = ok_origin();
+    let proxy = Setup::new(origin.addr())
+        .service("client_body_timeout_ms: 1000")
+        .read_timeout_ms(10_000)
+        .start();
+    let mut c = proxy.client();
+    c.send(b"POST /x HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\nhalf!")
+        .unwrap();
+    let started = Instant::now();
+    // Whatever is answered (e.g. 408), the connection must end soon after the timeout.
+    let rest = c
+        .read_to_end_raw()
+        .expect("the proxy closes the connection");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_millis(3000),
+        "stalled body cut off after {elapsed:?} (timeout 1000 ms); got {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+    assert!(
+        origin.received().is_empty(),
+        "the origin got a complete request"
+    );
     let mut fresh = proxy.client();
     fresh.send(&common::get_bytes("/after")).unwrap();
     assert_eq!(fresh.read_final_response().unwrap().status, 200);

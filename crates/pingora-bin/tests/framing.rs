@@ -265,3 +265,86 @@ fn pipelined_requests_are_answered_in_order() {
         .collect();
     assert_eq!(bodies, ["GET /p1", "second", "hi\n", "GET /p4"]);
 }
+
+#[test]
+fn head_responses_without_a_body_do_not_wait_for_one() {
+    // Chunked and close-delimited heads announce a body that a HEAD response never has.
+    let origin = framing_origin();
+    let proxy = Setup::new(origin.addr()).start();
+    let mut c = proxy.client();
+    for path in ["/chunked", "/close"] {
+        c.send(&request_bytes("HEAD", path, &[("Host", "test")], b""))
+            .unwrap();
+        let r = c.read_response_for_head().unwrap();
+        assert_eq!(r.status, 200, "HEAD {path}");
+    }
+    c.send(&request_bytes("GET", "/after", &[("Host", "test")], b""))
+        .unwrap();
+    let after = c.read_final_response().unwrap();
+    assert_eq!(after.text(), "GET /after");
+}
+
+#[test]
+fn http10_upstream_response_is_read_to_the_close() {
+    let origin = Origin::start(|_| {
+        Reply::Raw(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nold-style body".to_vec())
+    });
+    let proxy = Setup::new(origin.addr()).start();
+    let mut c = proxy.client();
+    c.send(&request_bytes("GET", "/old", &[("Host", "test")], b""))
+        .unwrap();
+    let r = c.read_final_response().unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "old-style body"));
+    assert_eq!(r.framing, Framing::Chunked, "headers: {:?}", r.headers);
+}
+
+#[test]
+fn chunked_upstream_response_is_close_delimited_for_http10() {
+    let origin = framing_origin();
+    let proxy = Setup::new(origin.addr()).start();
+    let mut c = proxy.client();
+    c.send(b"GET /chunked HTTP/1.0\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let r = c.read_final_response().unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("transfer-encoding"),
+        None,
+        "chunked sent to an HTTP/1.0 client"
+    );
+    assert_eq!(r.body, b"first,second");
+}
+
+#[test]
+fn unsolicited_100_and_repeated_103_are_not_the_final_response() {
+    let origin =
+        Origin::start(|_| Reply::Interim(vec![100, 103, 103], Box::new(Reply::ok("final"))));
+    let proxy = Setup::new(origin.addr()).start();
+    let mut c = proxy.client();
+    c.send(&request_bytes("GET", "/x", &[("Host", "test")], b""))
+        .unwrap();
+    let r = c.read_final_response().unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "final"));
+    // The connection is still in step: the next answer is the next request's.
+    c.send(&request_bytes("GET", "/y", &[("Host", "test")], b""))
+        .unwrap();
+    assert_eq!(c.read_final_response().unwrap().text(), "final");
+}
+
+#[test]
+fn pipelined_request_after_a_chunked_body() {
+    let origin = framing_origin();
+    let proxy = Setup::new(origin.addr()).start();
+    let mut c = proxy.client();
+    let mut batch = request_bytes(
+        "POST",
+        "/echo",
+        &[("Host", "test"), ("Transfer-Encoding", "chunked")],
+        b"",
+    );
+    batch.extend(chunked_body(&[b"one", b"two"], &[]));
+    batch.extend(request_bytes("GET", "/next", &[("Host", "test")], b""));
+    c.send(&batch).unwrap();
+    assert_eq!(c.read_final_response().unwrap().body, b"onetwo");
+    assert_eq!(c.read_final_response().unwrap().text(), "GET /next");
+}

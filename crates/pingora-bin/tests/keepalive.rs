@@ -201,3 +201,140 @@ fn host_is_kept_as_sent() {
     assert_eq!(got.method, "GET");
     assert!(got.headers.contains(&owned(&[("x-other", "v")])[0]));
 }
+
+#[test]
+fn several_x_forwarded_for_headers_keep_every_hop() {
+    let origin = path_origin();
+    let proxy = Setup::new(origin.addr()).start();
+    let mut c = proxy.client();
+    c.send(&request_bytes(
+        "GET",
+        "/a",
+        &[
+            ("Host", "test"),
+            ("X-Forwarded-For", "10.0.0.1"),
+            ("X-Forwarded-For", "10.0.0.2, 10.0.0.3"),
+        ],
+        b"",
+    ))
+    .unwrap();
+    assert_eq!(c.read_final_response().unwrap().status, 200);
+    let got = origin.last_received().unwrap();
+    assert_eq!(
+        got.header_all("x-forwarded-for").join(", "),
+        "10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"
+    );
+}
+
+#[test]
+fn upstream_connection_close_is_not_pooled() {
+    let origin =
+        Origin::start(|req| Reply::full(200, &[("Connection", "close")], req.path.clone()));
+    let proxy = Setup::new(origin.addr()).start();
+    let mut c = proxy.client();
+    for path in ["/one", "/two", "/three"] {
+        c.send(&request_bytes("GET", path, &[("Host", "test")], b""))
+            .unwrap();
+        let r = c.read_final_response().unwrap();
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, path),
+            "log:\n{}",
+            proxy.log()
+        );
+    }
+    assert_eq!(origin.connections(), 3);
+}
+
+#[test]
+fn client_abort_mid_download_does_not_poison_the_pool() {
+    let origin = Origin::start(|req| match req.path.as_str() {
+        "/big" => Reply::LargeStream {
+            len: 32 * 1024 * 1024,
+            chunk: 16 * 1024,
+        },
+        _ => Reply::ok(req.path.clone()),
+    });
+    let proxy = Setup::new(origin.addr()).read_timeout_ms(5000).start();
+    {
+        let mut c = proxy.client();
+        c.send(&request_bytes("GET", "/big", &[("Host", "test")], b""))
+            .unwrap();
+        let first = c.read_available(Duration::from_secs(3)).unwrap();
+        assert!(
+            first.starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            String::from_utf8_lossy(&first[..first.len().min(64)])
+        );
+    } // dropped: the client goes away mid-body
+    for path in ["/small1", "/small2"] {
+        let mut c = proxy.client();
+        c.send(&request_bytes("GET", path, &[("Host", "test")], b""))
+            .unwrap();
+        let r = c.read_final_response().unwrap();
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, path),
+            "log:\n{}",
+            proxy.log()
+        );
+    }
+}
+
+#[test]
+fn client_abort_mid_upload_does_not_poison_the_pool() {
+    let origin = Origin::start(|req| Reply::ok(req.path.clone()));
+    let proxy = Setup::new(origin.addr()).start();
+    {
+        let mut c = proxy.client();
+        c.send(b"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 1000000\r\n\r\n")
+            .unwrap();
+        c.send(&vec![b'x'; 100_000]).unwrap();
+        // Wait until the origin has the request, then go away mid-body.
+        assert!(test_support::wait_until(Duration::from_secs(3), || origin
+            .requests()
+            == 1));
+    }
+    let mut c = proxy.client();
+    c.send(&request_bytes("GET", "/after", &[("Host", "test")], b""))
+        .unwrap();
+    let r = c.read_final_response().unwrap();
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "/after"),
+        "log:\n{}",
+        proxy.log()
+    );
+    // The cut request never completed at the origin, and its upstream connection was
+    // closed (the origin saw its body end early) rather than left hanging.
+    assert!(origin.received().iter().all(|r| r.path != "/upload"));
+    assert!(
+        test_support::wait_until(Duration::from_secs(3), || origin
+            .errors()
+            .iter()
+            .any(|e| e.starts_with("connection 0:"))),
+        "the upstream connection of the aborted upload was not closed"
+    );
+}
+
+#[test]
+fn idle_client_connection_is_closed_after_keepalive_timeout() {
+    let origin = path_origin();
+    let proxy = Setup::new(origin.addr())
+        .service("keepalive_timeout_ms: 300")
+        .start();
+    let mut c = proxy.client();
+    c.send(&request_bytes("GET", "/a", &[("Host", "test")], b""))
+        .unwrap();
+    assert_eq!(c.read_final_response().unwrap().status, 200);
+    let idle_since = std::time::Instant::now();
+    assert!(
+        c.is_closed_by_peer(Duration::from_secs(3)),
+        "idle connection kept open"
+    );
+    let idle = idle_since.elapsed();
+    assert!(
+        idle >= Duration::from_millis(250),
+        "closed after only {idle:?}"
+    );
+}
