@@ -22,7 +22,6 @@ pub fn validate_options() -> ValidateOptions {
     // validation with a message saying so.
     ValidateOptions {
         tls_supported: false,
-        ..ValidateOptions::default()
     }
 }
 

@@ -19,7 +19,7 @@ pub(crate) enum Outcome {
     /// The response was sent in full.
     Done,
     /// The upstream switched protocols: relay raw bytes from now on.
-    Tunnel(HttpClientSession),
+    Tunnel(Box<HttpClientSession>),
 }
 
 /// The state of proxying one request.
@@ -100,7 +100,7 @@ impl<'a, P: ProxyHttp> Exchange<'a, P> {
                     self.proxy.release(&peer, up);
                     return Ok(Outcome::Done);
                 }
-                Ok(ExchangeEnd::Tunnel) => return Ok(Outcome::Tunnel(up)),
+                Ok(ExchangeEnd::Tunnel) => return Ok(Outcome::Tunnel(Box::new(up))),
                 Err(e)
                     if reused
                         && allow_reuse

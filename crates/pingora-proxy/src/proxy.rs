@@ -65,11 +65,8 @@ impl<P: ProxyHttp> HttpProxy<P> {
     }
 
     /// Serves one request; returns what to do with the connection afterwards.
-    async fn serve_request(&self, session: &mut Session, draining: bool) -> AfterRequest {
+    async fn serve_request(&self, session: &mut Session) -> AfterRequest {
         session.begin_request();
-        if draining {
-            session.downstream.set_keepalive(false);
-        }
         let mut ctx = self.inner.new_ctx();
         let result = self.run_phases(session, &mut ctx).await;
         let (after, error) = match result {
@@ -151,20 +148,15 @@ impl<P: ProxyHttp> HttpProxy<P> {
 enum AfterRequest {
     Continue,
     Close,
-    Tunnel(HttpClientSession),
+    Tunnel(Box<HttpClientSession>),
 }
 
 impl<P: ProxyHttp> ServerApp for HttpProxy<P> {
-    async fn process_connection(
-        &self,
-        stream: Stream,
-        peer: PeerAddr,
-        mut shutdown: ShutdownWatch,
-    ) {
-        let downstream = HttpServerSession::new(stream, peer, self.opts.downstream);
+    async fn process_connection(&self, stream: Stream, peer: PeerAddr, shutdown: ShutdownWatch) {
+        let downstream = HttpServerSession::new(stream, peer, self.opts.downstream, shutdown);
         let mut session = Session::new(downstream);
         loop {
-            match session.downstream.read_request(&mut shutdown).await {
+            match session.downstream.read_request().await {
                 Ok(NextRequest::Request) => {}
                 Ok(NextRequest::Closed) => return,
                 Err(e) => {
@@ -172,17 +164,14 @@ impl<P: ProxyHttp> ServerApp for HttpProxy<P> {
                     return;
                 }
             }
-            match self
-                .serve_request(&mut session, shutdown.is_draining())
-                .await
-            {
+            match self.serve_request(&mut session).await {
                 AfterRequest::Continue => continue,
                 AfterRequest::Close => {
                     session.downstream.shutdown().await;
                     return;
                 }
                 AfterRequest::Tunnel(upstream) => {
-                    tunnel::run(session.downstream, upstream).await;
+                    tunnel::run(session.downstream, *upstream).await;
                     return;
                 }
             }

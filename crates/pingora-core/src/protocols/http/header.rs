@@ -32,11 +32,16 @@ impl RequestHeader {
         self.uri.path_and_query().map_or("/", |p| p.as_str())
     }
 
-    /// The `Host` header, or the authority of an absolute-form target.
+    /// The host the request is for: the authority of an absolute-form (or CONNECT)
+    /// target, which wins over `Host` as RFC 9112 §3.2.2 requires, else the `Host`
+    /// header (None when absent or not visible ASCII).
     pub fn host(&self) -> Option<&str> {
-        match self.headers.get(http::header::HOST) {
-            Some(v) => v.to_str().ok(),
-            None => self.uri.authority().map(|a| a.as_str()),
+        match self.uri.authority() {
+            Some(a) => Some(a.as_str()),
+            None => self
+                .headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok()),
         }
     }
 }
@@ -63,5 +68,38 @@ impl ResponseHeader {
             headers: HeaderMap::new(),
             reason: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_heads_are_http11_and_empty() {
+        let r = RequestHeader::new(Method::GET, Uri::from_static("/a?b"));
+        assert_eq!(r.version, Version::HTTP_11);
+        assert!(r.headers.is_empty());
+        assert_eq!(r.path_and_query(), "/a?b");
+        let r = ResponseHeader::new(StatusCode::IM_A_TEAPOT);
+        assert_eq!(r.version, Version::HTTP_11);
+        assert!(r.headers.is_empty() && r.reason.is_none());
+    }
+
+    #[test]
+    fn path_and_query_defaults_to_slash() {
+        let r = RequestHeader::new(Method::CONNECT, Uri::from_static("x.com:443"));
+        assert_eq!(r.path_and_query(), "/");
+    }
+
+    #[test]
+    fn host_prefers_the_target_authority() {
+        let mut r = RequestHeader::new(Method::GET, Uri::from_static("/"));
+        assert_eq!(r.host(), None);
+        r.headers
+            .insert(http::header::HOST, "h.example".parse().unwrap());
+        assert_eq!(r.host(), Some("h.example"));
+        r.uri = Uri::from_static("http://a.example:8080/p");
+        assert_eq!(r.host(), Some("a.example:8080"));
     }
 }

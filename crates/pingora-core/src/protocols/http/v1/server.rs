@@ -56,6 +56,7 @@ pub enum NextRequest {
 pub struct HttpServerSession {
     stream: Stream,
     peer: PeerAddr,
+    shutdown: ShutdownWatch,
     opts: ServerSessionOptions,
     buf: BytesMut,
     out: BytesMut,
@@ -74,11 +75,19 @@ pub struct HttpServerSession {
 }
 
 impl HttpServerSession {
-    /// Starts serving `stream` from `peer`.
-    pub fn new(stream: Stream, peer: PeerAddr, opts: ServerSessionOptions) -> Self {
+    /// Starts serving `stream` from `peer`. Once `shutdown` reaches [`Phase::Draining`],
+    /// every response says `Connection: close`; at [`Phase::Closing`] an idle
+    /// connection ends.
+    pub fn new(
+        stream: Stream,
+        peer: PeerAddr,
+        opts: ServerSessionOptions,
+        shutdown: ShutdownWatch,
+    ) -> Self {
         HttpServerSession {
             stream,
             peer,
+            shutdown,
             opts,
             buf: BytesMut::with_capacity(READ_CHUNK),
             out: BytesMut::with_capacity(1024),
@@ -105,7 +114,7 @@ impl HttpServerSession {
     /// Reads the next request head. Between requests it waits up to the keep-alive
     /// timeout and returns [`NextRequest::Closed`] if the client leaves, the timeout
     /// passes, or the server reaches [`Phase::Closing`] while the connection is idle.
-    pub async fn read_request(&mut self, shutdown: &mut ShutdownWatch) -> Result<NextRequest> {
+    pub async fn read_request(&mut self) -> Result<NextRequest> {
         self.reset_exchange();
         let mut started: Option<Instant> = None;
         loop {
@@ -133,7 +142,7 @@ impl HttpServerSession {
                             }
                             Err(e) => return Err(e),
                         },
-                        _ = shutdown.reached(Phase::Closing) => return Ok(NextRequest::Closed),
+                        _ = self.shutdown.reached(Phase::Closing) => return Ok(NextRequest::Closed),
                     }
                 }
                 Some(t) => {
@@ -294,6 +303,9 @@ impl HttpServerSession {
         let head_request = self.req_header().method == Method::HEAD;
         let status = resp.status;
         resp.version = Version::HTTP_11;
+        if self.shutdown.is_draining() {
+            self.keepalive = false;
+        }
         if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
             if req_version == Version::HTTP_11 {
                 self.out.clear();
@@ -459,10 +471,29 @@ impl HttpServerSession {
         (self.stream, self.buf)
     }
 
-    /// Closes the write side so the client sees the end of the connection.
+    /// Closes the connection gently: ends the write side, then reads and discards what
+    /// the client still sends (bounded in time and bytes), so that closing with unread
+    /// data does not reset the connection before the client read our response.
     pub async fn shutdown(&mut self) {
-        use tokio::io::AsyncWriteExt;
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.stream.shutdown()).await;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        const LINGER: Duration = Duration::from_secs(2);
+        const LINGER_BYTES: usize = 1 << 20;
+        let deadline = tokio::time::Instant::now() + LINGER;
+        if tokio::time::timeout_at(deadline, self.stream.shutdown())
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let mut discarded = self.buf.len();
+        self.buf.clear();
+        let mut scratch = [0u8; 4096];
+        while discarded < LINGER_BYTES {
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut scratch)).await {
+                Ok(Ok(n)) if n > 0 => discarded += n,
+                _ => break,
+            }
+        }
     }
 }
 
