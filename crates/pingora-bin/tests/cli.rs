@@ -216,3 +216,22 @@ fn port_in_use_exits_one_with_one_clear_line() {
     let line = mentioning[0].to_ascii_lowercase();
     assert!(line.contains("in use"), "line does not say why: {line}");
 }
+
+#[test]
+fn test_flag_without_config_checks_the_defaults() {
+    let out = run(&["-t"]);
+    assert_eq!(out.code(), Some(0), "stderr: {}", out.stderr);
+}
+
+#[test]
+fn missing_config_file_is_a_config_error() {
+    let dir = TestDir::new().expect("temp dir");
+    let path = dir.join("absent.yaml");
+    let out = check(&path);
+    assert_eq!(out.code(), Some(2), "stderr: {}", out.stderr);
+    assert!(
+        out.stderr.contains(&path.display().to_string()),
+        "stderr: {}",
+        out.stderr
+    );
+}

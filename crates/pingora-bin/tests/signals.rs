@@ -1,0 +1,124 @@
+//! Process signals as an operator uses them: SIGTERM drains in-flight requests and
+//! exits 0 removing the pid file; SIGINT exits promptly.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Setup;
+use test_support::{port_accepts, request_bytes, Origin, Reply, Signal};
+
+#[test]
+fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
+    let origin = Origin::start(|_| {
+        Reply::Delay(Duration::from_millis(800), Box::new(Reply::ok("finished")))
+    });
+    let mut proxy = Setup::new(origin.addr())
+        .top("graceful_shutdown_timeout_seconds: 5")
+        .top("grace_period_seconds: 0")
+        .start();
+    let pid_file = proxy.process.dir().join("pingora.pid");
+    // Written right after the listeners open, so poll for it briefly.
+    let expected_pid = proxy.process.pid().to_string();
+    assert!(
+        test_support::wait_until(Duration::from_secs(3), || {
+            std::fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() == expected_pid)
+        }),
+        "pid_file {} does not name pid {expected_pid}",
+        pid_file.display()
+    );
+
+    let mut c = proxy.client();
+    c.send(&request_bytes("GET", "/slow", &[("Host", "test")], b""))
+        .unwrap();
+    assert!(test_support::wait_until(Duration::from_secs(3), || origin
+        .requests()
+        == 1));
+    proxy.process.signal(Signal::SIGTERM).unwrap();
+    let r = c
+        .read_final_response()
+        .expect("the in-flight request is answered");
+    assert_eq!((r.status, r.text().as_str()), (200, "finished"));
+    assert!(
+        r.has_token("connection", "close"),
+        "draining response without Connection: close"
+    );
+    drop(c); // a client closes on `Connection: close`
+    let answered = Instant::now();
+
+    let status = proxy
+        .process
+        .wait_exit(Duration::from_secs(8))
+        .expect("exits after SIGTERM");
+    assert_eq!(status.code(), Some(0), "log:\n{}", proxy.log());
+    let took = answered.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "exit took {took:?} once nothing was left to drain"
+    );
+    assert!(
+        !pid_file.exists(),
+        "pid_file left behind after a clean exit"
+    );
+    assert!(!port_accepts(proxy.addr), "still accepting after exit");
+}
+
+#[test]
+fn sigint_exits_promptly() {
+    let origin = Origin::start(|_| Reply::ok("x"));
+    let mut proxy = Setup::new(origin.addr()).start();
+    let mut idle = proxy.client();
+    idle.send(&common::get_bytes("/x")).unwrap();
+    assert_eq!(idle.read_final_response().unwrap().status, 200);
+    let started = Instant::now();
+    proxy.process.signal(Signal::SIGINT).unwrap();
+    let status = proxy.process.wait_exit(Duration::from_secs(3));
+    assert!(
+        status.is_some(),
+        "still running {:?} after SIGINT",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn sigterm_still_serves_the_next_request_of_an_idle_keepalive_connection() {
+    let origin = Origin::start(|req| Reply::ok(req.path.clone()));
+    let mut proxy = Setup::new(origin.addr())
+        .top("graceful_shutdown_timeout_seconds: 5")
+        .top("grace_period_seconds: 0")
+        .start();
+    let mut c = proxy.client();
+    c.send(&common::get_bytes("/before")).unwrap();
+    assert_eq!(c.read_final_response().unwrap().status, 200);
+
+    proxy.process.signal(Signal::SIGTERM).unwrap();
+    assert!(
+        proxy
+            .process
+            .wait_for_stderr("SIGTERM", Duration::from_secs(3)),
+        "log:\n{}",
+        proxy.log()
+    );
+    // The connection was idle when the drain began; a request sent now is served.
+    c.send(&common::get_bytes("/during")).unwrap();
+    let r = c.read_final_response().unwrap_or_else(|e| {
+        panic!(
+            "request on a draining keep-alive connection failed: {e}\nlog:\n{}",
+            proxy.log()
+        )
+    });
+    assert_eq!((r.status, r.text().as_str()), (200, "/during"));
+    assert!(
+        r.has_token("connection", "close"),
+        "headers: {:?}",
+        r.headers
+    );
+    drop(c);
+    let status = proxy.process.wait_exit(Duration::from_secs(4));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "log:\n{}",
+        proxy.log()
+    );
+}
