@@ -235,3 +235,19 @@ fn stalled_request_body_is_cut_off_after_client_body_timeout() {
     fresh.send(&common::get_bytes("/after")).unwrap();
     assert_eq!(fresh.read_final_response().unwrap().status, 200);
 }
+
+#[test]
+fn transfer_coding_other_than_chunked_last() {
+    refused_before_the_origin(
+        b"POST /x HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked, gzip\r\n\r\nhello",
+        400,
+    );
+}
+
+#[test]
+fn non_numeric_content_length() {
+    refused_before_the_origin(
+        b"POST /x HTTP/1.1\r\nHost: test\r\nContent-Length: -5\r\n\r\nhello",
+        400,
+    );
+}

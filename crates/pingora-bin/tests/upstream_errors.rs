@@ -121,3 +121,35 @@ fn stale_pooled_connection_is_retried_on_a_fresh_one() {
         assert_eq!(origin.connections(), i + 1);
     }
 }
+
+#[test]
+fn differing_content_lengths_from_upstream_give_502() {
+    let origin = Origin::start(|_| {
+        Reply::Raw(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
+        )
+    });
+    let proxy = Setup::new(origin.addr()).start();
+    assert_eq!(get_status(&proxy, "/x").0, 502);
+}
+
+#[test]
+fn bad_chunk_from_upstream_cuts_the_client_response() {
+    let origin = Origin::start(|_| {
+        Reply::Raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nbad\r\n0\r\n\r\n".to_vec())
+    });
+    let proxy = Setup::new(origin.addr()).start();
+    let mut c = proxy.client();
+    c.send(&common::get_bytes("/x")).unwrap();
+    match c.read_final_response() {
+        Err(_) => {}
+        Ok(r) => assert_eq!(
+            r.status, 502,
+            "a broken upstream body was passed on as complete: {r:?}"
+        ),
+    }
+    assert!(
+        c.is_closed_by_peer(Duration::from_secs(3)),
+        "client connection left open"
+    );
+}
