@@ -338,3 +338,44 @@ fn idle_client_connection_is_closed_after_keepalive_timeout() {
         "closed after only {idle:?}"
     );
 }
+
+#[test]
+fn concurrent_clients_each_get_their_own_responses() {
+    let origin = Origin::start(|req| Reply::ok(req.path.clone()));
+    let proxy = Setup::new(origin.addr()).top("threads: 2").start();
+    let addr = proxy.addr;
+    let workers: Vec<_> = (0..16)
+        .map(|w| {
+            std::thread::spawn(move || {
+                let mut c = test_support::RawClient::connect(addr).expect("connect");
+                for i in 0..25 {
+                    let path = format!("/w{w}/r{i}?q={w}-{i}");
+                    c.send(&request_bytes("GET", &path, &[("Host", "test")], b""))
+                        .expect("send");
+                    let r = c.read_final_response().expect("response");
+                    assert_eq!((r.status, r.text()), (200, path));
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("a client saw a wrong or missing response");
+    }
+    assert_eq!(origin.received().len(), 16 * 25);
+    assert!(
+        origin.connections() <= 16,
+        "{} upstream connections",
+        origin.connections()
+    );
+}
+
+#[test]
+fn request_target_is_forwarded_unchanged() {
+    let origin = path_origin();
+    let proxy = Setup::new(origin.addr()).start();
+    let mut c = proxy.client();
+    let target = "/a%20b/c?x=1&y=%2F&z=a+b";
+    c.send(&request_bytes("GET", target, &[("Host", "test")], b""))
+        .unwrap();
+    assert_eq!(c.read_final_response().unwrap().text(), target);
+}

@@ -153,3 +153,61 @@ fn bad_chunk_from_upstream_cuts_the_client_response() {
         "client connection left open"
     );
 }
+
+#[test]
+fn request_with_a_body_after_the_pooled_connection_went_stale() {
+    let origin = Origin::builder()
+        .idle_timeout(Duration::from_millis(100))
+        .start(|_| Reply::Echo);
+    let proxy = Setup::new(origin.addr()).start();
+    let mut c = proxy.client();
+    for body in ["first body", "second body"] {
+        c.send(&test_support::request_bytes(
+            "POST",
+            "/echo",
+            &[("Host", "test")],
+            body.as_bytes(),
+        ))
+        .unwrap();
+        let r = c.read_final_response().unwrap();
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, body),
+            "log:\n{}",
+            proxy.log()
+        );
+        assert!(wait_until(Duration::from_secs(3), || origin
+            .open_connections()
+            == 0));
+    }
+}
+
+#[test]
+fn pooled_connection_closed_on_arrival_of_a_request_is_retried() {
+    // The origin drops any connection's second request without answering, as a server
+    // whose keep-alive timer fired just as the request arrived would.
+    let seen = std::sync::Mutex::new(std::collections::HashMap::<usize, usize>::new());
+    let origin = Origin::start(move |req| {
+        let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+        let n = seen.entry(req.connection).or_insert(0);
+        *n += 1;
+        if *n > 1 {
+            Reply::CloseWithoutResponse
+        } else {
+            Reply::ok(req.path.clone())
+        }
+    });
+    let proxy = Setup::new(origin.addr()).start();
+    let mut c = proxy.client();
+    for path in ["/one", "/two", "/three"] {
+        c.send(&common::get_bytes(path)).unwrap();
+        let r = c.read_final_response().unwrap();
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, path),
+            "log:\n{}",
+            proxy.log()
+        );
+    }
+    assert_eq!(origin.connections(), 3);
+}
