@@ -11,23 +11,20 @@ pub trait Reusable: Send + 'static {
     fn is_reusable(&self) -> bool;
 }
 
-/// Idle connections by peer key. Bounded in total: when full, the least recently
-/// returned connection is closed. The lock is never held across an await.
+/// Idle connections by peer key. Bounded in total: when full, the connection idle the
+/// longest is closed. The lock is never held across an await.
 pub struct ConnectionPool<T> {
     max_idle: usize,
     inner: Mutex<PoolInner<T>>,
 }
 
 struct PoolInner<T> {
-    by_peer: HashMap<u64, Vec<Idle<T>>>,
-    /// Return order, oldest first; entries whose id is gone are skipped.
-    order: VecDeque<(u64, u64)>,
-    next_id: u64,
+    /// Per peer, oldest first.
+    by_peer: HashMap<u64, VecDeque<Idle<T>>>,
     len: usize,
 }
 
 struct Idle<T> {
-    id: u64,
     conn: T,
     since: Instant,
     max_idle: Duration,
@@ -40,8 +37,6 @@ impl<T: Reusable> ConnectionPool<T> {
             max_idle,
             inner: Mutex::new(PoolInner {
                 by_peer: HashMap::new(),
-                order: VecDeque::new(),
-                next_id: 0,
                 len: 0,
             }),
         }
@@ -56,7 +51,7 @@ impl<T: Reusable> ConnectionPool<T> {
             let mut inner = self.lock();
             let mut found = None;
             if let Some(list) = inner.by_peer.get_mut(&peer) {
-                while let Some(idle) = list.pop() {
+                while let Some(idle) = list.pop_back() {
                     if now.duration_since(idle.since) < idle.max_idle && idle.conn.is_reusable() {
                         found = Some(idle.conn);
                         break;
@@ -80,27 +75,17 @@ impl<T: Reusable> ConnectionPool<T> {
         }
         let evicted = {
             let mut inner = self.lock();
-            let id = inner.next_id;
-            inner.next_id += 1;
-            inner.by_peer.entry(peer).or_default().push(Idle {
-                id,
+            inner.by_peer.entry(peer).or_default().push_back(Idle {
                 conn,
                 since: Instant::now(),
                 max_idle: max_idle_time,
             });
-            inner.order.push_back((peer, id));
             inner.len += 1;
-            let mut evicted = Vec::new();
-            while inner.len > self.max_idle {
-                match inner.evict_oldest() {
-                    Some(c) => evicted.push(c),
-                    None => break,
-                }
+            if inner.len > self.max_idle {
+                inner.evict_oldest()
+            } else {
+                None
             }
-            if inner.order.len() > 2 * self.max_idle + 16 {
-                inner.compact_order();
-            }
-            evicted
         };
         drop(evicted);
     }
@@ -123,27 +108,21 @@ impl<T: Reusable> ConnectionPool<T> {
 }
 
 impl<T> PoolInner<T> {
+    /// Removes the connection idle the longest, across peers (only runs when full).
     fn evict_oldest(&mut self) -> Option<T> {
-        while let Some((peer, id)) = self.order.pop_front() {
-            if let Some(list) = self.by_peer.get_mut(&peer) {
-                if let Some(pos) = list.iter().position(|i| i.id == id) {
-                    let idle = list.remove(pos);
-                    self.len -= 1;
-                    return Some(idle.conn);
-                }
-            }
+        let peer = self
+            .by_peer
+            .iter()
+            .filter_map(|(k, l)| l.front().map(|i| (*k, i.since)))
+            .min_by_key(|(_, since)| *since)
+            .map(|(k, _)| k)?;
+        let list = self.by_peer.get_mut(&peer)?;
+        let idle = list.pop_front()?;
+        if list.is_empty() {
+            self.by_peer.remove(&peer);
         }
-        None
-    }
-
-    fn compact_order(&mut self) {
-        let by_peer = &self.by_peer;
-        self.order.retain(|(peer, id)| {
-            by_peer
-                .get(peer)
-                .is_some_and(|l| l.iter().any(|i| i.id == *id))
-        });
-        self.by_peer.retain(|_, l| !l.is_empty());
+        self.len -= 1;
+        Some(idle.conn)
     }
 }
 
@@ -203,13 +182,18 @@ mod tests {
     }
 
     #[test]
-    fn order_list_stays_bounded() {
+    fn stays_bounded_under_churn() {
         let pool = ConnectionPool::new(4);
         for i in 0..10_000 {
-            pool.put(i % 3, conn(i as u32), LONG);
-            let _ = pool.get(i % 3);
+            pool.put(i % 7, conn(i as u32), LONG);
+            if i % 3 == 0 {
+                let _ = pool.get(i % 7);
+            }
         }
-        assert!(pool.lock().order.len() <= 2 * 4 + 16 + 1);
+        pool.put(1, conn(0), LONG);
+        assert_eq!(pool.len(), 4);
+        let counted: usize = pool.lock().by_peer.values().map(|l| l.len()).sum();
+        assert_eq!(counted, 4);
     }
 
     #[test]
