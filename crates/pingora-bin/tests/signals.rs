@@ -6,7 +6,47 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Setup;
-use test_support::{port_accepts, request_bytes, Origin, Reply, Signal};
+use test_support::{port_accepts, request_bytes, Origin, ProxyProcess, Reply, Signal};
+
+/// The listeners accept a little before the signal handlers are installed; the
+/// "ready" log line comes after them.
+fn wait_until_signals_are_handled(proxy: &common::Proxy) {
+    assert!(
+        proxy
+            .process
+            .wait_for_stderr("ready", Duration::from_secs(5)),
+        "no ready line in the log:\n{}",
+        proxy.log()
+    );
+}
+
+#[test]
+#[ignore = "product bug: pid_file is written before the signal handlers are installed, so a SIGTERM sent as soon as it appears kills the process"]
+fn sigterm_as_soon_as_the_pid_file_appears_is_graceful() {
+    let origin = Origin::start(|_| Reply::ok("x"));
+    let setup = Setup::new(origin.addr());
+    let yaml = setup.yaml();
+    let mut process = ProxyProcess::start(common::bin(), &yaml, &[]).expect("spawned");
+    let pid_file = process.dir().join("pingora.pid");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Spin rather than sleep: an operator's script may signal the moment it can.
+    while !std::fs::read_to_string(&pid_file).is_ok_and(|p| !p.trim().is_empty()) {
+        assert!(
+            Instant::now() < deadline,
+            "no pid_file; log:\n{}",
+            process.stderr_text()
+        );
+        std::thread::yield_now();
+    }
+    process.signal(Signal::SIGTERM).unwrap();
+    let status = process.wait_exit(Duration::from_secs(5)).expect("exits");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGTERM right after start-up was not a graceful shutdown ({status}); log:\n{}",
+        process.stderr_text()
+    );
+}
 
 #[test]
 fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
@@ -28,6 +68,7 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
         pid_file.display()
     );
 
+    wait_until_signals_are_handled(&proxy);
     let mut c = proxy.client();
     c.send(&request_bytes("GET", "/slow", &[("Host", "test")], b""))
         .unwrap();
@@ -67,6 +108,7 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
 fn sigint_exits_promptly() {
     let origin = Origin::start(|_| Reply::ok("x"));
     let mut proxy = Setup::new(origin.addr()).start();
+    wait_until_signals_are_handled(&proxy);
     let mut idle = proxy.client();
     idle.send(&common::get_bytes("/x")).unwrap();
     assert_eq!(idle.read_final_response().unwrap().status, 200);
@@ -87,6 +129,7 @@ fn sigterm_still_serves_the_next_request_of_an_idle_keepalive_connection() {
         .top("graceful_shutdown_timeout_seconds: 5")
         .top("grace_period_seconds: 0")
         .start();
+    wait_until_signals_are_handled(&proxy);
     let mut c = proxy.client();
     c.send(&common::get_bytes("/before")).unwrap();
     assert_eq!(c.read_final_response().unwrap().status, 200);
