@@ -20,7 +20,7 @@ use pingora_core::listener::{BoundListener, ListenAddr};
 use pingora_core::process::daemon::{daemonize, DaemonOptions};
 use pingora_core::process::pid_file::PidFile;
 use pingora_core::process::privileges::{drop_privileges, Identity};
-use pingora_core::server::UpgradeOptions;
+use pingora_core::server::{Signals, UpgradeOptions};
 
 use crate::cli::Args;
 use crate::lifecycle::BinLifecycle;
@@ -115,6 +115,8 @@ fn run(args: &Args, conf: ServerConf) -> Result<(), String> {
 
     drop_privileges(&identity).map_err(|e| e.to_string())?;
 
+    // Caught from here on: a SIGTERM sent as soon as the pid file appears is graceful.
+    let signals = Signals::install().map_err(|e| e.to_string())?;
     let mut running = server.start().map_err(|e| e.to_string())?;
     running.set_upgrade(UpgradeOptions {
         sock: conf.upgrade_sock.clone(),
@@ -135,7 +137,7 @@ fn run(args: &Args, conf: ServerConf) -> Result<(), String> {
         upgraded: args.upgrade,
         notifier,
     };
-    let result = running.run(&mut hooks).map_err(|e| e.to_string());
+    let result = running.run(signals, &mut hooks).map_err(|e| e.to_string());
     pid_file.remove();
     ::log::info!("pingora exiting");
     result

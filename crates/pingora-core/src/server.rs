@@ -190,10 +190,11 @@ impl RunningServer {
     /// SIGQUIT, SIGHUP and SIGUSR1 are handled as [`RunningServer::run`] describes,
     /// with no upgrade socket and no hooks.
     pub fn run_until_signal(self) -> Result<()> {
-        self.run(&mut NoHooks)
+        let signals = Signals::install()?;
+        self.run(signals, &mut NoHooks)
     }
 
-    /// Serves until told to stop by a signal, then stops and returns:
+    /// Serves until told to stop by one of `signals`, then stops and returns:
     ///
     /// - SIGTERM: graceful shutdown; SIGINT: fast shutdown;
     /// - SIGQUIT: hands every listening socket to a new instance over the upgrade socket
@@ -201,10 +202,17 @@ impl RunningServer {
     ///   gracefully; if the hand-over fails the server keeps serving;
     /// - SIGHUP: asks [`Lifecycle::reload`] to start a new instance, then as SIGQUIT;
     /// - SIGUSR1: [`Lifecycle::reopen_logs`].
-    pub fn run(self, hooks: &mut dyn Lifecycle) -> Result<()> {
-        let rt = control_runtime()?;
-        let how = rt.block_on(self.wait_for_stop(hooks))?;
+    ///
+    /// Install the signals ([`Signals::install`]) before anything tells the world the
+    /// server exists (a pid file), so that no early signal kills the process.
+    pub fn run(self, mut signals: Signals, hooks: &mut dyn Lifecycle) -> Result<()> {
+        let rt = signals
+            .rt
+            .take()
+            .ok_or_else(|| Error::new(ErrorKind::Internal, Side::Internal, "signals used twice"))?;
+        let how = rt.block_on(self.wait_for_stop(&mut signals, hooks))?;
         hooks.stopping();
+        drop(signals);
         drop(rt);
         self.stop(how);
         Ok(())
@@ -215,23 +223,19 @@ impl RunningServer {
         self.upgrade = Some(upgrade);
     }
 
-    async fn wait_for_stop(&self, hooks: &mut dyn Lifecycle) -> Result<StopRequest> {
-        use tokio::signal::unix::{signal, SignalKind};
-        let sig = |k| {
-            signal(k).map_err(|e| {
-                Error::because(
-                    ErrorKind::Io,
-                    Side::Internal,
-                    "cannot install signal handler",
-                    e,
-                )
-            })
-        };
-        let mut term = sig(SignalKind::terminate())?;
-        let mut int = sig(SignalKind::interrupt())?;
-        let mut quit = sig(SignalKind::quit())?;
-        let mut hup = sig(SignalKind::hangup())?;
-        let mut usr1 = sig(SignalKind::user_defined1())?;
+    async fn wait_for_stop(
+        &self,
+        signals: &mut Signals,
+        hooks: &mut dyn Lifecycle,
+    ) -> Result<StopRequest> {
+        let Signals {
+            term,
+            int,
+            quit,
+            hup,
+            usr1,
+            ..
+        } = signals;
         hooks.ready();
         loop {
             tokio::select! {
@@ -328,6 +332,45 @@ impl RunningServer {
 fn upgrade_path_display(u: &Option<UpgradeOptions>) -> String {
     u.as_ref()
         .map_or_else(String::new, |u| u.sock.display().to_string())
+}
+
+/// The process signals the server reacts to, caught from the moment they are installed
+/// (a signal arriving before the server waits for it is kept, not lost).
+pub struct Signals {
+    rt: Option<tokio::runtime::Runtime>,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Catches SIGTERM, SIGINT, SIGQUIT, SIGHUP and SIGUSR1 from now on. Call it after
+    /// any fork (daemon mode).
+    pub fn install() -> Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let rt = control_runtime()?;
+        let sig = |k| {
+            let _enter = rt.enter();
+            signal(k).map_err(|e| {
+                Error::because(
+                    ErrorKind::Io,
+                    Side::Internal,
+                    "cannot install signal handler",
+                    e,
+                )
+            })
+        };
+        Ok(Signals {
+            term: sig(SignalKind::terminate())?,
+            int: sig(SignalKind::interrupt())?,
+            quit: sig(SignalKind::quit())?,
+            hup: sig(SignalKind::hangup())?,
+            usr1: sig(SignalKind::user_defined1())?,
+            rt: Some(rt),
+        })
+    }
 }
 
 /// Where listening sockets are handed to a new instance during an upgrade.

@@ -74,7 +74,14 @@ impl<P: ProxyHttp> HttpProxy<P> {
             Ok(Outcome::Tunnel(up)) => (AfterRequest::Tunnel(up), None),
             Err(e) => {
                 let sent = self.inner.fail_to_proxy(session, &e, &mut ctx).await;
-                log::warn!(
+                // A client that went away is routine; anything else deserves attention.
+                let level = if e.side == Side::Downstream {
+                    log::Level::Info
+                } else {
+                    log::Level::Warn
+                };
+                log::log!(
+                    level,
                     "{} {} {} from {}: answered {}: {e}",
                     session.req_header().method,
                     session.req_header().path_and_query(),

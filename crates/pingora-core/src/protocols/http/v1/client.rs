@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 
-use super::io::{read_more, write_all, READ_CHUNK};
+use super::io::{read_more, shrink_idle, write_all, BODY_CHUNK, HEAD_CHUNK};
 use super::{
     parse_response, response_framing, wants_keepalive, write_request_head, BodyDecoder,
     BodyEncoder, BodyEvent, BodyFraming, HeadLimits,
@@ -50,7 +50,7 @@ impl HttpClientSession {
             stream,
             timeouts,
             limits: HeadLimits::default(),
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            buf: BytesMut::with_capacity(HEAD_CHUNK),
             out: BytesMut::with_capacity(1024),
             req_method: Method::GET,
             req_encoder: None,
@@ -90,6 +90,7 @@ impl HttpClientSession {
         body: BodyFraming,
     ) -> Result<()> {
         self.exchanges += 1;
+        shrink_idle(&mut self.buf);
         self.received_any = false;
         self.resp_started = false;
         self.resp_done = false;
@@ -205,6 +206,7 @@ impl HttpClientSession {
             let n = read_more(
                 &mut self.stream,
                 &mut self.buf,
+                HEAD_CHUNK,
                 self.timeouts.read,
                 Side::Upstream,
             )
@@ -236,7 +238,7 @@ impl HttpClientSession {
                 self.resp_done = true;
                 return Ok(None);
             }
-            match self.resp_body.decode(&mut self.buf)? {
+            match self.resp_body.decode(&mut self.buf).map_err(upstream)? {
                 Some(BodyEvent::Data(b)) => return Ok(Some(b)),
                 Some(BodyEvent::Trailers(t)) => self.resp_trailers = Some(t),
                 Some(BodyEvent::End) => {
@@ -247,13 +249,14 @@ impl HttpClientSession {
                     let n = read_more(
                         &mut self.stream,
                         &mut self.buf,
+                        BODY_CHUNK,
                         self.timeouts.read,
                         Side::Upstream,
                     )
                     .await?;
                     if n == 0 {
                         self.keepalive = false;
-                        match self.resp_body.on_eof()? {
+                        match self.resp_body.on_eof().map_err(upstream)? {
                             Some(BodyEvent::Data(b)) => return Ok(Some(b)),
                             _ => {
                                 self.resp_done = true;
@@ -291,4 +294,10 @@ impl HttpClientSession {
     pub fn into_tunnel(self) -> (Stream, BytesMut) {
         (self.stream, self.buf)
     }
+}
+
+/// Body framing errors found while reading a response are the upstream's.
+fn upstream(mut e: Error) -> Error {
+    e.side = Side::Upstream;
+    e
 }

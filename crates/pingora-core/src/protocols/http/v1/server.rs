@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode, Version};
 
-use super::io::{read_more, write_all, READ_CHUNK};
+use super::io::{read_more, shrink_idle, write_all, BODY_CHUNK, HEAD_CHUNK};
 use super::{
     expects_continue, parse_request, request_framing, wants_keepalive, write_response_head,
     BodyDecoder, BodyEncoder, BodyEvent, BodyFraming, HeadLimits,
@@ -42,6 +42,11 @@ impl Default for ServerSessionOptions {
         }
     }
 }
+
+/// Most request body bytes read and dropped to keep a connection after a local answer.
+const DISCARD_LIMIT: u64 = 64 * 1024;
+/// Most time spent doing so.
+const DISCARD_TIME: Duration = Duration::from_secs(1);
 
 /// What reading the next request produced.
 #[derive(Debug)]
@@ -89,7 +94,7 @@ impl HttpServerSession {
             peer,
             shutdown,
             opts,
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            buf: BytesMut::with_capacity(HEAD_CHUNK),
             out: BytesMut::with_capacity(1024),
             req: None,
             req_body: BodyDecoder::new(BodyFraming::Empty),
@@ -116,6 +121,7 @@ impl HttpServerSession {
     /// passes, or the server reaches [`Phase::Closing`] while the connection is idle.
     pub async fn read_request(&mut self) -> Result<NextRequest> {
         self.reset_exchange();
+        shrink_idle(&mut self.buf);
         let mut started: Option<Instant> = None;
         loop {
             if !self.buf.is_empty() {
@@ -132,7 +138,13 @@ impl HttpServerSession {
                     } else {
                         self.opts.keepalive_timeout
                     };
-                    let read = read_more(&mut self.stream, &mut self.buf, wait, Side::Downstream);
+                    let read = read_more(
+                        &mut self.stream,
+                        &mut self.buf,
+                        HEAD_CHUNK,
+                        wait,
+                        Side::Downstream,
+                    );
                     tokio::select! {
                         biased;
                         r = read => match r {
@@ -154,7 +166,14 @@ impl HttpServerSession {
                             "request head not received in time",
                         ));
                     }
-                    read_more(&mut self.stream, &mut self.buf, left, Side::Downstream).await?
+                    read_more(
+                        &mut self.stream,
+                        &mut self.buf,
+                        HEAD_CHUNK,
+                        left,
+                        Side::Downstream,
+                    )
+                    .await?
                 }
             };
             if n == 0 {
@@ -256,7 +275,7 @@ impl HttpServerSession {
             if self.req_body.is_done() {
                 return Ok(None);
             }
-            match self.req_body.decode(&mut self.buf)? {
+            match self.req_body.decode(&mut self.buf).map_err(downstream)? {
                 Some(BodyEvent::Data(b)) => {
                     self.body_bytes_read += b.len() as u64;
                     return Ok(Some(b));
@@ -265,9 +284,16 @@ impl HttpServerSession {
                 Some(BodyEvent::End) => return Ok(None),
                 None => {
                     let t = self.opts.body_timeout;
-                    let n = read_more(&mut self.stream, &mut self.buf, t, Side::Downstream).await?;
+                    let n = read_more(
+                        &mut self.stream,
+                        &mut self.buf,
+                        BODY_CHUNK,
+                        t,
+                        Side::Downstream,
+                    )
+                    .await?;
                     if n == 0 {
-                        match self.req_body.on_eof()? {
+                        match self.req_body.on_eof().map_err(downstream)? {
                             Some(BodyEvent::Data(b)) => return Ok(Some(b)),
                             _ => return Ok(None),
                         }
@@ -303,9 +329,6 @@ impl HttpServerSession {
         let head_request = self.req_header().method == Method::HEAD;
         let status = resp.status;
         resp.version = Version::HTTP_11;
-        if self.shutdown.is_draining() {
-            self.keepalive = false;
-        }
         if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
             if req_version == Version::HTTP_11 {
                 self.out.clear();
@@ -313,6 +336,11 @@ impl HttpServerSession {
                 self.flush().await?;
             }
             return Ok(());
+        }
+        // Once draining, or while the request body is not read to its end, this
+        // response is the connection's last.
+        if self.shutdown.is_draining() || !self.req_body.is_done() {
+            self.keepalive = false;
         }
         let framing = if status == StatusCode::SWITCHING_PROTOCOLS {
             BodyFraming::UntilClose
@@ -425,13 +453,20 @@ impl HttpServerSession {
         Ok(())
     }
 
-    /// Sends a complete small response (used for errors and built-in answers).
+    /// Sends a complete small response (used for errors and built-in answers). A request
+    /// body nobody read is read and discarded first (up to a small limit), so that the
+    /// connection can carry the next request; past the limit the response says
+    /// `Connection: close`.
     pub async fn respond(
         &mut self,
         status: StatusCode,
         content_type: &str,
         body: Bytes,
     ) -> Result<()> {
+        if self.keepalive && !self.continue_pending && !self.req_body.is_done() {
+            self.discard_body(DISCARD_LIMIT, DISCARD_TIME.min(self.opts.body_timeout))
+                .await;
+        }
         let mut resp = ResponseHeader::new(status);
         if let Ok(v) = HeaderValue::from_str(content_type) {
             resp.headers.insert(header::CONTENT_TYPE, v);
@@ -443,6 +478,44 @@ impl HttpServerSession {
             self.write_body(&body).await?;
         }
         self.finish_response(None).await
+    }
+
+    /// Reads and drops the rest of the request body, up to `limit` bytes and `within`;
+    /// true when the body ended.
+    async fn discard_body(&mut self, limit: u64, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        let mut seen = 0u64;
+        while !self.req_body.is_done() {
+            match self.req_body.decode(&mut self.buf) {
+                Ok(Some(BodyEvent::Data(b))) => {
+                    seen += b.len() as u64;
+                    if seen > limit {
+                        return false;
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    match read_more(
+                        &mut self.stream,
+                        &mut self.buf,
+                        HEAD_CHUNK,
+                        left,
+                        Side::Downstream,
+                    )
+                    .await
+                    {
+                        Ok(n) if n > 0 => {}
+                        _ => return false,
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        true
     }
 
     /// Answers an error status and marks the connection to close.
@@ -495,6 +568,12 @@ impl HttpServerSession {
             }
         }
     }
+}
+
+/// Body framing errors found while reading a request are the client's.
+fn downstream(mut e: Error) -> Error {
+    e.side = Side::Downstream;
+    e
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
