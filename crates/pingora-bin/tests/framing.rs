@@ -350,7 +350,6 @@ fn pipelined_request_after_a_chunked_body() {
 }
 
 #[test]
-#[ignore = "product bug: a request answered by the proxy itself (respond route, health_path, 404) with an unread body gets a keep-alive response, then the connection is closed"]
 fn body_of_a_locally_answered_request_is_not_taken_for_the_next_request() {
     // `/hello` is answered by the proxy itself; its request body must still be consumed.
     let origin = framing_origin();
@@ -420,7 +419,6 @@ fn upstream_response_with_length_and_chunked_is_read_as_chunked() {
 }
 
 #[test]
-#[ignore = "product bug: a request answered by the proxy itself (respond route, health_path, 404) with an unread body gets a keep-alive response, then the connection is closed"]
 fn keep_alive_survives_a_locally_answered_request_with_a_body() {
     let origin = framing_origin();
     let proxy = Setup::new(origin.addr()).start();

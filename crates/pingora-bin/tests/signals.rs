@@ -21,7 +21,6 @@ fn wait_until_signals_are_handled(proxy: &common::Proxy) {
 }
 
 #[test]
-#[ignore = "product bug: pid_file is written before the signal handlers are installed, so a SIGTERM sent as soon as it appears kills the process"]
 fn sigterm_as_soon_as_the_pid_file_appears_is_graceful() {
     let origin = Origin::start(|_| Reply::ok("x"));
     let setup = Setup::new(origin.addr());
