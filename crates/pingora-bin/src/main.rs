@@ -4,9 +4,17 @@
 //! failure at start-up.
 #![warn(missing_docs)]
 
+#[cfg(feature = "tls")]
+compile_error!("the `tls` feature is not implemented yet: build without it");
+#[cfg(feature = "cache")]
+compile_error!("the `cache` feature is not implemented yet: build without it");
+
+mod access_log;
+mod admin;
 mod cli;
 mod lifecycle;
 mod log;
+mod metrics;
 mod router;
 mod wire;
 
@@ -69,12 +77,22 @@ fn load_config(args: &Args) -> Result<ServerConf, String> {
 }
 
 fn run(args: &Args, conf: ServerConf) -> Result<(), String> {
-    log::init(conf.error_log.as_deref()).map_err(|e| {
+    log::init(conf.error_log.as_deref(), conf.log_level.as_str()).map_err(|e| {
         format!(
             "cannot open error_log {}: {e}",
             conf.error_log
                 .as_deref()
                 .unwrap_or("stderr".as_ref())
+                .display()
+        )
+    })?;
+    access_log::init(&conf.access_log).map_err(|e| {
+        format!(
+            "cannot open access_log {}: {e}",
+            conf.access_log
+                .path
+                .as_deref()
+                .unwrap_or("-".as_ref())
                 .display()
         )
     })?;
@@ -114,6 +132,7 @@ fn run(args: &Args, conf: ServerConf) -> Result<(), String> {
     };
 
     drop_privileges(&identity).map_err(|e| e.to_string())?;
+    access_log::start().map_err(|e| format!("cannot start the access_log writer: {e}"))?;
 
     // Caught from here on: a SIGTERM sent as soon as the pid file appears is graceful.
     let signals = Signals::install().map_err(|e| e.to_string())?;
@@ -138,6 +157,7 @@ fn run(args: &Args, conf: ServerConf) -> Result<(), String> {
         notifier,
     };
     let result = running.run(signals, &mut hooks).map_err(|e| e.to_string());
+    access_log::finish(Duration::from_secs(2));
     pid_file.remove();
     ::log::info!("pingora exiting");
     result
