@@ -69,6 +69,7 @@ impl Lifecycle for BinLifecycle {
     }
 
     fn handed_over(&mut self) {
+        crate::admin::handed_over();
         ::log::info!("the new instance serves; draining this one");
     }
 
@@ -80,6 +81,7 @@ impl Lifecycle for BinLifecycle {
         if let Err(e) = crate::log::reopen() {
             ::log::error!("cannot reopen error_log: {e}");
         }
+        crate::access_log::reopen();
     }
 
     fn stopping(&mut self) {

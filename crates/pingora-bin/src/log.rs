@@ -39,8 +39,9 @@ pub fn logs_to_file() -> bool {
 }
 
 /// Installs the logger: lines go to `path` (appended) or to stderr when `None`.
-/// The level comes from `PINGORA_LOG` (error, warn, info, debug, trace; default info).
-pub fn init(path: Option<&Path>) -> std::io::Result<()> {
+/// The level comes from `PINGORA_LOG` (error, warn, info, debug, trace), else from
+/// `default_level` (the config's `log_level`), else info.
+pub fn init(path: Option<&Path>, default_level: &str) -> std::io::Result<()> {
     let sink = match path {
         Some(p) => Sink::File {
             path: p.to_path_buf(),
@@ -51,6 +52,7 @@ pub fn init(path: Option<&Path>) -> std::io::Result<()> {
     let level = std::env::var("PINGORA_LOG")
         .ok()
         .and_then(|s| s.parse().ok())
+        .or_else(|| default_level.parse().ok())
         .unwrap_or(LevelFilter::Info);
     let logger = LOGGER.get_or_init(|| ErrorLog {
         sink: Mutex::new(Sink::Stderr),

@@ -2,12 +2,16 @@
 //! built-in answers, and the per-service health path.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::StatusCode;
 use pingora_core::connector::HttpPeer;
 use pingora_core::{Error, ErrorKind, Result, Side};
-use pingora_proxy::{ProxyHttp, RequestHeader, Session};
+use pingora_proxy::{ProxyHttp, RequestHeader, ResponseHeader, Session};
+
+use crate::access_log::ServiceAccessLog;
+use crate::metrics::{Finished, RouteSlot, ServiceMetrics};
 
 /// What a matching route does.
 #[derive(Debug)]
@@ -104,11 +108,11 @@ pub struct ServiceRoutes {
 }
 
 impl ServiceRoutes {
-    /// The first route matching `req`.
-    pub fn route(&self, req: &RequestHeader) -> Option<&Route> {
+    /// The index of the first route matching `req`.
+    pub fn route_index(&self, req: &RequestHeader) -> Option<usize> {
         let host = req.host();
         let path = req.uri.path();
-        self.routes.iter().find(|r| r.matches(host, path))
+        self.routes.iter().position(|r| r.matches(host, path))
     }
 }
 
@@ -116,17 +120,38 @@ impl ServiceRoutes {
 #[derive(Debug, Default)]
 pub struct RequestCtx {
     upstream: Option<usize>,
+    /// Which route answered (metrics and access log).
+    route: RouteSlot,
+    /// When the upstream response head arrived.
+    upstream_head_at: Option<Instant>,
 }
 
 /// The binary's [`ProxyHttp`]: routes requests per the YAML service.
 pub struct RouterProxy {
     routes: ServiceRoutes,
+    metrics: Option<ServiceMetrics>,
+    access_log: Option<ServiceAccessLog>,
 }
 
 impl RouterProxy {
     /// A proxy following `routes`.
     pub fn new(routes: ServiceRoutes) -> Self {
-        RouterProxy { routes }
+        RouterProxy {
+            routes,
+            metrics: None,
+            access_log: None,
+        }
+    }
+
+    /// Records every finished request in `metrics` and `access_log` (each optional).
+    pub fn observed(
+        mut self,
+        metrics: Option<ServiceMetrics>,
+        access_log: Option<ServiceAccessLog>,
+    ) -> Self {
+        self.metrics = metrics;
+        self.access_log = access_log;
+        self
     }
 }
 
@@ -140,6 +165,7 @@ impl ProxyHttp for RouterProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         if let Some(health) = &self.routes.health_path {
             if session.req_header().uri.path() == health {
+                ctx.route = RouteSlot::Health;
                 session
                     .respond(
                         StatusCode::OK,
@@ -150,7 +176,12 @@ impl ProxyHttp for RouterProxy {
                 return Ok(true);
             }
         }
-        match self.routes.route(session.req_header()).map(|r| &r.action) {
+        let index = self.routes.route_index(session.req_header());
+        ctx.route = index.map_or(RouteSlot::Unmatched, RouteSlot::Route);
+        match index
+            .and_then(|i| self.routes.routes.get(i))
+            .map(|r| &r.action)
+        {
             Some(Action::Upstream(i)) => {
                 ctx.upstream = Some(*i);
                 Ok(false)
@@ -192,6 +223,29 @@ impl ProxyHttp for RouterProxy {
                     upstream.map_or("?", |u| u.name.as_str())
                 ),
             )),
+        }
+    }
+
+    fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.upstream_head_at = Some(Instant::now());
+        Ok(())
+    }
+
+    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
+        if self.metrics.is_none() && self.access_log.is_none() {
+            return;
+        }
+        let done = Finished::new(session, error, ctx.route, ctx.upstream_head_at);
+        if let Some(metrics) = &self.metrics {
+            metrics.record(&done);
+        }
+        if let Some(log) = &self.access_log {
+            log.write(session, &done);
         }
     }
 }

@@ -14,6 +14,9 @@ use pingora_core::server::{Server, ServerOptions};
 use pingora_core::service::ListeningService;
 use pingora_proxy::{HttpProxy, ProxyOptions};
 
+use crate::access_log::ServiceAccessLog;
+use crate::admin::AdminService;
+use crate::metrics::Metrics;
 use crate::router::{Action, Route, RouterProxy, ServiceRoutes, Upstream};
 
 /// What this build can do, for config validation.
@@ -28,8 +31,13 @@ pub fn validate_options() -> ValidateOptions {
 /// Builds the server with one proxy service per configured service.
 pub fn build_server(conf: &ServerConf) -> Result<Server, String> {
     let mut server = Server::new(server_options(conf));
+    // Metrics are only kept when the admin listener can show them.
+    let metrics = conf.admin.as_ref().map(|_| Metrics::new()).transpose()?;
     for service in &conf.services {
-        server.add_service(build_service(conf, service)?);
+        server.add_service(build_service(conf, service, metrics.as_ref())?);
+    }
+    if let (Some(admin), Some(metrics)) = (&conf.admin, metrics) {
+        server.add_service(AdminService::new(listen_addr(&admin.addr), metrics));
     }
     Ok(server)
 }
@@ -53,11 +61,21 @@ fn server_options(conf: &ServerConf) -> ServerOptions {
     }
 }
 
+fn listen_addr(addr: &pingora_config::ListenAddr) -> ListenAddr {
+    match addr {
+        pingora_config::ListenAddr::Tcp(a) => ListenAddr::Tcp(*a),
+        pingora_config::ListenAddr::Unix(p) => ListenAddr::Unix(p.clone()),
+    }
+}
+
 fn build_service(
     conf: &ServerConf,
     service: &ServiceConf,
+    metrics: Option<&Metrics>,
 ) -> Result<ListeningService<HttpProxy<RouterProxy>>, String> {
     let routes = build_routes(service)?;
+    let service_metrics = metrics.map(|m| m.service(&service.name, routes.routes.len()));
+    let access_log = crate::access_log::get().map(|log| ServiceAccessLog::new(log, &service.name));
     let opts = ProxyOptions {
         downstream: ServerSessionOptions {
             limits: HeadLimits {
@@ -73,15 +91,16 @@ fn build_service(
         upstream_keepalive_pool_size: conf.upstream_keepalive_pool_size,
     };
     let connector = Connector::new(bind_addrs(conf)?);
-    let proxy = HttpProxy::new(RouterProxy::new(routes), opts, connector);
+    let router = RouterProxy::new(routes).observed(service_metrics, access_log);
+    let proxy = HttpProxy::new(router, opts, connector);
     let mut svc = ListeningService::new(service.name.clone(), proxy);
+    if let Some(metrics) = metrics {
+        let app = svc.app().clone();
+        metrics.poll_upstream_idle(&service.name, move || app.idle_upstream_connections());
+    }
     svc.set_threads(service.threads);
     for l in &service.listeners {
-        let addr = match &l.addr {
-            pingora_config::ListenAddr::Tcp(a) => ListenAddr::Tcp(*a),
-            pingora_config::ListenAddr::Unix(p) => ListenAddr::Unix(p.clone()),
-        };
-        svc.add_listener(addr, ListenOptions { backlog: l.backlog });
+        svc.add_listener(listen_addr(&l.addr), ListenOptions { backlog: l.backlog });
     }
     Ok(svc)
 }

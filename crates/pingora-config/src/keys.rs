@@ -3,6 +3,7 @@
 //! Kept next to the structs as `FIELDS` constants; a test checks each constant against the
 //! key list serde itself reports, so the list cannot drift from the types.
 
+use crate::observability::AccessLogConf;
 use crate::server::{AdminConf, ServerConf, TokioConf};
 use crate::service::{
     CacheConf, ListenerConf, ListenerTlsConf, RespondConf, RouteConf, RouteMatch, ServiceConf,
@@ -32,6 +33,10 @@ pub fn config_sections() -> Vec<ConfigSection> {
         ConfigSection {
             name: "admin",
             keys: AdminConf::FIELDS,
+        },
+        ConfigSection {
+            name: "access_log",
+            keys: AccessLogConf::FIELDS,
         },
         ConfigSection {
             name: "services[]",
@@ -120,6 +125,7 @@ mod tests {
         assert_eq!(serde_keys::<ServerConf>(), sorted(ServerConf::FIELDS));
         assert_eq!(serde_keys::<TokioConf>(), sorted(TokioConf::FIELDS));
         assert_eq!(serde_keys::<AdminConf>(), sorted(AdminConf::FIELDS));
+        assert_eq!(serde_keys::<AccessLogConf>(), sorted(AccessLogConf::FIELDS));
         assert_eq!(serde_keys::<ServiceConf>(), sorted(ServiceConf::FIELDS));
         assert_eq!(serde_keys::<ListenerConf>(), sorted(ListenerConf::FIELDS));
         assert_eq!(
@@ -144,7 +150,7 @@ mod tests {
 
     #[test]
     fn every_section_is_listed() {
-        assert_eq!(config_sections().len(), 14);
+        assert_eq!(config_sections().len(), 15);
         let keys = all_config_keys();
         assert!(keys.contains(&"match"));
         assert!(keys.contains(&"blocking_threads"));

@@ -7,6 +7,7 @@ mod error;
 mod keys;
 mod listen_addr;
 mod locate;
+mod observability;
 mod server;
 mod service;
 mod suggest;
@@ -17,6 +18,7 @@ mod validate_upstream;
 pub use error::{ConfigError, ConfigErrorDetails, ConfigErrorKind};
 pub use keys::{all_config_keys, config_sections, ConfigSection};
 pub use listen_addr::{ListenAddr, ListenAddrParseError, MAX_UNIX_PATH_BYTES};
+pub use observability::{AccessLogConf, AccessLogFormat, LogLevel};
 pub use server::{AdminConf, ServerConf, TokioConf, ValidateOptions};
 pub use service::{
     CacheConf, ListenerConf, ListenerTlsConf, RespondConf, RouteConf, RouteMatch, ServiceConf,

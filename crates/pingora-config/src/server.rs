@@ -6,6 +6,7 @@ use crate::decode;
 use crate::error::{describe_io_error, ConfigError, ConfigErrorKind};
 use crate::listen_addr::ListenAddr;
 use crate::locate::PositionIndex;
+use crate::observability::{AccessLogConf, LogLevel};
 use crate::service::ServiceConf;
 use crate::validate::{self, Reporter};
 
@@ -74,6 +75,10 @@ pub struct ServerConf {
     pub services: Vec<ServiceConf>,
     /// The optional admin listener (`GET /health`, `GET /metrics`).
     pub admin: Option<AdminConf>,
+    /// The per-request access log (off unless it has a `path`).
+    pub access_log: AccessLogConf,
+    /// The least severe message kept in `error_log` (`PINGORA_LOG` overrides it).
+    pub log_level: LogLevel,
 }
 
 impl ServerConf {
@@ -109,6 +114,8 @@ impl ServerConf {
         "daemon_notify_timeout_seconds",
         "services",
         "admin",
+        "access_log",
+        "log_level",
     ];
 
     /// Reads, parses and validates the file at `path` (with TLS support assumed).
@@ -218,6 +225,8 @@ impl Default for ServerConf {
             daemon_notify_timeout_seconds: 60,
             services: Vec::new(),
             admin: None,
+            access_log: AccessLogConf::default(),
+            log_level: LogLevel::default(),
         }
     }
 }
@@ -306,6 +315,8 @@ struct RawServerConf {
     daemon_notify_timeout_seconds: u64,
     services: Vec<ServiceConf>,
     admin: Option<AdminConf>,
+    access_log: AccessLogConf,
+    log_level: LogLevel,
 }
 
 impl Default for RawServerConf {
@@ -342,6 +353,8 @@ impl Default for RawServerConf {
             daemon_notify_timeout_seconds: d.daemon_notify_timeout_seconds,
             services: d.services,
             admin: d.admin,
+            access_log: d.access_log,
+            log_level: d.log_level,
         }
     }
 }
@@ -386,6 +399,8 @@ impl RawServerConf {
             daemon_notify_timeout_seconds: self.daemon_notify_timeout_seconds,
             services: self.services,
             admin: self.admin,
+            access_log: self.access_log,
+            log_level: self.log_level,
         })
     }
 }

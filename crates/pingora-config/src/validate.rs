@@ -160,6 +160,9 @@ pub(crate) fn validate_server(
     if let Some(error_log) = &conf.error_log {
         non_empty_path(r, "error_log", error_log)?;
     }
+    if let Some(access_log) = &conf.access_log.path {
+        non_empty_path(r, "access_log.path", access_log)?;
+    }
     non_empty_path(r, "upgrade_sock", &conf.upgrade_sock)?;
     let sock_len = conf.upgrade_sock.as_os_str().len();
     if sock_len > MAX_UNIX_PATH_BYTES {

@@ -1,0 +1,461 @@
+//! Prometheus metrics of the binary: the registry, per-service handles resolved once at
+//! start-up (so recording a request is a few atomic adds, with no allocation and no
+//! label lookup), and the text exposition served by the admin listener.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pingora_proxy::{Error, ErrorKind, Session, Side};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Which route answered a request, as the `route` label sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RouteSlot {
+    /// The route at this index of the service's `routes` (label: the index).
+    Route(usize),
+    /// The service's `health_path` (label `health_path`).
+    Health,
+    /// No route matched (label `unmatched`).
+    #[default]
+    Unmatched,
+}
+
+/// The `status_class` label values, indexed by [`status_class_index`].
+const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+
+/// Error kinds that get their own `kind` label in `pingora_upstream_errors_total`;
+/// any other upstream failure is counted as `other`.
+const UPSTREAM_ERROR_KINDS: [ErrorKind; 10] = [
+    ErrorKind::ConnectRefused,
+    ErrorKind::ConnectTimeout,
+    ErrorKind::ConnectError,
+    ErrorKind::ReadTimeout,
+    ErrorKind::WriteTimeout,
+    ErrorKind::ConnectionClosed,
+    ErrorKind::ConnectionReset,
+    ErrorKind::InvalidHead,
+    ErrorKind::InvalidBody,
+    ErrorKind::NoUpstream,
+];
+
+/// Upper bounds (seconds) of the request-duration histogram buckets.
+const DURATION_BUCKETS: [f64; 15] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Index into [`STATUS_CLASSES`] of a response status (`None`: no response was sent).
+fn status_class_index(status: Option<u16>) -> usize {
+    match status {
+        Some(s @ 100..=599) => usize::from(s / 100 - 1),
+        _ => STATUS_CLASSES.len() - 1,
+    }
+}
+
+/// What the end of one request looked like: what both metrics and the access log need.
+#[derive(Debug, Clone, Copy)]
+pub struct Finished {
+    /// Which route handled it.
+    pub route: RouteSlot,
+    /// The status sent to the client, if any.
+    pub status: Option<u16>,
+    /// From the request head being read to now.
+    pub total: Duration,
+    /// From the request head being read to the upstream response head, when proxied.
+    pub upstream: Option<Duration>,
+    /// Request body bytes read from the client.
+    pub bytes_in: u64,
+    /// Response body bytes sent to the client.
+    pub bytes_out: u64,
+    /// The failure that ended the request, if any.
+    pub error: Option<(ErrorKind, Side)>,
+}
+
+impl Finished {
+    /// Sums up the request `session` just finished. `upstream_head_at` is when the
+    /// upstream response head arrived, if one did.
+    pub fn new(
+        session: &Session,
+        error: Option<&Error>,
+        route: RouteSlot,
+        upstream_head_at: Option<Instant>,
+    ) -> Finished {
+        let started = session.started();
+        let (bytes_in, bytes_out) = session.downstream.body_bytes();
+        Finished {
+            route,
+            status: session.response_status().map(|s| s.as_u16()),
+            total: started.elapsed(),
+            upstream: upstream_head_at.map(|t| t.saturating_duration_since(started)),
+            bytes_in,
+            bytes_out,
+            error: error.map(|e| (e.kind, e.side)),
+        }
+    }
+
+    /// The upstream failure kind, when the request failed because of the upstream.
+    fn upstream_error(&self) -> Option<ErrorKind> {
+        match self.error {
+            Some((kind, Side::Upstream)) => Some(kind),
+            Some((ErrorKind::NoUpstream, _)) => Some(ErrorKind::NoUpstream),
+            _ => None,
+        }
+    }
+}
+
+/// Figures read from the server at scrape time rather than counted per request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerSnapshot {
+    /// Client connections open right now, over all services.
+    pub live_connections: usize,
+    /// Whether the server is draining (shutting down or handed over).
+    pub draining: bool,
+    /// Access-log lines dropped so far because the writer fell behind.
+    pub access_log_dropped: u64,
+}
+
+/// A gauge whose value is read from elsewhere each time metrics are rendered.
+struct PolledGauge {
+    gauge: IntGauge,
+    read: Box<dyn Fn() -> i64 + Send + Sync>,
+}
+
+/// Every metric of the process, in one registry.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    upstream_errors: IntCounterVec,
+    bytes_in: IntCounterVec,
+    bytes_out: IntCounterVec,
+    upstream_idle: IntGaugeVec,
+    live_connections: IntGauge,
+    draining: IntGauge,
+    access_log_dropped: IntCounter,
+    polled: Mutex<Vec<PolledGauge>>,
+}
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: C,
+) -> Result<C, String> {
+    registry
+        .register(Box::new(metric.clone()))
+        .map_err(|e| format!("cannot register metric: {e}"))?;
+    Ok(metric)
+}
+
+fn metric_error(e: prometheus::Error) -> String {
+    format!("cannot create metric: {e}")
+}
+
+impl Metrics {
+    /// A registry with every metric of the binary, and no services yet.
+    pub fn new() -> Result<Metrics, String> {
+        let registry = Registry::new();
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).map_err(metric_error)
+        };
+        let requests = register(
+            &registry,
+            counter_vec(
+                "pingora_requests_total",
+                "Requests answered, by service, route and status class of the response.",
+                &["service", "route", "status_class"],
+            )?,
+        )?;
+        let duration = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "pingora_request_duration_seconds",
+                    "Time from reading a request head to the end of its response.",
+                )
+                .buckets(DURATION_BUCKETS.to_vec()),
+                &["service"],
+            )
+            .map_err(metric_error)?,
+        )?;
+        let upstream_errors = register(
+            &registry,
+            counter_vec(
+                "pingora_upstream_errors_total",
+                "Requests that failed because of the upstream, by kind of failure.",
+                &["service", "kind"],
+            )?,
+        )?;
+        let bytes_in = register(
+            &registry,
+            counter_vec(
+                "pingora_request_body_bytes_total",
+                "Request body bytes received from clients.",
+                &["service"],
+            )?,
+        )?;
+        let bytes_out = register(
+            &registry,
+            counter_vec(
+                "pingora_response_body_bytes_total",
+                "Response body bytes sent to clients.",
+                &["service"],
+            )?,
+        )?;
+        let upstream_idle = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "pingora_upstream_idle_connections",
+                    "Idle upstream connections kept in the service's pool for reuse.",
+                ),
+                &["service"],
+            )
+            .map_err(metric_error)?,
+        )?;
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help).map_err(metric_error);
+        let live_connections = register(
+            &registry,
+            gauge(
+                "pingora_downstream_connections_active",
+                "Client connections open now, over all services.",
+            )?,
+        )?;
+        let draining = register(
+            &registry,
+            gauge(
+                "pingora_draining",
+                "1 while the server drains (shutting down or handed over), else 0.",
+            )?,
+        )?;
+        let access_log_dropped = register(
+            &registry,
+            IntCounter::new(
+                "pingora_access_log_dropped_lines_total",
+                "Access-log lines dropped because the writer fell behind.",
+            )
+            .map_err(metric_error)?,
+        )?;
+        let build_info = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new("pingora_build_info", "Always 1; the version is a label."),
+                &["version"],
+            )
+            .map_err(metric_error)?,
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        Ok(Metrics {
+            inner: Arc::new(Inner {
+                registry,
+                requests,
+                duration,
+                upstream_errors,
+                bytes_in,
+                bytes_out,
+                upstream_idle,
+                live_connections,
+                draining,
+                access_log_dropped,
+                polled: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The handles of service `name` with `routes` routes, every label combination
+    /// created now (so each series shows from the start, at 0).
+    pub fn service(&self, name: &str, routes: usize) -> ServiceMetrics {
+        let i = &self.inner;
+        let mut route_labels: Vec<String> = (0..routes).map(|r| r.to_string()).collect();
+        route_labels.push("health_path".to_string());
+        route_labels.push("unmatched".to_string());
+        let requests = route_labels
+            .iter()
+            .map(|route| {
+                STATUS_CLASSES.map(|class| i.requests.with_label_values(&[name, route, class]))
+            })
+            .collect();
+        let mut upstream_errors: Vec<IntCounter> = UPSTREAM_ERROR_KINDS
+            .iter()
+            .map(|k| i.upstream_errors.with_label_values(&[name, k.as_str()]))
+            .collect();
+        upstream_errors.push(i.upstream_errors.with_label_values(&[name, "other"]));
+        ServiceMetrics {
+            routes,
+            requests,
+            upstream_errors: upstream_errors.into(),
+            duration: i.duration.with_label_values(&[name]),
+            bytes_in: i.bytes_in.with_label_values(&[name]),
+            bytes_out: i.bytes_out.with_label_values(&[name]),
+        }
+    }
+
+    /// Reports the idle upstream connections of service `name`, read by `read` at each scrape.
+    pub fn poll_upstream_idle(&self, name: &str, read: impl Fn() -> usize + Send + Sync + 'static) {
+        let gauge = self.inner.upstream_idle.with_label_values(&[name]);
+        let read = Box::new(move || i64::try_from(read()).unwrap_or(i64::MAX));
+        self.inner
+            .polled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(PolledGauge { gauge, read });
+    }
+
+    /// Every metric in the Prometheus text exposition format.
+    pub fn render(&self, server: &ServerSnapshot) -> Vec<u8> {
+        let i = &self.inner;
+        i.live_connections
+            .set(i64::try_from(server.live_connections).unwrap_or(i64::MAX));
+        i.draining.set(i64::from(server.draining));
+        let counted = i.access_log_dropped.get();
+        if server.access_log_dropped > counted {
+            i.access_log_dropped
+                .inc_by(server.access_log_dropped - counted);
+        }
+        for p in i.polled.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            p.gauge.set((p.read)());
+        }
+        let mut out = Vec::with_capacity(8192);
+        if let Err(e) = TextEncoder::new().encode(&i.registry.gather(), &mut out) {
+            log::error!("cannot encode metrics: {e}");
+        }
+        out
+    }
+}
+
+/// One service's metric handles, resolved at start-up.
+#[derive(Clone)]
+pub struct ServiceMetrics {
+    routes: usize,
+    /// Per route slot (routes, then health_path, then unmatched), per status class.
+    requests: Arc<[[IntCounter; STATUS_CLASSES.len()]]>,
+    /// Per [`UPSTREAM_ERROR_KINDS`], then `other`.
+    upstream_errors: Arc<[IntCounter]>,
+    duration: Histogram,
+    bytes_in: IntCounter,
+    bytes_out: IntCounter,
+}
+
+impl ServiceMetrics {
+    /// Counts one finished request.
+    pub fn record(&self, done: &Finished) {
+        let slot = match done.route {
+            RouteSlot::Route(r) if r < self.routes => r,
+            RouteSlot::Health => self.routes,
+            _ => self.routes + 1,
+        };
+        if let Some(row) = self.requests.get(slot) {
+            row[status_class_index(done.status)].inc();
+        }
+        self.duration.observe(done.total.as_secs_f64());
+        self.bytes_in.inc_by(done.bytes_in);
+        self.bytes_out.inc_by(done.bytes_out);
+        if let Some(kind) = done.upstream_error() {
+            let i = UPSTREAM_ERROR_KINDS
+                .iter()
+                .position(|k| *k == kind)
+                .unwrap_or(UPSTREAM_ERROR_KINDS.len());
+            if let Some(c) = self.upstream_errors.get(i) {
+                c.inc();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished(
+        route: RouteSlot,
+        status: Option<u16>,
+        error: Option<(ErrorKind, Side)>,
+    ) -> Finished {
+        Finished {
+            route,
+            status,
+            total: Duration::from_millis(3),
+            upstream: None,
+            bytes_in: 10,
+            bytes_out: 20,
+            error,
+        }
+    }
+
+    fn text(m: &Metrics) -> String {
+        String::from_utf8(m.render(&ServerSnapshot::default())).unwrap()
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(status_class_index(Some(101)), 0);
+        assert_eq!(status_class_index(Some(204)), 1);
+        assert_eq!(status_class_index(Some(599)), 4);
+        assert_eq!(status_class_index(Some(600)), 5);
+        assert_eq!(status_class_index(None), 5);
+    }
+
+    #[test]
+    fn records_by_route_status_and_error_kind() {
+        let m = Metrics::new().unwrap();
+        let s = m.service("web", 2);
+        s.record(&finished(RouteSlot::Route(1), Some(200), None));
+        s.record(&finished(RouteSlot::Route(1), Some(201), None));
+        s.record(&finished(RouteSlot::Health, Some(200), None));
+        s.record(&finished(RouteSlot::Route(7), Some(404), None));
+        s.record(&finished(
+            RouteSlot::Route(0),
+            Some(502),
+            Some((ErrorKind::ConnectRefused, Side::Upstream)),
+        ));
+        s.record(&finished(
+            RouteSlot::Route(0),
+            None,
+            Some((ErrorKind::ConnectionClosed, Side::Downstream)),
+        ));
+        let t = text(&m);
+        for line in [
+            r#"pingora_requests_total{route="1",service="web",status_class="2xx"} 2"#,
+            r#"pingora_requests_total{route="health_path",service="web",status_class="2xx"} 1"#,
+            r#"pingora_requests_total{route="unmatched",service="web",status_class="4xx"} 1"#,
+            r#"pingora_requests_total{route="0",service="web",status_class="5xx"} 1"#,
+            r#"pingora_requests_total{route="0",service="web",status_class="none"} 1"#,
+            r#"pingora_requests_total{route="0",service="web",status_class="2xx"} 0"#,
+            r#"pingora_upstream_errors_total{kind="connect_refused",service="web"} 1"#,
+            r#"pingora_upstream_errors_total{kind="connection_closed",service="web"} 0"#,
+            r#"pingora_request_body_bytes_total{service="web"} 60"#,
+            r#"pingora_response_body_bytes_total{service="web"} 120"#,
+            r#"pingora_request_duration_seconds_count{service="web"} 6"#,
+        ] {
+            assert!(t.lines().any(|l| l == line), "missing {line} in\n{t}");
+        }
+    }
+
+    #[test]
+    fn snapshot_and_polled_gauges() {
+        let m = Metrics::new().unwrap();
+        m.poll_upstream_idle("web", || 3);
+        let snap = ServerSnapshot {
+            live_connections: 4,
+            draining: true,
+            access_log_dropped: 5,
+        };
+        m.render(&snap);
+        let t = String::from_utf8(m.render(&snap)).unwrap();
+        for line in [
+            r#"pingora_upstream_idle_connections{service="web"} 3"#,
+            "pingora_downstream_connections_active 4",
+            "pingora_draining 1",
+            "pingora_access_log_dropped_lines_total 5",
+        ] {
+            assert!(t.lines().any(|l| l == line), "missing {line} in\n{t}");
+        }
+    }
+}

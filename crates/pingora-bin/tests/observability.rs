@@ -1,0 +1,522 @@
+//! The admin listener (`/health`, `/metrics`) and the access log, seen from outside:
+//! health flips to 503 while draining, counters move by exactly what was sent, and the
+//! access log has one well-formed line per request and follows a rename + SIGUSR1.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Proxy, Setup, EXCHANGE_TIMEOUT};
+use test_support::{
+    free_addr, get, request, request_bytes, wait_for_port, wait_until, Origin, Reply, Signal,
+};
+
+/// Time a condition polled in these tests may take before it counts as never reached.
+const POLL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A proxy in front of `origin` with an admin listener; returns it and the admin address.
+fn start_with_admin(setup: Setup) -> (Proxy, SocketAddr) {
+    let admin = free_addr();
+    let proxy = setup
+        .top(&format!("admin: {{ addr: \"{admin}\" }}"))
+        .start();
+    assert!(
+        wait_for_port(admin, POLL_TIMEOUT),
+        "admin listener {admin} does not accept; log:\n{}",
+        proxy.log()
+    );
+    (proxy, admin)
+}
+
+// ---------------------------------------------------------------------------------
+// A small parser of the Prometheus text exposition format.
+
+/// One sample: metric name, labels, value.
+#[derive(Debug, Clone, PartialEq)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// Parses the exposition text; panics (failing the test) on any malformed line.
+fn parse_metrics(text: &str) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    let mut typed = Vec::new();
+    for line in text.lines() {
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(comment) = line.strip_prefix('#') {
+            let mut words = comment.split_whitespace();
+            let kind = words.next();
+            let name = words
+                .next()
+                .unwrap_or_else(|| panic!("bad comment: {line}"));
+            if kind == Some("TYPE") {
+                let t = words
+                    .next()
+                    .unwrap_or_else(|| panic!("TYPE without type: {line}"));
+                assert!(
+                    ["counter", "gauge", "histogram", "summary", "untyped"].contains(&t),
+                    "unknown type in {line}"
+                );
+                typed.push(name.to_string());
+            }
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|e| panic!("bad value in {line}: {e}"));
+        let (name, labels) = match series.split_once('{') {
+            Some((name, rest)) => {
+                let body = rest
+                    .strip_suffix('}')
+                    .unwrap_or_else(|| panic!("unclosed labels: {line}"));
+                (name, parse_labels(body, line))
+            }
+            None => (series, BTreeMap::new()),
+        };
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in {line}"
+        );
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .filter(|base| typed.iter().any(|t| t == base))
+            .unwrap_or(name);
+        assert!(
+            typed.iter().any(|t| t == family),
+            "sample before its # TYPE line: {line}"
+        );
+        samples.push(Sample {
+            name: name.to_string(),
+            labels,
+            value,
+        });
+    }
+    samples
+}
+
+/// Parses `k="v",k2="v2"` (values may hold `\"`, `\\`, `\n`).
+fn parse_labels(body: &str, line: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        let (key, after) = rest
+            .split_once("=\"")
+            .unwrap_or_else(|| panic!("bad label in {line}"));
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next() {
+                Some((_, '\\')) => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, c)) => value.push(c),
+                    None => panic!("dangling escape in {line}"),
+                },
+                Some((i, '"')) => break i,
+                Some((_, c)) => value.push(c),
+                None => panic!("unterminated label value in {line}"),
+            }
+        };
+        labels.insert(key.to_string(), value);
+        rest = &after[end + 1..];
+        rest = rest.strip_prefix(',').unwrap_or(rest);
+    }
+    labels
+}
+
+/// The scraped metrics of a running proxy.
+struct Scrape(Vec<Sample>);
+
+impl Scrape {
+    fn take(admin: SocketAddr) -> Scrape {
+        let r = get(admin, "/metrics").expect("GET /metrics");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(
+            r.header("content-type")
+                .is_some_and(|c| c.starts_with("text/plain; version=0.0.4")),
+            "content-type {:?}",
+            r.header("content-type")
+        );
+        Scrape(parse_metrics(&r.text()))
+    }
+
+    /// The value of the sample `name` with exactly `labels`; panics if there is none.
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let want: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.0
+            .iter()
+            .find(|s| s.name == name && s.labels == want)
+            .map(|s| s.value)
+            .unwrap_or_else(|| panic!("no sample {name}{labels:?}"))
+    }
+}
+
+fn requests(s: &Scrape, route: &str, class: &str) -> f64 {
+    s.value(
+        "pingora_requests_total",
+        &[
+            ("service", "web"),
+            ("route", route),
+            ("status_class", class),
+        ],
+    )
+}
+
+#[test]
+fn prometheus_parser_rejects_what_is_malformed() {
+    let ok =
+        parse_metrics("# HELP a_total x\n# TYPE a_total counter\na_total{k=\"v\\\"q\",b=\"\"} 3\n");
+    assert_eq!(ok.len(), 1);
+    assert_eq!(ok[0].labels["k"], "v\"q");
+    assert_eq!(ok[0].value, 3.0);
+    for bad in [
+        "a_total 1\n",                        // no TYPE line
+        "# TYPE a counter\na{k=\"v\" 1\n",    // unclosed labels
+        "# TYPE a counter\na{k=\"v\"} one\n", // bad value
+        "# TYPE a counter\na-b 1\n",          // bad name
+    ] {
+        assert!(
+            std::panic::catch_unwind(|| parse_metrics(bad)).is_err(),
+            "accepted {bad:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// /health and /metrics.
+
+#[test]
+fn health_is_ok_while_serving_and_503_while_draining() {
+    let origin = Origin::start(|req| {
+        if req.path == "/slow" {
+            Reply::Delay(Duration::from_millis(2500), Box::new(Reply::ok("late")))
+        } else {
+            Reply::ok("fast")
+        }
+    });
+    let (mut proxy, admin) = start_with_admin(
+        Setup::new(origin.addr())
+            .read_timeout_ms(5000)
+            .top("graceful_shutdown_timeout_seconds: 10")
+            .top("grace_period_seconds: 0"),
+    );
+    let r = get(admin, "/health").unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    assert_eq!(get(admin, "/nope").unwrap().status, 404);
+    let post = request(admin, "POST", "/health", &[], b"x").unwrap();
+    assert_eq!(post.status, 405);
+
+    let mut slow = proxy.client();
+    slow.send(&request_bytes("GET", "/slow", &[("Host", "test")], b""))
+        .unwrap();
+    assert!(wait_until(POLL_TIMEOUT, || origin.requests() == 1));
+    assert!(
+        wait_until(POLL_TIMEOUT, || proxy.log().contains("ready:")),
+        "never ready; log:\n{}",
+        proxy.log()
+    );
+    proxy.process.signal(Signal::SIGTERM).unwrap();
+
+    let mut last = None;
+    let draining = wait_until(POLL_TIMEOUT, || {
+        let r = get(admin, "/health");
+        let flipped = r
+            .as_ref()
+            .is_ok_and(|r| r.status == 503 && r.text() == "draining");
+        last = Some(r.map(|r| (r.status, r.text())));
+        flipped
+    });
+    assert!(draining, "health never said draining: {last:?}");
+    // Metrics keep answering during the drain, and say so.
+    let scrape = Scrape::take(admin);
+    assert_eq!(scrape.value("pingora_draining", &[]), 1.0);
+    assert!(scrape.value("pingora_downstream_connections_active", &[]) >= 1.0);
+
+    let r = slow
+        .read_final_response()
+        .expect("the slow request finishes");
+    assert_eq!((r.status, r.text().as_str()), (200, "late"));
+    drop(slow);
+    let status = proxy
+        .process
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits once drained");
+    assert_eq!(status.code(), Some(0), "log:\n{}", proxy.log());
+}
+
+#[test]
+fn metrics_count_exactly_what_was_served() {
+    let body = "0123456789";
+    let origin = Origin::start(move |_| Reply::ok(body));
+    let (proxy, admin) = start_with_admin(Setup::new(origin.addr()));
+    let before = Scrape::take(admin);
+    assert_eq!(
+        before.value(
+            "pingora_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        1.0
+    );
+
+    for _ in 0..5 {
+        let r = get(proxy.addr, "/data").unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, body));
+    }
+    for _ in 0..2 {
+        assert_eq!(get(proxy.addr, "/hello").unwrap().status, 200);
+    }
+    assert_eq!(get(proxy.addr, "/healthz").unwrap().status, 200);
+    let posted = request(proxy.addr, "POST", "/data", &[], b"seven!!").unwrap();
+    assert_eq!(posted.status, 200);
+
+    // Responses are sent before the request is counted: wait for the last one.
+    let mut after = Scrape::take(admin);
+    assert!(wait_until(POLL_TIMEOUT, || {
+        after = Scrape::take(admin);
+        requests(&after, "1", "2xx") - requests(&before, "1", "2xx") >= 6.0
+    }));
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        after.value(name, labels) - before.value(name, labels)
+    };
+    assert_eq!(
+        requests(&after, "1", "2xx") - requests(&before, "1", "2xx"),
+        6.0
+    );
+    assert_eq!(
+        requests(&after, "0", "2xx") - requests(&before, "0", "2xx"),
+        2.0
+    );
+    assert_eq!(
+        requests(&after, "health_path", "2xx") - requests(&before, "health_path", "2xx"),
+        1.0
+    );
+    assert_eq!(
+        requests(&after, "1", "5xx") - requests(&before, "1", "5xx"),
+        0.0
+    );
+    let web = [("service", "web")];
+    assert_eq!(delta("pingora_request_duration_seconds_count", &web), 9.0);
+    // 6 origin bodies, "hi\n" twice, "ok" once.
+    assert_eq!(
+        delta("pingora_response_body_bytes_total", &web),
+        (6 * body.len() + 2 * 3 + 2) as f64
+    );
+    assert_eq!(delta("pingora_request_body_bytes_total", &web), 7.0);
+    assert_eq!(
+        delta(
+            "pingora_upstream_errors_total",
+            &[("service", "web"), ("kind", "connect_refused")]
+        ),
+        0.0
+    );
+    // The pooled connection to the origin is idle now.
+    assert_eq!(after.value("pingora_upstream_idle_connections", &web), 1.0);
+
+    // An open client connection shows as active.
+    let mut c = proxy.client();
+    c.send(&common::get_bytes("/hello")).unwrap();
+    assert_eq!(c.read_response().unwrap().status, 200);
+    assert!(wait_until(POLL_TIMEOUT, || {
+        Scrape::take(admin).value("pingora_downstream_connections_active", &[]) == 1.0
+    }));
+    drop(c);
+    assert!(wait_until(POLL_TIMEOUT, || {
+        Scrape::take(admin).value("pingora_downstream_connections_active", &[]) == 0.0
+    }));
+}
+
+#[test]
+fn refused_upstream_counts_one_5xx_and_one_upstream_error() {
+    let refused = free_addr(); // nothing listens there
+    let (proxy, admin) = start_with_admin(Setup::new(refused).top("max_retries: 2"));
+    let before = Scrape::take(admin);
+    let r = get(proxy.addr, "/data").unwrap();
+    assert_eq!(r.status, 502);
+    let kind = [("service", "web"), ("kind", "connect_refused")];
+    let mut after = Scrape::take(admin);
+    assert!(wait_until(POLL_TIMEOUT, || {
+        after = Scrape::take(admin);
+        requests(&after, "1", "5xx") > requests(&before, "1", "5xx")
+    }));
+    assert_eq!(
+        requests(&after, "1", "5xx") - requests(&before, "1", "5xx"),
+        1.0
+    );
+    assert_eq!(
+        after.value("pingora_upstream_errors_total", &kind)
+            - before.value("pingora_upstream_errors_total", &kind),
+        1.0
+    );
+    assert_eq!(requests(&after, "1", "2xx"), requests(&before, "1", "2xx"));
+}
+
+// ---------------------------------------------------------------------------------
+// The access log.
+
+fn log_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+fn wait_for_lines(path: &Path, n: usize) -> Vec<String> {
+    assert!(
+        wait_until(POLL_TIMEOUT, || log_lines(path).len() >= n),
+        "{} has {:?}, expected {n} lines",
+        path.display(),
+        log_lines(path)
+    );
+    let lines = log_lines(path);
+    assert_eq!(lines.len(), n, "{lines:#?}");
+    lines
+}
+
+#[test]
+fn json_access_log_has_one_line_per_request_and_reopens_on_sigusr1() {
+    let origin = Origin::start(|_| Reply::full(201, &[], "created"));
+    let proxy = Setup::new(origin.addr())
+        .top("access_log: { path: \"{dir}/access.log\", format: json }")
+        .start();
+    let log = proxy.process.dir().join("access.log");
+
+    let r = request(
+        proxy.addr,
+        "POST",
+        "/items?x=1",
+        &[("User-Agent", "tester \"quoted\"")],
+        b"12345",
+    )
+    .unwrap();
+    assert_eq!(r.status, 201);
+    assert_eq!(get(proxy.addr, "/hello").unwrap().status, 200);
+    let lines = wait_for_lines(&log, 2);
+    let first: serde_json::Value =
+        serde_json::from_str(&lines[0]).unwrap_or_else(|e| panic!("{e}: {}", lines[0]));
+    assert_eq!(first["method"], "POST");
+    assert_eq!(first["path"], "/items?x=1");
+    assert_eq!(first["version"], "HTTP/1.1");
+    assert_eq!(first["status"], 201);
+    assert_eq!(first["bytes_in"], 5);
+    assert_eq!(first["bytes_out"], 7);
+    assert_eq!(first["service"], "web");
+    assert_eq!(first["route"], "1");
+    assert_eq!(first["upstream_addr"], origin.addr().to_string());
+    assert_eq!(first["upstream_status"], 201);
+    assert_eq!(first["user_agent"], "tester \"quoted\"");
+    assert!(first["referer"].is_null());
+    assert!(first["error"].is_null());
+    assert!(first["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    let total = first["time"].as_f64().expect("time is a number");
+    let upstream = first["upstream_time"]
+        .as_f64()
+        .expect("upstream_time is a number");
+    assert!((0.0..EXCHANGE_TIMEOUT.as_secs_f64()).contains(&total));
+    assert!(upstream <= total, "upstream {upstream} > total {total}");
+    assert!(first["time"].is_f64());
+
+    let second: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    assert_eq!(second["path"], "/hello");
+    assert_eq!(second["route"], "0");
+    assert_eq!(second["status"], 200);
+    assert!(second["upstream_addr"].is_null());
+    assert!(second["upstream_time"].is_null());
+
+    // logrotate: rename, then SIGUSR1; new lines go to a new file.
+    let rotated = proxy.process.dir().join("access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    proxy.process.signal(Signal::SIGUSR1).unwrap();
+    assert!(
+        proxy
+            .process
+            .wait_for_stderr("SIGUSR1: log files reopened", POLL_TIMEOUT),
+        "log:\n{}",
+        proxy.log()
+    );
+    assert_eq!(get(proxy.addr, "/after-rotation").unwrap().status, 201);
+    let fresh = wait_for_lines(&log, 1);
+    let line: serde_json::Value = serde_json::from_str(&fresh[0]).unwrap();
+    assert_eq!(line["path"], "/after-rotation");
+    assert_eq!(
+        log_lines(&rotated).len(),
+        2,
+        "the rotated file got more lines"
+    );
+}
+
+#[test]
+fn text_access_log_line_format() {
+    let origin = Origin::start(|_| Reply::ok("hello"));
+    let proxy = Setup::new(origin.addr())
+        .top("access_log: { path: \"{dir}/access.log\" }")
+        .start();
+    let log = proxy.process.dir().join("access.log");
+    let r = request(
+        proxy.addr,
+        "GET",
+        "/data",
+        &[("Referer", "http://r.example/"), ("User-Agent", "ua/1")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let lines = wait_for_lines(&log, 1);
+    let line = &lines[0];
+    assert!(line.starts_with("127.0.0.1:"), "{line}");
+    let (client_part, rest) = line
+        .split_once(" - - [")
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(client_part.parse::<SocketAddr>().is_ok(), "{line}");
+    let (time, rest) = rest.split_once("] ").unwrap_or_else(|| panic!("{line}"));
+    assert!(time.len() == 24 && time.ends_with('Z'), "timestamp {time}");
+    let fields = format!(
+        "\"GET /data HTTP/1.1\" 200 5 \"http://r.example/\" \"ua/1\" in=0 service=web route=1 upstream={} upstream_status=200 upstream_time=",
+        origin.addr()
+    );
+    assert!(rest.starts_with(&fields), "{rest}\nexpected {fields}");
+    assert!(rest.ends_with(" error=-"), "{rest}");
+    let time: f64 = rest
+        .split(" time=")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no time in {rest}"));
+    assert!(time < EXCHANGE_TIMEOUT.as_secs_f64());
+}
+
+#[test]
+fn log_level_from_config_filters_the_error_log() {
+    let origin = Origin::start(|_| Reply::ok("x"));
+    // At `error`, the info lines of a normal start are not written.
+    let proxy = Setup::new(origin.addr()).top("log_level: error").start();
+    assert_eq!(get(proxy.addr, "/data").unwrap().status, 200);
+    let quiet = proxy.log();
+    assert!(
+        !quiet.contains(" INFO "),
+        "info lines at level error:\n{quiet}"
+    );
+    drop(proxy);
+    let proxy = Setup::new(origin.addr()).top("log_level: info").start();
+    assert!(
+        proxy.process.wait_for_stderr(" INFO ", POLL_TIMEOUT),
+        "no info line at level info:\n{}",
+        proxy.log()
+    );
+}
