@@ -18,9 +18,10 @@ pub enum BodyFraming {
     UntilClose,
 }
 
-/// The framing of a request body. Rejects (as `InvalidHead`): `Transfer-Encoding` with
-/// `Content-Length`, differing or malformed `Content-Length` values, a
-/// `Transfer-Encoding` that does not end in `chunked` or names it twice, and
+/// The framing of a request body (RFC 9112 §6): chunked, a length, or none
+/// (`Content-Length: 0` is `Empty`). Rejects (as `InvalidHead`, side `Downstream`):
+/// `Transfer-Encoding` with `Content-Length`, differing or malformed `Content-Length`
+/// values, a `Transfer-Encoding` that does not end in `chunked` or names it twice, and
 /// `Transfer-Encoding` on HTTP/1.0.
 pub fn request_framing(req: &RequestHeader) -> Result<BodyFraming> {
     let side = Side::Downstream;
@@ -44,8 +45,14 @@ pub fn request_framing(req: &RequestHeader) -> Result<BodyFraming> {
     })
 }
 
-/// The framing of a response body to a request with `req_method`.
+/// The framing of a response body to a request with `req_method` (RFC 9112 §6.3):
+/// none for HEAD, 1xx, 204 and 304; a tunnel (`UntilClose`) for a 2xx to CONNECT;
+/// chunked when `Transfer-Encoding` ends in `chunked` (it wins over `Content-Length`),
+/// close-delimited when it ends in another coding; then `Content-Length`; else
+/// close-delimited. Errors (`InvalidHead`, side `Upstream`): a malformed or conflicting
+/// `Content-Length`, or `chunked` applied twice.
 pub fn response_framing(req_method: &Method, resp: &ResponseHeader) -> Result<BodyFraming> {
+    let side = Side::Upstream;
     let status = resp.status;
     if req_method == Method::HEAD
         || status.is_informational()
@@ -58,12 +65,13 @@ pub fn response_framing(req_method: &Method, resp: &ResponseHeader) -> Result<Bo
         return Ok(BodyFraming::UntilClose);
     }
     if resp.headers.contains_key(header::TRANSFER_ENCODING) {
-        return Ok(match chunked_is_final(&resp.headers) {
-            Some(true) => BodyFraming::Chunked,
-            _ => BodyFraming::UntilClose,
-        });
+        return match chunked_is_final(&resp.headers) {
+            Some(true) => Ok(BodyFraming::Chunked),
+            Some(false) => Ok(BodyFraming::UntilClose),
+            None => Err(invalid(side, "chunked applied more than once")),
+        };
     }
-    Ok(match content_length(&resp.headers, Side::Upstream)? {
+    Ok(match content_length(&resp.headers, side)? {
         Some(0) => BodyFraming::Empty,
         Some(n) => BodyFraming::Length(n),
         None => BodyFraming::UntilClose,
@@ -71,7 +79,7 @@ pub fn response_framing(req_method: &Method, resp: &ResponseHeader) -> Result<Bo
 }
 
 /// The value of `Content-Length`: identical repeats (as headers or a comma list) collapse;
-/// differing or non-numeric values are an error.
+/// differing, empty, signed, non-decimal or overflowing values are an error.
 fn content_length(headers: &HeaderMap, side: Side) -> Result<Option<u64>> {
     let mut found: Option<u64> = None;
     for v in headers.get_all(header::CONTENT_LENGTH) {
@@ -96,7 +104,8 @@ fn content_length(headers: &HeaderMap, side: Side) -> Result<Option<u64>> {
 }
 
 /// Some(true) when the last transfer coding is `chunked` (and only the last);
-/// Some(false) when it is not last or absent; None when it appears twice.
+/// Some(false) when it is not last or absent; None when it appears twice. Codings are
+/// comma separated, across repeated headers; empty list elements are ignored.
 fn chunked_is_final(headers: &HeaderMap) -> Option<bool> {
     let mut chunked_seen = 0;
     let mut last_is_chunked = false;
@@ -163,85 +172,189 @@ mod tests {
     use crate::protocols::http::v1::{parse_request, HeadLimits};
     use bytes::BytesMut;
 
-    fn framing(head: &str) -> Result<BodyFraming> {
-        let raw = format!("POST / HTTP/1.1\r\nHost: x\r\n{head}\r\n");
-        let req = parse_request(&mut BytesMut::from(raw.as_bytes()), &HeadLimits::default())
+    fn request(version: &str, head: &str) -> RequestHeader {
+        let raw = format!("POST / {version}\r\nHost: x\r\n{head}\r\n");
+        parse_request(&mut BytesMut::from(raw.as_bytes()), &HeadLimits::default())
             .unwrap()
-            .unwrap();
-        request_framing(&req)
+            .unwrap()
+    }
+
+    fn framing(head: &str) -> Result<BodyFraming> {
+        request_framing(&request("HTTP/1.1", head))
+    }
+
+    fn response(status: u16, headers: &[(&str, &str)]) -> ResponseHeader {
+        let mut r = ResponseHeader::new(StatusCode::from_u16(status).unwrap());
+        for (n, v) in headers {
+            r.headers.append(
+                http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        r
     }
 
     #[test]
-    fn request_rules() {
-        assert_eq!(framing("").unwrap(), BodyFraming::Empty);
-        assert_eq!(
-            framing("Content-Length: 5\r\n").unwrap(),
-            BodyFraming::Length(5)
-        );
-        assert_eq!(
-            framing("Content-Length: 5, 5\r\n").unwrap(),
-            BodyFraming::Length(5)
-        );
-        assert_eq!(
-            framing("Content-Length: 5\r\nContent-Length: 5\r\n").unwrap(),
-            BodyFraming::Length(5)
-        );
-        assert_eq!(
-            framing("Transfer-Encoding: chunked\r\n").unwrap(),
-            BodyFraming::Chunked
-        );
-        assert_eq!(
-            framing("Transfer-Encoding: gzip, chunked\r\n").unwrap(),
-            BodyFraming::Chunked
-        );
+    fn request_framings() {
+        let ok = [
+            ("", BodyFraming::Empty),
+            ("Content-Length: 0\r\n", BodyFraming::Empty),
+            ("Content-Length: 5\r\n", BodyFraming::Length(5)),
+            ("Content-Length: 007\r\n", BodyFraming::Length(7)),
+            ("Content-Length: 5, 5\r\n", BodyFraming::Length(5)),
+            (
+                "Content-Length: 5\r\nContent-Length: 5\r\n",
+                BodyFraming::Length(5),
+            ),
+            (
+                "Content-Length: 18446744073709551615\r\n",
+                BodyFraming::Length(u64::MAX),
+            ),
+            ("Transfer-Encoding: chunked\r\n", BodyFraming::Chunked),
+            ("Transfer-Encoding: CHUNKED\r\n", BodyFraming::Chunked),
+            ("Transfer-Encoding: gzip, chunked\r\n", BodyFraming::Chunked),
+            (
+                "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+                BodyFraming::Chunked,
+            ),
+        ];
+        for (head, want) in ok {
+            assert_eq!(framing(head).unwrap(), want, "{head}");
+        }
+    }
+
+    #[test]
+    fn request_framing_errors() {
         for bad in [
             "Content-Length: 5, 6\r\n",
             "Content-Length: 5\r\nContent-Length: 6\r\n",
+            "Content-Length: 5,\r\n",
+            "Content-Length:\r\n",
             "Content-Length: -1\r\n",
             "Content-Length: +5\r\n",
             "Content-Length: 0x10\r\n",
+            "Content-Length: 5 5\r\n",
+            "Content-Length: 1e3\r\n",
+            "Content-Length: 18446744073709551616\r\n",
             "Content-Length: 99999999999999999999999\r\n",
             "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: chunked\r\nContent-Length: 0\r\n",
             "Transfer-Encoding: chunked, gzip\r\n",
             "Transfer-Encoding: chunked, chunked\r\n",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
             "Transfer-Encoding: gzip\r\n",
+            "Transfer-Encoding: identity\r\n",
+            "Transfer-Encoding: \r\n",
+            "Transfer-Encoding: xchunked\r\n",
         ] {
+            let err = framing(bad).unwrap_err();
             assert_eq!(
-                framing(bad).unwrap_err().kind,
-                ErrorKind::InvalidHead,
+                (err.kind, err.side),
+                (ErrorKind::InvalidHead, Side::Downstream),
                 "{bad}"
             );
         }
     }
 
     #[test]
-    fn response_rules() {
-        let mut r = ResponseHeader::new(StatusCode::OK);
+    fn transfer_encoding_needs_http11() {
+        let r = request("HTTP/1.0", "Transfer-Encoding: chunked\r\n");
         assert_eq!(
-            response_framing(&Method::GET, &r).unwrap(),
+            request_framing(&r).unwrap_err().kind,
+            ErrorKind::InvalidHead
+        );
+        let r = request("HTTP/1.0", "Content-Length: 3\r\n");
+        assert_eq!(request_framing(&r).unwrap(), BodyFraming::Length(3));
+    }
+
+    #[test]
+    fn responses_without_a_body() {
+        let chunked = [("transfer-encoding", "chunked")];
+        let sized = [("content-length", "10")];
+        for status in [100, 101, 103, 199, 204, 304] {
+            for headers in [&chunked[..], &sized[..], &[]] {
+                let r = response(status, headers);
+                assert_eq!(
+                    response_framing(&Method::GET, &r).unwrap(),
+                    BodyFraming::Empty,
+                    "{status}"
+                );
+            }
+        }
+        for headers in [&chunked[..], &sized[..], &[]] {
+            let r = response(200, headers);
+            assert_eq!(
+                response_framing(&Method::HEAD, &r).unwrap(),
+                BodyFraming::Empty
+            );
+        }
+    }
+
+    #[test]
+    fn response_framings() {
+        let get = Method::GET;
+        type Case<'a> = (u16, &'a [(&'a str, &'a str)], BodyFraming);
+        let cases: &[Case<'_>] = &[
+            (200, &[], BodyFraming::UntilClose),
+            (200, &[("content-length", "10")], BodyFraming::Length(10)),
+            (200, &[("content-length", "0")], BodyFraming::Empty),
+            (200, &[("content-length", "3, 3")], BodyFraming::Length(3)),
+            (
+                200,
+                &[("transfer-encoding", "chunked")],
+                BodyFraming::Chunked,
+            ),
+            (
+                200,
+                &[("transfer-encoding", "chunked"), ("content-length", "4")],
+                BodyFraming::Chunked,
+            ),
+            (
+                200,
+                &[("transfer-encoding", "gzip")],
+                BodyFraming::UntilClose,
+            ),
+            (
+                200,
+                &[("transfer-encoding", "chunked, gzip")],
+                BodyFraming::UntilClose,
+            ),
+            (404, &[("content-length", "2")], BodyFraming::Length(2)),
+            (500, &[], BodyFraming::UntilClose),
+        ];
+        for (status, headers, want) in cases {
+            let r = response(*status, headers);
+            assert_eq!(response_framing(&get, &r).unwrap(), *want, "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn connect_responses() {
+        let tunnel = response(200, &[("content-length", "5")]);
+        assert_eq!(
+            response_framing(&Method::CONNECT, &tunnel).unwrap(),
             BodyFraming::UntilClose
         );
-        r.headers
-            .insert(header::CONTENT_LENGTH, "10".parse().unwrap());
+        let refused = response(407, &[("content-length", "5")]);
         assert_eq!(
-            response_framing(&Method::GET, &r).unwrap(),
-            BodyFraming::Length(10)
+            response_framing(&Method::CONNECT, &refused).unwrap(),
+            BodyFraming::Length(5)
         );
-        assert_eq!(
-            response_framing(&Method::HEAD, &r).unwrap(),
-            BodyFraming::Empty
-        );
-        r.headers
-            .insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
-        assert_eq!(
-            response_framing(&Method::GET, &r).unwrap(),
-            BodyFraming::Chunked
-        );
-        for s in [204, 304, 103] {
-            let r = ResponseHeader::new(StatusCode::from_u16(s).unwrap());
+    }
+
+    #[test]
+    fn response_framing_errors() {
+        for headers in [
+            &[("content-length", "5, 6")][..],
+            &[("content-length", "5"), ("content-length", "6")],
+            &[("content-length", "abc")],
+            &[("transfer-encoding", "chunked, chunked")],
+        ] {
+            let err = response_framing(&Method::GET, &response(200, headers)).unwrap_err();
             assert_eq!(
-                response_framing(&Method::GET, &r).unwrap(),
-                BodyFraming::Empty
+                (err.kind, err.side),
+                (ErrorKind::InvalidHead, Side::Upstream),
+                "{headers:?}"
             );
         }
     }
@@ -253,7 +366,42 @@ mod tests {
         assert!(!wants_keepalive(Version::HTTP_10, &h));
         h.insert(header::CONNECTION, "Keep-Alive".parse().unwrap());
         assert!(wants_keepalive(Version::HTTP_10, &h));
+        assert!(connection_has_token(&h, "keep-alive"));
         h.insert(header::CONNECTION, "foo, Close".parse().unwrap());
         assert!(!wants_keepalive(Version::HTTP_11, &h));
+        assert!(connection_has_token(&h, "foo"));
+        assert!(!connection_has_token(&h, "fo"));
+        h.append(header::CONNECTION, "upgrade".parse().unwrap());
+        assert!(connection_has_token(&h, "UPGRADE"));
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "keep-alive, close".parse().unwrap());
+        assert!(!wants_keepalive(Version::HTTP_10, &h));
+    }
+
+    #[test]
+    fn expect_continue() {
+        let r = request("HTTP/1.1", "Expect: 100-Continue\r\nContent-Length: 1\r\n");
+        assert!(expects_continue(&r));
+        let r = request("HTTP/1.0", "Expect: 100-continue\r\n");
+        assert!(!expects_continue(&r));
+        let r = request("HTTP/1.1", "Expect: something-else\r\n");
+        assert!(!expects_continue(&r));
+        let r = request("HTTP/1.1", "");
+        assert!(!expects_continue(&r));
+    }
+
+    #[test]
+    fn upgrade_requests() {
+        let r = request(
+            "HTTP/1.1",
+            "Connection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n",
+        );
+        assert!(is_upgrade_request(&r));
+        let r = request("HTTP/1.1", "Upgrade: websocket\r\n");
+        assert!(!is_upgrade_request(&r));
+        let r = request("HTTP/1.1", "Connection: upgrade\r\n");
+        assert!(!is_upgrade_request(&r));
+        let r = request("HTTP/1.0", "Connection: upgrade\r\nUpgrade: websocket\r\n");
+        assert!(!is_upgrade_request(&r));
     }
 }
