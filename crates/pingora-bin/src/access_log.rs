@@ -62,7 +62,10 @@ pub fn init(conf: &AccessLogConf) -> io::Result<()> {
     let (target, file) = if conf.is_stderr() {
         (Target::Stderr, None)
     } else {
-        (Target::File(path.clone()), Some(open_append(path)?))
+        // Absolute, so that a reopen after the daemon's chdir finds the same file.
+        let path = std::path::absolute(path)?;
+        let file = open_append(&path)?;
+        (Target::File(path), Some(file))
     };
     let log = AccessLog {
         inner: Arc::new(Shared {
