@@ -3,6 +3,7 @@
 //! access log has one well-formed line per request and follows a rename + SIGUSR1.
 
 mod common;
+mod lifecycle_support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,8 +11,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{Proxy, Setup, EXCHANGE_TIMEOUT};
+use lifecycle_support::{wait_pid_file, Conf, Instance, Target, START_TIMEOUT};
 use test_support::{
     free_addr, get, request, request_bytes, wait_for_port, wait_until, Origin, Reply, Signal,
+    TestDir,
 };
 
 /// Time a condition polled in these tests may take before it counts as never reached.
@@ -258,6 +261,62 @@ fn health_is_ok_while_serving_and_503_while_draining() {
         .wait_exit(Duration::from_secs(10))
         .expect("exits once drained");
     assert_eq!(status.code(), Some(0), "log:\n{}", proxy.log());
+}
+
+#[test]
+fn after_a_hand_over_the_new_instance_answers_the_admin_address() {
+    let origin = Origin::start(|req| {
+        if req.path == "/slow" {
+            Reply::Delay(Duration::from_millis(2500), Box::new(Reply::ok("late")))
+        } else {
+            Reply::ok("fast")
+        }
+    });
+    let dir = TestDir::new().unwrap();
+    let listen = free_addr();
+    let admin = free_addr();
+    let conf = Conf::new(dir.path(), listen, origin.addr())
+        .set("admin", &format!("{{ addr: \"{admin}\" }}"));
+    let old_conf = conf.clone().marker("old").write("old.yaml");
+    let new_conf = conf.clone().marker("new").write("new.yaml");
+    let pid_file = conf.pid_file();
+    let target = Target::Tcp(listen);
+    let mut old = Instance::spawn(dir.path(), "old", &old_conf, &[], &[]);
+    old.wait_serving(&target, &pid_file);
+    assert!(wait_for_port(admin, POLL_TIMEOUT));
+    assert_eq!(get(admin, "/health").unwrap().status, 200);
+
+    // A slow request keeps the old instance draining after the hand-over.
+    let mut slow = target.connect().unwrap();
+    slow.send_get("/slow", true).unwrap();
+    assert!(wait_until(POLL_TIMEOUT, || origin.requests() >= 1));
+    let new = Instance::spawn(dir.path(), "new", &new_conf, &["-u"], &[]);
+    old.signal("QUIT");
+    let new_pid = new.pid();
+    assert!(
+        wait_pid_file(&pid_file, START_TIMEOUT, |p| p == new_pid).is_some(),
+        "no hand-over;\nold log:\n{}\nnew log:\n{}",
+        old.log(),
+        new.log()
+    );
+    assert!(
+        old.wait_for_log("the new instance answers from now on", POLL_TIMEOUT),
+        "old admin kept accepting; log:\n{}",
+        old.log()
+    );
+    // Every new admin connection reaches the new instance, which serves.
+    for _ in 0..20 {
+        let r = get(admin, "/health").unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+        assert_eq!(Scrape::take(admin).value("pingora_draining", &[]), 0.0);
+    }
+    assert!(
+        old.exited().is_none(),
+        "the old instance was not draining any more"
+    );
+    let r = slow.read_response().expect("the slow request finishes");
+    assert_eq!((r.status, r.body.as_str()), (200, "late"));
+    assert!(old.wait_exit(Duration::from_secs(10)).is_some());
 }
 
 #[test]
