@@ -19,6 +19,8 @@ pub struct BinLifecycle {
     pub upgraded: bool,
     /// Tells a waiting foreground parent that we are ready.
     pub notifier: Option<ReadyNotifier>,
+    /// Set once a new instance took the listeners: `pid_file` is the new one's now.
+    pub handed_over: bool,
 }
 
 impl Lifecycle for BinLifecycle {
@@ -69,6 +71,7 @@ impl Lifecycle for BinLifecycle {
     }
 
     fn handed_over(&mut self) {
+        self.handed_over = true;
         crate::admin::handed_over();
         ::log::info!("the new instance serves; draining this one");
     }

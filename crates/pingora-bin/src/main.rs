@@ -155,10 +155,15 @@ fn run(args: &Args, conf: ServerConf) -> Result<(), String> {
         daemon,
         upgraded: args.upgrade,
         notifier,
+        handed_over: false,
     };
     let result = running.run(signals, &mut hooks).map_err(|e| e.to_string());
     access_log::finish(Duration::from_secs(2));
-    pid_file.remove();
+    // After a hand-over the new instance writes its own pid there, possibly at this
+    // very moment: removing "our" file could delete the new one's (read, then unlink).
+    if !hooks.handed_over {
+        pid_file.remove();
+    }
     ::log::info!("pingora exiting");
     result
 }
