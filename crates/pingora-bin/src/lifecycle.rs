@@ -88,7 +88,11 @@ impl Lifecycle for BinLifecycle {
     }
 
     fn stopping(&mut self) {
-        sd_notify("STOPPING=1");
+        // After a hand-over the service goes on in the new instance: STOPPING=1 from
+        // this one (accepted with NotifyAccess=all) would make systemd stop the unit.
+        if !self.handed_over {
+            sd_notify("STOPPING=1");
+        }
     }
 }
 
