@@ -348,7 +348,14 @@ fn privileges_are_dropped_to_the_configured_user() {
     assert_eq!(ids(pid, "Groups:"), vec![gid], "supplementary groups");
     let r = target.get("/proxied").unwrap();
     assert_eq!((r.status, r.body.as_str()), (200, "origin:/proxied"));
-    proc.signal("TERM");
+
+    // A reload from the unprivileged process: the new instance (started by it, so
+    // as nobody) creates upgrade_sock and pid_file and takes the listeners.
+    let strays = Strays::default();
+    proc.signal("HUP");
+    let new_pid = wait_pid_file(&conf.pid_file(), START_TIMEOUT, |p| p != pid)
+        .unwrap_or_else(|| panic!("no reload as nobody; log:\n{}", proc.log()));
+    strays.add(new_pid);
     let status = proc.wait_exit(exit_deadline());
     assert_eq!(
         status.and_then(|s| s.code()),
@@ -356,8 +363,17 @@ fn privileges_are_dropped_to_the_configured_user() {
         "log:\n{}",
         proc.log()
     );
+    assert_eq!(
+        ids(new_pid, "Uid:"),
+        vec![uid; 4],
+        "uids of the reloaded server"
+    );
+    let r = target.get("/proxied").unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "origin:/proxied"));
+    send_signal(new_pid, "TERM").unwrap();
+    assert!(wait_gone(new_pid, exit_deadline()));
     assert!(
-        !conf.pid_file().exists(),
+        wait_until(Duration::from_secs(1), || !conf.pid_file().exists()),
         "pid_file left behind by the unprivileged server"
     );
 }
@@ -434,7 +450,98 @@ fn systemd_notify_ready_and_reload_with_mainpid() {
         "log:\n{}",
         first.log()
     );
+    // The retiring instance must not say STOPPING=1: with NotifyAccess=all systemd
+    // would take it for the service stopping, and stop the new main process.
+    notify
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = notify.recv(&mut buf) {
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(
+        !seen.iter().any(|m| m.lines().any(|l| l == "STOPPING=1")),
+        "STOPPING=1 sent during a reload: {seen:?}"
+    );
     assert!(is_running(new_pid));
+    seen.clear();
     send_signal(new_pid, "TERM").unwrap();
+    receive_until(&notify, &mut seen, |s| {
+        s.iter().any(|m| m.lines().any(|l| l == "STOPPING=1"))
+    });
     assert!(wait_gone(new_pid, exit_deadline()));
+}
+
+#[test]
+fn daemon_upgrade_and_reload_lose_no_request() {
+    let _heavy = lifecycle_support::heavy();
+    let origin = slow_origin(Duration::ZERO);
+    let dir = TestDir::new().unwrap();
+    let listen = free_addr();
+    let target = Target::Tcp(listen);
+    let error_log = dir.join("error.log");
+    let conf = Conf::new(dir.path(), listen, origin.addr())
+        .set("daemon_wait_for_ready", "true")
+        .set("daemon_ready_timeout_seconds", "10")
+        .set("error_log", &error_log.display().to_string());
+    let path = conf.write("pingora.yaml");
+    let path_arg = path.display().to_string();
+    let pid_file = conf.pid_file();
+    let strays = Strays::default();
+    let log = || std::fs::read_to_string(&error_log).unwrap_or_default();
+
+    let out = run_command(bin(), &["-c", &path_arg, "-d"], Duration::from_secs(15)).unwrap();
+    let old = read_pid(&pid_file);
+    if let Some(p) = old {
+        strays.add(p);
+    }
+    assert_eq!(out.code(), Some(0), "{out:?}\nerror_log:\n{}", log());
+    let old = old.expect("pid_file after -d");
+    let load = lifecycle_support::Load::start(target.clone(), 16, "/load", "origin:/load");
+    assert!(load.wait_progress(100, Duration::from_secs(5)));
+
+    // As in the docs: kill -QUIT $(cat pid) && pingora -c conf -d -u
+    send_signal(old, "QUIT").unwrap();
+    let out = run_command(
+        bin(),
+        &["-c", &path_arg, "-d", "-u"],
+        Duration::from_secs(15),
+    )
+    .unwrap();
+    let new = read_pid(&pid_file);
+    if let Some(p) = new {
+        strays.add(p);
+    }
+    assert_eq!(out.code(), Some(0), "-d -u: {out:?}\nerror_log:\n{}", log());
+    let new = new.expect("pid_file after -d -u");
+    assert_ne!(
+        new, old,
+        "pid_file still names the old daemon when -d -u returned"
+    );
+    assert!(is_pingora(new));
+    assert!(
+        wait_gone(old, exit_deadline()),
+        "old daemon still running; error_log:\n{}",
+        log()
+    );
+    assert!(load.wait_progress(100, Duration::from_secs(5)));
+
+    // And a SIGHUP reload of the daemon: it starts `pingora -c FILE -u -d` itself.
+    send_signal(new, "HUP").unwrap();
+    let newer = wait_pid_file(&pid_file, START_TIMEOUT, |p| p != new)
+        .unwrap_or_else(|| panic!("no reload of the daemon; error_log:\n{}", log()));
+    strays.add(newer);
+    assert!(
+        wait_gone(new, exit_deadline()),
+        "reloaded daemon still running; error_log:\n{}",
+        log()
+    );
+    assert!(is_pingora(newer));
+    assert!(load.wait_progress(100, Duration::from_secs(5)));
+    load.stop()
+        .assert_clean(300, &format!("error_log:\n{}", log()));
+    assert_eq!(read_pid(&pid_file), Some(newer));
+    send_signal(newer, "TERM").unwrap();
+    assert!(wait_gone(newer, exit_deadline()));
+    assert!(!pid_file.exists(), "pid_file left behind");
 }

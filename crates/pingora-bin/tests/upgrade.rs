@@ -505,3 +505,122 @@ fn a_unix_socket_listener_keeps_working_across_an_upgrade() {
     let r = target.get("/who").unwrap();
     assert_eq!((r.status, r.body.as_str()), (200, "new"));
 }
+
+#[test]
+fn a_hand_over_nobody_takes_keeps_the_old_instance_serving() {
+    let origin = origin();
+    let dir = TestDir::new().unwrap();
+    let listen = free_addr();
+    let target = Target::Tcp(listen);
+    let conf = Conf::new(dir.path(), listen, origin.addr())
+        .set("upgrade_sock_connect_accept_max_retries", "1");
+    let path = conf.write("pingora.yaml");
+    let pid_file = conf.pid_file();
+    let mut old = Instance::spawn(dir.path(), "old", &path, &[], &[]);
+    old.wait_serving(&target, &pid_file);
+
+    old.signal("QUIT");
+    assert!(
+        old.wait_for_log("still serving", Duration::from_secs(5)),
+        "no failed hand-over logged; log:\n{}",
+        old.log()
+    );
+    assert!(
+        old.exited().is_none(),
+        "a failed upgrade took the service down"
+    );
+    assert_eq!(read_pid(&pid_file), Some(old.pid()));
+    let r = target.get("/who").unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "first"));
+
+    // A later upgrade still works.
+    let new = Instance::spawn(dir.path(), "new", &path, &["-u"], &[]);
+    assert!(wait_until(Duration::from_secs(3), || conf
+        .upgrade_sock()
+        .exists()));
+    old.signal("QUIT");
+    let new_pid = new.pid();
+    assert!(
+        wait_pid_file(&pid_file, START_TIMEOUT, |p| p == new_pid).is_some(),
+        "second upgrade failed;\nold log:\n{}\nnew log:\n{}",
+        old.log(),
+        new.log()
+    );
+    let status = old.wait_exit(exit_deadline());
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "log:\n{}",
+        old.log()
+    );
+}
+
+#[test]
+fn an_upgrade_target_nobody_hands_over_to_exits_1() {
+    let dir = TestDir::new().unwrap();
+    let conf = Conf::new(dir.path(), free_addr(), free_addr())
+        .set("upgrade_sock_connect_accept_max_retries", "1");
+    let path = conf.write("pingora.yaml");
+    let mut new = Instance::spawn(dir.path(), "new", &path, &["-u"], &[]);
+    let status = new.wait_exit(Duration::from_secs(5));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(1),
+        "-u without a running instance; log:\n{}",
+        new.log()
+    );
+    assert!(
+        new.log()
+            .contains(&conf.upgrade_sock().display().to_string()),
+        "the message does not name upgrade_sock: {}",
+        new.log()
+    );
+    assert!(
+        !conf.pid_file().exists(),
+        "pid_file written by a failed start"
+    );
+    assert!(!conf.upgrade_sock().exists(), "upgrade_sock left behind");
+}
+
+#[test]
+fn the_new_config_may_add_and_drop_listeners() {
+    let origin = origin();
+    let dir = TestDir::new().unwrap();
+    let (kept, dropped, added) = (free_addr(), free_addr(), free_addr());
+    let old_conf = Conf::new(dir.path(), kept, origin.addr())
+        .listener(dropped)
+        .marker("old");
+    let new_conf = Conf::new(dir.path(), kept, origin.addr())
+        .listener(added)
+        .marker("new");
+    let old_path = old_conf.write("old.yaml");
+    let new_path = new_conf.write("new.yaml");
+    let pid_file = old_conf.pid_file();
+    let mut old = Instance::spawn(dir.path(), "old", &old_path, &[], &[]);
+    old.wait_serving(&Target::Tcp(dropped), &pid_file);
+
+    let new = Instance::spawn(dir.path(), "new", &new_path, &["-u"], &[]);
+    old.signal("QUIT");
+    let new_pid = new.pid();
+    assert!(
+        wait_pid_file(&pid_file, START_TIMEOUT, |p| p == new_pid).is_some(),
+        "no hand-over;\nold log:\n{}\nnew log:\n{}",
+        old.log(),
+        new.log()
+    );
+    let status = old.wait_exit(exit_deadline());
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "log:\n{}",
+        old.log()
+    );
+    for addr in [kept, added] {
+        let r = Target::Tcp(addr).get("/who").unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, "new"), "on {addr}");
+    }
+    let err = Target::Tcp(dropped)
+        .get("/who")
+        .expect_err("the listener the new config dropped still answers");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+}

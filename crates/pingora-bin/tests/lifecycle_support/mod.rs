@@ -88,6 +88,12 @@ impl Conf {
         }
     }
 
+    /// Adds another listening address to the service.
+    pub fn listener(mut self, listen: impl ToString) -> Conf {
+        self.listeners.push(listen.to_string());
+        self
+    }
+
     /// Sets (or adds) a top-level `key: value`.
     pub fn set(mut self, key: &str, value: &str) -> Conf {
         match self.top.iter_mut().find(|(k, _)| k == key) {
