@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 
-use super::io::{read_more, shrink_idle, write_all, BODY_CHUNK, HEAD_CHUNK};
+use super::io::{read_more, write_all, BODY_CHUNK, HEAD_CHUNK};
 use super::{
     parse_response, response_framing, wants_keepalive, write_request_head, BodyDecoder,
     BodyEncoder, BodyEvent, BodyFraming, HeadLimits,
@@ -90,7 +90,6 @@ impl HttpClientSession {
         body: BodyFraming,
     ) -> Result<()> {
         self.exchanges += 1;
-        shrink_idle(&mut self.buf);
         self.received_any = false;
         self.resp_started = false;
         self.resp_done = false;
