@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use pingora_config::ServerConf;
 use pingora_core::process::daemon::ReadyNotifier;
@@ -21,6 +22,12 @@ pub struct BinLifecycle {
     pub notifier: Option<ReadyNotifier>,
     /// Set once a new instance took the listeners: `pid_file` is the new one's now.
     pub handed_over: bool,
+    /// This instance's `pid_file`.
+    pub pid_file: PathBuf,
+    /// The `pid_file` of the configuration a reload starts (it may differ).
+    pub next_pid_file: Option<PathBuf>,
+    /// How long a hand-over waits for the new instance to serve.
+    pub new_instance_timeout: Duration,
 }
 
 impl Lifecycle for BinLifecycle {
@@ -42,8 +49,9 @@ impl Lifecycle for BinLifecycle {
             .conf_path
             .clone()
             .ok_or("the server was started without -c, so there is no file to reload")?;
-        ServerConf::load_with(&path, &crate::wire::validate_options())
+        let next = ServerConf::load_with(&path, &crate::wire::validate_options())
             .map_err(|e| e.to_string())?;
+        self.next_pid_file = Some(next.pid_file);
         let exe = current_exe()?;
         let mut cmd = Command::new(&exe);
         cmd.arg("-c").arg(&path).arg("-u");
@@ -64,6 +72,34 @@ impl Lifecycle for BinLifecycle {
             let _ = child.wait();
         });
         Ok(())
+    }
+
+    fn new_instance_ready(&mut self) -> bool {
+        // The new instance writes its pid to pid_file once every listener accepts.
+        let path = self
+            .next_pid_file
+            .take()
+            .unwrap_or_else(|| self.pid_file.clone());
+        let own = std::process::id();
+        let deadline = Instant::now() + self.new_instance_timeout;
+        while Instant::now() < deadline {
+            let pid = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok());
+            if let Some(pid) = pid.filter(|&p| p > 0 && p as u32 != own) {
+                if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok() {
+                    ::log::info!("new instance (pid {pid}) serves");
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        ::log::error!(
+            "no new instance wrote {} within {}s",
+            path.display(),
+            self.new_instance_timeout.as_secs()
+        );
+        false
     }
 
     fn upgrading(&mut self) {

@@ -156,6 +156,9 @@ fn run(args: &Args, conf: ServerConf) -> Result<(), String> {
         upgraded: args.upgrade,
         notifier,
         handed_over: false,
+        pid_file: conf.pid_file.clone(),
+        next_pid_file: None,
+        new_instance_timeout: Duration::from_secs(conf.daemon_ready_timeout_seconds.min(60)),
     };
     let result = running.run(signals, &mut hooks).map_err(|e| e.to_string());
     access_log::finish(Duration::from_secs(2));

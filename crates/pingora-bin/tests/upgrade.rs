@@ -624,3 +624,47 @@ fn the_new_config_may_add_and_drop_listeners() {
         .expect_err("the listener the new config dropped still answers");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
 }
+
+#[test]
+fn a_new_instance_that_takes_the_listeners_but_fails_to_start_leaves_the_old_serving() {
+    let origin = origin();
+    let dir = TestDir::new().unwrap();
+    let listen = free_addr();
+    // The new configuration adds a listener on a port somebody else holds: the new
+    // instance receives the sockets, then cannot bind it and exits 1.
+    let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = blocker.local_addr().unwrap();
+    let old_conf = Conf::new(dir.path(), listen, origin.addr())
+        .marker("old")
+        .set("daemon_ready_timeout_seconds", "3");
+    let new_conf = Conf::new(dir.path(), listen, origin.addr())
+        .listener(busy)
+        .marker("new");
+    let old_path = old_conf.write("old.yaml");
+    let new_path = new_conf.write("new.yaml");
+    let pid_file = old_conf.pid_file();
+    let target = Target::Tcp(listen);
+    let mut old = Instance::spawn(dir.path(), "old", &old_path, &[], &[]);
+    old.wait_serving(&target, &pid_file);
+
+    let mut new = Instance::spawn(dir.path(), "new", &new_path, &["-u"], &[]);
+    old.signal("QUIT");
+    let status = new.wait_exit(START_TIMEOUT);
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(1),
+        "new log:\n{}",
+        new.log()
+    );
+    assert!(
+        old.wait_for_log("did not start serving", Duration::from_secs(10)),
+        "old log:\n{}",
+        old.log()
+    );
+    assert!(old.exited().is_none(), "old log:\n{}", old.log());
+    for _ in 0..10 {
+        let r = target.get("/who").unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, "old"));
+    }
+    assert_eq!(read_pid(&pid_file), Some(old.pid()));
+}

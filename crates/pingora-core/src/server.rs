@@ -155,6 +155,7 @@ impl RunningServer {
             let waited = control_runtime().map(|rt| {
                 rt.block_on(async move {
                     if !grace.is_zero() {
+                        shutdown.set_accepting(true);
                         log::info!("grace period: accepting for {}s more", grace.as_secs());
                         tokio::time::sleep(grace).await;
                     }
@@ -250,7 +251,7 @@ impl RunningServer {
                 _ = quit.recv() => {
                     log::info!("SIGQUIT: handing listeners over to a new instance");
                     hooks.upgrading();
-                    if self.hand_over().await {
+                    if self.hand_over().await && self.confirm_new_instance(hooks) {
                         hooks.handed_over();
                         return Ok(StopRequest::Graceful);
                     }
@@ -261,7 +262,7 @@ impl RunningServer {
                     match hooks.reload() {
                         Ok(()) => {
                             hooks.upgrading();
-                            if self.hand_over().await {
+                            if self.hand_over().await && self.confirm_new_instance(hooks) {
                                 hooks.handed_over();
                                 return Ok(StopRequest::Graceful);
                             }
@@ -276,6 +277,18 @@ impl RunningServer {
                 }
             }
         }
+    }
+
+    /// Stops accepting and asks the hooks whether the instance that took the listeners
+    /// serves; if not, accepts again (the sockets are shared, nothing was lost).
+    fn confirm_new_instance(&self, hooks: &mut dyn Lifecycle) -> bool {
+        self.shutdown.set_accepting(false);
+        if hooks.new_instance_ready() {
+            return true;
+        }
+        log::error!("the new instance took the listeners but did not start serving; still serving");
+        self.shutdown.set_accepting(true);
+        false
     }
 
     /// Sends every listening socket to the new instance; true when it took them.
@@ -395,7 +408,13 @@ pub trait Lifecycle {
     }
     /// A hand-over is about to be attempted.
     fn upgrading(&mut self) {}
-    /// The new instance took the listeners; this one will drain and exit.
+    /// After the listeners were handed over: waits until the new instance serves.
+    /// `false` means it never did, and this instance goes on serving (the sockets are
+    /// shared, so nothing was lost). Blocks the control thread while it waits.
+    fn new_instance_ready(&mut self) -> bool {
+        true
+    }
+    /// The new instance took the listeners and serves; this one will drain and exit.
     fn handed_over(&mut self) {}
     /// The hand-over failed; this instance keeps serving.
     fn upgrade_failed(&mut self) {}

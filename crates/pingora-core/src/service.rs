@@ -130,10 +130,17 @@ async fn accept_loop<A: ServerApp>(
     shutdown: ShutdownController,
 ) {
     let mut watch = shutdown.watch();
+    let mut gate = shutdown.accept_gate();
     loop {
         let accepted = tokio::select! {
             biased;
             _ = watch.reached(Phase::Draining) => return,
+            _ = gate.paused() => {
+                tokio::select! {
+                    _ = watch.reached(Phase::Draining) => return,
+                    _ = gate.resumed() => continue,
+                }
+            }
             r = listener.accept() => r,
         };
         match accepted {

@@ -46,6 +46,7 @@ impl ShutdownWatch {
 #[derive(Debug, Clone)]
 pub struct ShutdownController {
     tx: Arc<watch::Sender<Phase>>,
+    accepting: Arc<watch::Sender<bool>>,
     live: Arc<LiveCount>,
 }
 
@@ -65,8 +66,10 @@ impl ShutdownController {
     /// A controller in the `Running` phase with no live connections.
     pub fn new() -> Self {
         let (tx, _) = watch::channel(Phase::Running);
+        let (accepting, _) = watch::channel(true);
         ShutdownController {
             tx: Arc::new(tx),
+            accepting: Arc::new(accepting),
             live: Arc::new(LiveCount::default()),
         }
     }
@@ -75,6 +78,20 @@ impl ShutdownController {
     pub fn watch(&self) -> ShutdownWatch {
         ShutdownWatch {
             rx: self.tx.subscribe(),
+        }
+    }
+
+    /// Pauses (false) or resumes (true) accepting new connections while `Running`:
+    /// used while a new instance that took the listeners starts up, so that this one can
+    /// go on if it never does.
+    pub fn set_accepting(&self, accepting: bool) {
+        self.accepting.send_replace(accepting);
+    }
+
+    /// A gate for accept loops, following [`ShutdownController::set_accepting`].
+    pub fn accept_gate(&self) -> AcceptGate {
+        AcceptGate {
+            rx: self.accepting.subscribe(),
         }
     }
 
@@ -134,5 +151,23 @@ impl Drop for LiveGuard {
         if self.live.n.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.live.zero.notify_waiters();
         }
+    }
+}
+
+/// An accept loop's view of whether it should accept now.
+#[derive(Debug, Clone)]
+pub struct AcceptGate {
+    rx: watch::Receiver<bool>,
+}
+
+impl AcceptGate {
+    /// Waits until accepting is paused. Cancel-safe.
+    pub async fn paused(&mut self) {
+        let _ = self.rx.wait_for(|a| !*a).await;
+    }
+
+    /// Waits until accepting is allowed. Cancel-safe.
+    pub async fn resumed(&mut self) {
+        let _ = self.rx.wait_for(|a| *a).await;
     }
 }
