@@ -278,7 +278,7 @@ pub struct ProcessMemory {
     pub peak_rss_kib: u64,
 }
 
-/// Reads VmRSS and VmHWM of `pid` from /proc/<pid>/status.
+/// Reads VmRSS and VmHWM of `pid` from `/proc/<pid>/status`.
 pub fn process_memory(pid: u32) -> Option<ProcessMemory> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| {
