@@ -16,6 +16,7 @@ mod lifecycle;
 mod log;
 mod metrics;
 mod router;
+mod upstreams;
 mod wire;
 
 use std::path::PathBuf;
@@ -105,7 +106,7 @@ fn run(args: &Args, conf: ServerConf) -> Result<(), String> {
 
     let identity = Identity::resolve(conf.user.as_deref(), conf.group.as_deref())
         .map_err(|e| e.to_string())?;
-    let mut server = wire::build_server(&conf)?;
+    let (mut server, health_checks) = wire::build_server(&conf)?;
     let mut inherited = if args.upgrade {
         receive_listeners(&conf, &identity)?
     } else {
@@ -137,6 +138,8 @@ fn run(args: &Args, conf: ServerConf) -> Result<(), String> {
     // Caught from here on: a SIGTERM sent as soon as the pid file appears is graceful.
     let signals = Signals::install().map_err(|e| e.to_string())?;
     let mut running = server.start().map_err(|e| e.to_string())?;
+    upstreams::spawn_health_checks(health_checks)
+        .map_err(|e| format!("cannot start health checks: {e}"))?;
     running.set_upgrade(UpgradeOptions {
         sock: conf.upgrade_sock.clone(),
         connect_retries: u32::try_from(conf.upgrade_sock_connect_accept_max_retries)

@@ -1,7 +1,6 @@
 //! The binary's proxy logic: routes by host and path prefix to upstreams or to
 //! built-in answers, and the per-service health path.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -12,6 +11,8 @@ use pingora_proxy::{ProxyHttp, RequestHeader, ResponseHeader, Session};
 
 use crate::access_log::ServiceAccessLog;
 use crate::metrics::{Finished, RouteSlot, ServiceMetrics};
+use crate::upstreams::Upstream;
+use pingora_lb::InFlight;
 
 /// What a matching route does.
 #[derive(Debug)]
@@ -66,38 +67,7 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
-/// An upstream: its peers, picked in turn.
-#[derive(Debug)]
-pub struct Upstream {
-    /// The name from the config.
-    pub name: String,
-    /// The servers.
-    pub peers: Vec<HttpPeer>,
-    next: AtomicUsize,
-}
-
-impl Upstream {
-    /// An upstream named `name` over `peers`.
-    pub fn new(name: String, peers: Vec<HttpPeer>) -> Self {
-        Upstream {
-            name,
-            peers,
-            next: AtomicUsize::new(0),
-        }
-    }
-
-    /// The next peer, round robin.
-    pub fn select(&self) -> Option<&HttpPeer> {
-        if self.peers.is_empty() {
-            return None;
-        }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.peers.len();
-        self.peers.get(i)
-    }
-}
-
 /// A service's routing table.
-#[derive(Debug)]
 pub struct ServiceRoutes {
     /// Answered with 200 "ok" by the proxy itself.
     pub health_path: Option<String>,
@@ -120,6 +90,8 @@ impl ServiceRoutes {
 #[derive(Debug, Default)]
 pub struct RequestCtx {
     upstream: Option<usize>,
+    /// The backend chosen for the current attempt, and its in-flight guard.
+    backend: Option<(usize, InFlight)>,
     /// Which route answered (metrics and access log).
     route: RouteSlot,
     /// When the upstream response head arrived.
@@ -207,23 +179,37 @@ impl ProxyHttp for RouterProxy {
         }
     }
 
-    async fn upstream_peer(
-        &self,
-        _session: &mut Session,
-        ctx: &mut RequestCtx,
-    ) -> Result<HttpPeer> {
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<HttpPeer> {
         let upstream = ctx.upstream.and_then(|i| self.routes.upstreams.get(i));
-        match upstream.and_then(|u| u.select()) {
-            Some(peer) => Ok(peer.clone()),
+        ctx.backend = None;
+        match upstream.and_then(|u| u.select(session)) {
+            Some((i, peer, guard)) => {
+                ctx.backend = Some((i, guard));
+                Ok(peer.clone())
+            }
             None => Err(Error::new(
                 ErrorKind::NoUpstream,
                 Side::Internal,
                 format!(
-                    "no peer available in upstream {}",
+                    "no healthy peer in upstream {}",
                     upstream.map_or("?", |u| u.name.as_str())
                 ),
             )),
         }
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        error: Error,
+    ) -> Error {
+        let upstream = ctx.upstream.and_then(|i| self.routes.upstreams.get(i));
+        if let (Some(u), Some((i, _))) = (upstream, &ctx.backend) {
+            u.connect_failed(*i);
+        }
+        error
     }
 
     fn upstream_response_filter(

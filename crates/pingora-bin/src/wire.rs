@@ -17,7 +17,9 @@ use pingora_proxy::{HttpProxy, ProxyOptions};
 use crate::access_log::ServiceAccessLog;
 use crate::admin::AdminService;
 use crate::metrics::Metrics;
-use crate::router::{Action, Route, RouterProxy, ServiceRoutes, Upstream};
+use crate::router::{Action, Route, RouterProxy, ServiceRoutes};
+use crate::upstreams::Upstream;
+use pingora_lb::HealthChecker;
 
 /// What this build can do, for config validation.
 pub fn validate_options() -> ValidateOptions {
@@ -28,18 +30,25 @@ pub fn validate_options() -> ValidateOptions {
     }
 }
 
-/// Builds the server with one proxy service per configured service.
-pub fn build_server(conf: &ServerConf) -> Result<Server, String> {
+/// Builds the server with one proxy service per configured service, and the health
+/// checkers of their upstreams (to start once the process is in its final form).
+pub fn build_server(conf: &ServerConf) -> Result<(Server, Vec<HealthChecker>), String> {
     let mut server = Server::new(server_options(conf));
+    let mut checkers = Vec::new();
     // Metrics are only kept when the admin listener can show them.
     let metrics = conf.admin.as_ref().map(|_| Metrics::new()).transpose()?;
     for service in &conf.services {
-        server.add_service(build_service(conf, service, metrics.as_ref())?);
+        server.add_service(build_service(
+            conf,
+            service,
+            metrics.as_ref(),
+            &mut checkers,
+        )?);
     }
     if let (Some(admin), Some(metrics)) = (&conf.admin, metrics) {
         server.add_service(AdminService::new(listen_addr(&admin.addr), metrics));
     }
-    Ok(server)
+    Ok((server, checkers))
 }
 
 fn server_options(conf: &ServerConf) -> ServerOptions {
@@ -72,8 +81,10 @@ fn build_service(
     conf: &ServerConf,
     service: &ServiceConf,
     metrics: Option<&Metrics>,
+    checkers: &mut Vec<HealthChecker>,
 ) -> Result<ListeningService<HttpProxy<RouterProxy>>, String> {
     let routes = build_routes(service)?;
+    checkers.extend(routes.upstreams.iter().filter_map(|u| u.health_checker()));
     let service_metrics = metrics.map(|m| m.service(&service.name, routes.routes.len()));
     let access_log = crate::access_log::get().map(|log| ServiceAccessLog::new(log, &service.name));
     let opts = ProxyOptions {
@@ -135,7 +146,7 @@ fn build_routes(service: &ServiceConf) -> Result<ServiceRoutes, String> {
                 .ok_or_else(|| format!("upstream {name}: bad peer address {}", p.addr))?;
             peers.push(HttpPeer::new(addr, options.clone()));
         }
-        upstreams.push(Upstream::new(name.to_string(), peers));
+        upstreams.push(Upstream::new(name.to_string(), up, peers));
     }
     let mut routes = Vec::new();
     for r in &service.routes {

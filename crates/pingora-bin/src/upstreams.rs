@@ -1,0 +1,146 @@
+//! A configured upstream: its peers behind a load balancer, the hash key for
+//! consistent hashing, and its health check.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora_config::{HashKey, HealthCheckConf, HealthCheckType, LbAlgorithm, UpstreamConf};
+use pingora_core::connector::HttpPeer;
+use pingora_lb::{
+    Backend, ConsistentHash, HealthCheck, HealthCheckKind, HealthChecker, InFlight, LeastConn,
+    LoadBalancer, PowerOfTwo, Random, RoundRobin, Selector, Thresholds, Weighted,
+};
+use pingora_proxy::Session;
+
+/// How long a backend is skipped after a failed connection (unless a health check
+/// passes first).
+const PASSIVE_BACKOFF: Duration = Duration::from_secs(10);
+
+/// One `upstreams:` entry.
+pub struct Upstream {
+    /// The name from the config.
+    pub name: String,
+    peers: Vec<HttpPeer>,
+    lb: Arc<LoadBalancer>,
+    hash_key: Option<HashKey>,
+    health: Option<HealthCheck>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl Upstream {
+    /// Builds the upstream `name` from its configuration and its resolved `peers`
+    /// (same order as `conf.peers`).
+    pub fn new(name: String, conf: &UpstreamConf, peers: Vec<HttpPeer>) -> Self {
+        let backends: Vec<Backend> = conf
+            .peers
+            .iter()
+            .map(|p| Backend {
+                addr: p.addr.clone(),
+                weight: p.weight,
+            })
+            .collect();
+        let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
+        let n = backends.len();
+        let selector: Box<dyn Selector> = match conf.lb {
+            LbAlgorithm::RoundRobin => Box::new(RoundRobin::new(n)),
+            LbAlgorithm::Weighted => Box::new(Weighted::new(&weights)),
+            LbAlgorithm::Random => Box::new(Random::new(&weights)),
+            LbAlgorithm::ConsistentHash => {
+                let names: Vec<&str> = backends.iter().map(|b| b.addr.as_str()).collect();
+                Box::new(ConsistentHash::new(&names, &weights))
+            }
+            LbAlgorithm::LeastConn => Box::new(LeastConn::new(n)),
+            LbAlgorithm::P2c => Box::new(PowerOfTwo::new(n)),
+        };
+        let hash_key = (conf.lb == LbAlgorithm::ConsistentHash).then(|| conf.hash_key.clone());
+        Upstream {
+            name,
+            peers,
+            lb: Arc::new(LoadBalancer::new(backends, selector)),
+            hash_key,
+            health: conf.health_check.as_ref().map(health_check),
+        }
+    }
+
+    /// Picks a backend for the request: its index, its peer and an in-flight guard.
+    pub fn select(&self, session: &Session) -> Option<(usize, &HttpPeer, InFlight)> {
+        let (i, guard) = match &self.hash_key {
+            None => self.lb.select(b""),
+            Some(HashKey::Uri) => self
+                .lb
+                .select(session.req_header().path_and_query().as_bytes()),
+            Some(HashKey::ClientIp) => match session.client_addr().ip() {
+                Some(std::net::IpAddr::V4(ip)) => self.lb.select(&ip.octets()),
+                Some(std::net::IpAddr::V6(ip)) => self.lb.select(&ip.octets()),
+                None => self.lb.select(b""),
+            },
+            Some(HashKey::Header(name)) => {
+                let value = session.req_header().headers.get(name.as_str());
+                self.lb.select(value.map_or(&b""[..], |v| v.as_bytes()))
+            }
+        }?;
+        Some((i, self.peers.get(i)?, guard))
+    }
+
+    /// Passive health: a failed connection to backend `i` takes it out for a while,
+    /// when another backend could serve instead.
+    pub fn connect_failed(&self, i: usize) {
+        if self.peers.len() > 1 {
+            self.lb.mark_failed(i, PASSIVE_BACKOFF);
+        }
+    }
+
+    /// The health checker of this upstream, if it has a `health_check`.
+    pub fn health_checker(&self) -> Option<HealthChecker> {
+        let check = self.health.clone()?;
+        Some(HealthChecker::new(self.lb.clone(), check))
+    }
+}
+
+fn health_check(conf: &HealthCheckConf) -> HealthCheck {
+    let interval = Duration::from_millis(conf.interval_ms);
+    HealthCheck {
+        kind: match conf.kind {
+            HealthCheckType::Tcp => HealthCheckKind::Tcp,
+            HealthCheckType::Http => HealthCheckKind::Http {
+                path: conf.path.clone(),
+                host: None,
+            },
+        },
+        interval,
+        timeout: interval.min(Duration::from_secs(2)),
+        thresholds: Thresholds::default(),
+    }
+}
+
+/// Runs every health checker on a thread of its own (a small single-threaded runtime)
+/// for the life of the process. Call after any fork.
+pub fn spawn_health_checks(checkers: Vec<HealthChecker>) -> std::io::Result<()> {
+    if checkers.is_empty() {
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("health-checks".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let mut tasks = Vec::new();
+                for c in checkers {
+                    tasks.push(tokio::spawn(c.run(std::future::pending())));
+                }
+                for t in tasks {
+                    let _ = t.await;
+                }
+            })
+        })?;
+    Ok(())
+}
