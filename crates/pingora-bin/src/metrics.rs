@@ -71,6 +71,8 @@ pub struct Finished {
     pub bytes_out: u64,
     /// The failure that ended the request, if any.
     pub error: Option<(ErrorKind, Side)>,
+    /// Whether the upstream connection came from the pool, when one was used.
+    pub upstream_reused: Option<bool>,
 }
 
 impl Finished {
@@ -92,6 +94,7 @@ impl Finished {
             bytes_in,
             bytes_out,
             error: error.map(|e| (e.kind, e.side)),
+            upstream_reused: session.upstream_reused(),
         }
     }
 
@@ -133,6 +136,7 @@ struct Inner {
     requests: IntCounterVec,
     duration: HistogramVec,
     upstream_errors: IntCounterVec,
+    upstream_connections: IntCounterVec,
     bytes_in: IntCounterVec,
     bytes_out: IntCounterVec,
     upstream_idle: IntGaugeVec,
@@ -189,6 +193,14 @@ impl Metrics {
                 "pingora_upstream_errors_total",
                 "Requests that failed because of the upstream, by kind of failure.",
                 &["service", "kind"],
+            )?,
+        )?;
+        let upstream_connections = register(
+            &registry,
+            counter_vec(
+                "pingora_upstream_connections_total",
+                "Upstream connections used by requests: reused from the keep-alive pool (reused=\"true\") or newly opened (reused=\"false\").",
+                &["service", "reused"],
             )?,
         )?;
         let bytes_in = register(
@@ -258,6 +270,7 @@ impl Metrics {
                 requests,
                 duration,
                 upstream_errors,
+                upstream_connections,
                 bytes_in,
                 bytes_out,
                 upstream_idle,
@@ -291,6 +304,8 @@ impl Metrics {
             routes,
             requests,
             upstream_errors: upstream_errors.into(),
+            upstream_reused: i.upstream_connections.with_label_values(&[name, "true"]),
+            upstream_new: i.upstream_connections.with_label_values(&[name, "false"]),
             duration: i.duration.with_label_values(&[name]),
             bytes_in: i.bytes_in.with_label_values(&[name]),
             bytes_out: i.bytes_out.with_label_values(&[name]),
@@ -338,6 +353,8 @@ pub struct ServiceMetrics {
     requests: Arc<[[IntCounter; STATUS_CLASSES.len()]]>,
     /// Per [`UPSTREAM_ERROR_KINDS`], then `other`.
     upstream_errors: Arc<[IntCounter]>,
+    upstream_reused: IntCounter,
+    upstream_new: IntCounter,
     duration: Histogram,
     bytes_in: IntCounter,
     bytes_out: IntCounter,
@@ -357,6 +374,11 @@ impl ServiceMetrics {
         self.duration.observe(done.total.as_secs_f64());
         self.bytes_in.inc_by(done.bytes_in);
         self.bytes_out.inc_by(done.bytes_out);
+        match done.upstream_reused {
+            Some(true) => self.upstream_reused.inc(),
+            Some(false) => self.upstream_new.inc(),
+            None => {}
+        }
         if let Some(kind) = done.upstream_error() {
             let i = UPSTREAM_ERROR_KINDS
                 .iter()
@@ -386,6 +408,7 @@ mod tests {
             bytes_in: 10,
             bytes_out: 20,
             error,
+            upstream_reused: Some(status.is_some()),
         }
     }
 

@@ -384,6 +384,17 @@ fn metrics_count_exactly_what_was_served() {
         ),
         0.0
     );
+    // Six proxied requests, one after the other: at most one new upstream connection.
+    let reused = delta(
+        "pingora_upstream_connections_total",
+        &[("service", "web"), ("reused", "true")],
+    );
+    let fresh = delta(
+        "pingora_upstream_connections_total",
+        &[("service", "web"), ("reused", "false")],
+    );
+    assert_eq!(reused + fresh, 6.0);
+    assert!(reused >= 5.0, "reused {reused}, new {fresh}");
     // The pooled connection to the origin is idle now.
     assert_eq!(after.value("pingora_upstream_idle_connections", &web), 1.0);
 

@@ -95,6 +95,7 @@ impl<'a, P: ProxyHttp> Exchange<'a, P> {
                     return Err(e);
                 }
             };
+            self.session.set_upstream_reused(reused);
             match self.exchange(&mut up, &mut up_req, framing, upgrade).await {
                 Ok(ExchangeEnd::Done) => {
                     self.proxy.release(&peer, up);

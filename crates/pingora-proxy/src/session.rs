@@ -18,6 +18,7 @@ pub struct Session {
     started: Instant,
     upstream_status: Option<StatusCode>,
     upstream_addr: Option<String>,
+    upstream_reused: Option<bool>,
 }
 
 impl Session {
@@ -27,6 +28,7 @@ impl Session {
             started: Instant::now(),
             upstream_status: None,
             upstream_addr: None,
+            upstream_reused: None,
         }
     }
 
@@ -34,6 +36,7 @@ impl Session {
         self.started = Instant::now();
         self.upstream_status = None;
         self.upstream_addr = None;
+        self.upstream_reused = None;
     }
 
     /// The request head as the client sent it.
@@ -68,6 +71,16 @@ impl Session {
 
     pub(crate) fn set_upstream(&mut self, addr: String) {
         self.upstream_addr = Some(addr);
+    }
+
+    /// Whether the upstream connection of the last attempt came from the keep-alive
+    /// pool (`Some(true)`) or was opened for it (`Some(false)`); `None` if none was used.
+    pub fn upstream_reused(&self) -> Option<bool> {
+        self.upstream_reused
+    }
+
+    pub(crate) fn set_upstream_reused(&mut self, reused: bool) {
+        self.upstream_reused = Some(reused);
     }
 
     pub(crate) fn set_upstream_status(&mut self, status: StatusCode) {
