@@ -140,6 +140,7 @@ struct Inner {
     bytes_in: IntCounterVec,
     bytes_out: IntCounterVec,
     upstream_idle: IntGaugeVec,
+    backend_healthy: IntGaugeVec,
     live_connections: IntGauge,
     draining: IntGauge,
     access_log_dropped: IntCounter,
@@ -219,6 +220,17 @@ impl Metrics {
                 &["service"],
             )?,
         )?;
+        let backend_healthy = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "pingora_upstream_backend_healthy",
+                    "1 while a backend may be picked (healthy and not backed off after a failure), else 0.",
+                ),
+                &["service", "upstream", "backend"],
+            )
+            .map_err(metric_error)?,
+        )?;
         let upstream_idle = register(
             &registry,
             IntGaugeVec::new(
@@ -274,6 +286,7 @@ impl Metrics {
                 bytes_in,
                 bytes_out,
                 upstream_idle,
+                backend_healthy,
                 live_connections,
                 draining,
                 access_log_dropped,
@@ -310,6 +323,26 @@ impl Metrics {
             bytes_in: i.bytes_in.with_label_values(&[name]),
             bytes_out: i.bytes_out.with_label_values(&[name]),
         }
+    }
+
+    /// Reports whether each backend may be picked, read by `usable` at each scrape.
+    pub fn poll_backend_health(
+        &self,
+        service: &str,
+        upstream: &str,
+        backend: &str,
+        usable: impl Fn() -> bool + Send + Sync + 'static,
+    ) {
+        let gauge = self
+            .inner
+            .backend_healthy
+            .with_label_values(&[service, upstream, backend]);
+        let read = Box::new(move || i64::from(usable()));
+        self.inner
+            .polled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(PolledGauge { gauge, read });
     }
 
     /// Reports the idle upstream connections of service `name`, read by `read` at each scrape.

@@ -97,6 +97,11 @@ impl Upstream {
         }
     }
 
+    /// The load balancer (for reporting backend health).
+    pub fn lb(&self) -> Arc<LoadBalancer> {
+        self.lb.clone()
+    }
+
     /// The health checker of this upstream, if it has a `health_check`.
     pub fn health_checker(&self) -> Option<HealthChecker> {
         let check = self.health.clone()?;

@@ -101,6 +101,16 @@ fn build_service(
         max_retries: conf.max_retries,
         upstream_keepalive_pool_size: conf.upstream_keepalive_pool_size,
     };
+    if let Some(metrics) = metrics {
+        for u in &routes.upstreams {
+            let lb = u.lb();
+            for (i, b) in lb.backends().iter().enumerate() {
+                let lb = lb.clone();
+                metrics
+                    .poll_backend_health(&service.name, &u.name, &b.addr, move || lb.is_usable(i));
+            }
+        }
+    }
     let connector = Connector::new(bind_addrs(conf)?);
     let router = RouterProxy::new(routes).observed(service_metrics, access_log);
     let proxy = HttpProxy::new(router, opts, connector);

@@ -176,3 +176,43 @@ fn all_backends_down_is_503() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn backend_health_is_reported_in_metrics() {
+    let live = named("live");
+    let dead = free_addr();
+    let (listen, admin) = (free_addr(), free_addr());
+    let yaml = format!(
+        r#"version: 1
+pid_file: {{dir}}/pingora.pid
+upgrade_sock: {{dir}}/upgrade.sock
+admin: {{ addr: "{admin}" }}
+services:
+  - name: web
+    listeners: [ {{ addr: "{listen}" }} ]
+    routes: [ {{ upstream: pool }} ]
+    upstreams:
+      pool:
+        peers: ["{live}", "{dead}"]
+        health_check: {{ type: tcp, interval_ms: 50 }}
+"#,
+        live = live.addr()
+    );
+    let _p = ProxyProcess::start(bin(), &yaml, &[listen, admin]).expect("proxy starts");
+    let gauge = |backend: String| {
+        let r = request(admin, "GET", "/metrics", &[("Host", "x")], b"").expect("metrics");
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        text.lines()
+            .find(|l| {
+                l.starts_with("pingora_upstream_backend_healthy{")
+                    && l.contains(&format!("backend=\"{backend}\""))
+            })
+            .map(|l| l.rsplit(' ').next().unwrap_or("").to_string())
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gauge(dead.to_string()).as_deref() != Some("0") {
+        assert!(Instant::now() < deadline, "dead backend never reported 0");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(gauge(live.addr().to_string()).as_deref(), Some("1"));
+}
