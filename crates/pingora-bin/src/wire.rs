@@ -84,6 +84,12 @@ fn build_service(
     checkers: &mut Vec<HealthChecker>,
 ) -> Result<ListeningService<HttpProxy<RouterProxy>>, String> {
     let routes = build_routes(service)?;
+    if service.cache.is_some() {
+        ::log::warn!(
+            "service {}: `cache:` is not implemented in this build yet; requests are proxied uncached",
+            service.name
+        );
+    }
     checkers.extend(routes.upstreams.iter().filter_map(|u| u.health_checker()));
     let service_metrics = metrics.map(|m| m.service(&service.name, routes.routes.len()));
     let access_log = crate::access_log::get().map(|log| ServiceAccessLog::new(log, &service.name));
