@@ -16,6 +16,7 @@ mod lifecycle;
 mod log;
 mod metrics;
 mod router;
+#[cfg_attr(not(feature = "lb"), path = "upstreams_basic.rs")]
 mod upstreams;
 mod wire;
 

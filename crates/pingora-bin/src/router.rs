@@ -11,8 +11,7 @@ use pingora_proxy::{ProxyHttp, RequestHeader, ResponseHeader, Session};
 
 use crate::access_log::ServiceAccessLog;
 use crate::metrics::{Finished, RouteSlot, ServiceMetrics};
-use crate::upstreams::Upstream;
-use pingora_lb::InFlight;
+use crate::upstreams::{InFlight, Upstream};
 
 /// What a matching route does.
 #[derive(Debug)]

@@ -7,10 +7,15 @@ use std::time::Duration;
 use pingora_config::{HashKey, HealthCheckConf, HealthCheckType, LbAlgorithm, UpstreamConf};
 use pingora_core::connector::HttpPeer;
 use pingora_lb::{
-    Backend, ConsistentHash, HealthCheck, HealthCheckKind, HealthChecker, InFlight, LeastConn,
-    LoadBalancer, PowerOfTwo, Random, RoundRobin, Selector, Thresholds, Weighted,
+    Backend, ConsistentHash, HealthCheck, HealthCheckKind, LeastConn, LoadBalancer, PowerOfTwo,
+    Random, RoundRobin, Selector, Thresholds, Weighted,
 };
 use pingora_proxy::Session;
+
+pub use pingora_lb::{HealthChecker, InFlight};
+
+/// Tells whether a backend may be picked now (for metrics).
+pub type BackendProbe = Box<dyn Fn() -> bool + Send + Sync>;
 
 /// How long a backend is skipped after a failed connection (unless a health check
 /// passes first).
@@ -97,9 +102,15 @@ impl Upstream {
         }
     }
 
-    /// The load balancer (for reporting backend health).
-    pub fn lb(&self) -> Arc<LoadBalancer> {
-        self.lb.clone()
+    /// Each backend's address with a probe telling whether it may be picked now.
+    pub fn backend_health(&self) -> Vec<(String, BackendProbe)> {
+        (0..self.lb.backends().len())
+            .map(|i| {
+                let lb = self.lb.clone();
+                let probe: BackendProbe = Box::new(move || lb.is_usable(i));
+                (self.lb.backends()[i].addr.clone(), probe)
+            })
+            .collect()
     }
 
     /// The health checker of this upstream, if it has a `health_check`.

@@ -18,8 +18,7 @@ use crate::access_log::ServiceAccessLog;
 use crate::admin::AdminService;
 use crate::metrics::Metrics;
 use crate::router::{Action, Route, RouterProxy, ServiceRoutes};
-use crate::upstreams::Upstream;
-use pingora_lb::HealthChecker;
+use crate::upstreams::{HealthChecker, Upstream};
 
 /// What this build can do, for config validation.
 pub fn validate_options() -> ValidateOptions {
@@ -27,6 +26,7 @@ pub fn validate_options() -> ValidateOptions {
     // validation with a message saying so.
     ValidateOptions {
         tls_supported: false,
+        lb_supported: cfg!(feature = "lb"),
     }
 }
 
@@ -109,11 +109,8 @@ fn build_service(
     };
     if let Some(metrics) = metrics {
         for u in &routes.upstreams {
-            let lb = u.lb();
-            for (i, b) in lb.backends().iter().enumerate() {
-                let lb = lb.clone();
-                metrics
-                    .poll_backend_health(&service.name, &u.name, &b.addr, move || lb.is_usable(i));
+            for (addr, usable) in u.backend_health() {
+                metrics.poll_backend_health(&service.name, &u.name, &addr, usable);
             }
         }
     }

@@ -236,12 +236,16 @@ impl Default for ServerConf {
 pub struct ValidateOptions {
     /// Whether the binary can do TLS; when false any `tls:` section is an error.
     pub tls_supported: bool,
+    /// Whether the binary has load balancing; when false an `lb` other than
+    /// `round_robin` and any `health_check` are errors.
+    pub lb_supported: bool,
 }
 
 impl Default for ValidateOptions {
     fn default() -> Self {
         ValidateOptions {
             tls_supported: true,
+            lb_supported: true,
         }
     }
 }

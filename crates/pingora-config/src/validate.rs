@@ -125,6 +125,13 @@ impl<'a> Reporter<'a> {
     }
 
     /// The error for a `tls:` section in a binary without TLS.
+    pub(crate) fn lb_unsupported(&self, path: &str) -> ConfigError {
+        self.invalid(
+            path,
+            "this binary was built without load balancing (feature `lb`)",
+        )
+    }
+
     pub(crate) fn tls_unsupported(&self, path: &str) -> ConfigError {
         self.invalid(
             path,

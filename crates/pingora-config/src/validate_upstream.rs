@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use crate::error::ConfigError;
 use crate::locate::{join_index, join_key};
 use crate::server::ValidateOptions;
-use crate::upstream::{HealthCheckType, UpstreamConf};
+use crate::upstream::{HealthCheckType, LbAlgorithm, UpstreamConf};
 use crate::validate::{Reporter, MAX_MILLISECONDS};
 
 /// Validates the upstream written at `path` (`services[i].upstreams.NAME`).
@@ -57,6 +57,14 @@ pub(crate) fn validate_upstream(
             ));
         }
         first_by_addr.insert(&peer.addr, j);
+    }
+    if !opts.lb_supported {
+        if upstream.lb != LbAlgorithm::RoundRobin {
+            return Err(r.lb_unsupported(&at("lb")));
+        }
+        if upstream.health_check.is_some() {
+            return Err(r.lb_unsupported(&at("health_check")));
+        }
     }
     if let Some(check) = &upstream.health_check {
         r.range(

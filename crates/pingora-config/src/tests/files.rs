@@ -126,6 +126,7 @@ fn tls_rejected_when_the_binary_has_no_tls() {
     let (cert, key) = (dir.file("c.pem"), dir.file("k.pem"));
     let no_tls = ValidateOptions {
         tls_supported: false,
+        lb_supported: true,
     };
     let e =
         ServerConf::from_yaml_str_with(&tls_listener(&cert, &key), "t.yaml", &no_tls).unwrap_err();
@@ -171,4 +172,20 @@ fn load_reads_files_and_reports_missing_ones() {
     assert_eq!(e.file, missing.display().to_string());
     assert!(e.message.contains("no such file"), "{e}");
     assert!(std::error::Error::source(&e).is_some());
+}
+
+#[test]
+fn load_balancing_rejected_when_the_binary_has_no_lb() {
+    let no_lb = ValidateOptions {
+        tls_supported: true,
+        lb_supported: false,
+    };
+    let yaml = "services:\n  - name: web\n    listeners: [ { addr: \"127.0.0.1:8080\" } ]\n    routes: [ { upstream: a } ]\n    upstreams:\n      a:\n        peers: [\"127.0.0.1:9000\"]\n        lb: p2c\n";
+    let e = ServerConf::from_yaml_str_with(yaml, "t.yaml", &no_lb).unwrap_err();
+    assert_eq!(e.kind, Invalid);
+    assert_eq!(e.line, Some(8));
+    assert_eq!(e.key_path, "services[0].upstreams.a.lb");
+    assert!(e.to_string().contains("feature `lb`"), "{e}");
+    let plain = yaml.replace("        lb: p2c\n", "");
+    ServerConf::from_yaml_str_with(&plain, "t.yaml", &no_lb).unwrap();
 }
