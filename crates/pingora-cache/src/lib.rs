@@ -1,5 +1,72 @@
-//! pingora-cache: the HTTP cache of the pingora proxy.
+#![doc = include_str!("../README.md")]
 //!
-//! Not implemented yet: this crate reserves its place in the workspace. See the README.
+//! The pieces, from the bottom up:
+//! - [`CacheKey`]: what identifies a cached response;
+//! - [`CacheControl`], [`http_date`], [`freshness`] and [`rules`]: whether a response may
+//!   be stored, for how long it is fresh, and when a request may use the cache;
+//! - [`Storage`] and [`MemoryStorage`]: where entries live, with size accounting and
+//!   LRU eviction;
+//! - [`CacheLock`]: one fetch per key at a time, the others wait;
+//! - [`HttpCache`] and [`Fill`]: lookups (following `Vary`), streaming fills, refreshes
+//!   after a `304`, and purges.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+mod cache;
+pub mod cache_control;
+mod error;
+mod fill;
+pub mod freshness;
+pub mod http_date;
+mod key;
+mod lock;
+mod lru;
+mod memory;
+mod object;
+pub mod revalidate;
+pub mod rules;
+mod storage;
+
+pub use cache::{CacheOptions, Found, HttpCache, Lookup};
+pub use cache_control::CacheControl;
+pub use error::CacheError;
+pub use fill::Fill;
+pub use freshness::CacheMeta;
+pub use key::CacheKey;
+pub use lock::{CacheLock, LockWait, Locked, WaitOutcome, WritePermit};
+pub use memory::MemoryStorage;
+pub use object::{CachedResponse, Entry, VaryIndex};
+pub use rules::{Cacheability, RequestPolicy, ResponseTiming};
+pub use storage::Storage;
+
+/// The value of the `X-Cache-Status` response header: how the cache answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Served from a fresh cached entry.
+    Hit,
+    /// Not in the cache (or not cacheable): fetched from the origin.
+    Miss,
+    /// A stale entry was served (origin failing with `stale-if-error`, or another
+    /// request revalidating it within `stale-while-revalidate`).
+    Stale,
+    /// The entry was stale and the origin sent a full new response.
+    Expired,
+    /// The entry was stale, the origin confirmed it with `304 Not Modified`.
+    Revalidated,
+}
+
+impl CacheStatus {
+    /// The header name the proxy uses for it.
+    pub const HEADER: &'static str = "x-cache-status";
+
+    /// The header value: `HIT`, `MISS`, `STALE`, `EXPIRED` or `REVALIDATED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "HIT",
+            CacheStatus::Miss => "MISS",
+            CacheStatus::Stale => "STALE",
+            CacheStatus::Expired => "EXPIRED",
+            CacheStatus::Revalidated => "REVALIDATED",
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! [`HttpCache`]: lookups that follow `Vary`, fills, refreshes and purges over a
+//! [`Storage`], with the [`CacheLock`] of its keys.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::CONTENT_LENGTH;
+use http::HeaderMap;
+use pingora_core::protocols::http::ResponseHeader;
+
+use crate::fill::Fill;
+use crate::freshness::CacheMeta;
+use crate::key::CacheKey;
+use crate::lock::{CacheLock, Locked, WritePermit};
+use crate::memory::MemoryStorage;
+use crate::object::{CachedResponse, Entry, VaryIndex};
+use crate::rules::vary_names;
+use crate::storage::Storage;
+
+/// Settings of an [`HttpCache`].
+#[derive(Debug, Clone)]
+pub struct CacheOptions {
+    /// How long a request waits for another one fetching the same key before it goes
+    /// to the origin itself.
+    pub lock_timeout: Duration,
+    /// The largest response stored; also bounded by the storage's own limit.
+    pub max_entry_bytes: u64,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        CacheOptions {
+            lock_timeout: Duration::from_secs(2),
+            max_entry_bytes: u64::MAX,
+        }
+    }
+}
+
+/// An HTTP cache: a storage, the lock that collapses concurrent misses, and the logic
+/// that maps requests to entries (including `Vary` variants).
+pub struct HttpCache {
+    storage: Arc<dyn Storage>,
+    lock: Arc<CacheLock>,
+    opts: CacheOptions,
+    generation: AtomicU64,
+}
+
+/// The result of [`HttpCache::lookup`].
+pub enum Lookup {
+    /// A stored response, fresh or not.
+    Found(Found),
+    /// Nothing stored for this request; `lock_key` is the key to lock for the fetch.
+    Miss {
+        /// The key whose lock collapses concurrent fetches of this request.
+        lock_key: CacheKey,
+    },
+}
+
+/// A stored response and the key it is stored under.
+#[derive(Clone)]
+pub struct Found {
+    /// The storage key (a variant key for responses with `Vary`).
+    pub key: CacheKey,
+    /// The response.
+    pub response: Arc<CachedResponse>,
+}
+
+impl HttpCache {
+    /// A cache over `storage`.
+    pub fn new(storage: Arc<dyn Storage>, opts: CacheOptions) -> HttpCache {
+        HttpCache {
+            storage,
+            lock: CacheLock::new(),
+            opts,
+            generation: AtomicU64::new(1),
+        }
+    }
+
+    /// An in-memory cache of at most `max_bytes` (see [`MemoryStorage`]).
+    pub fn in_memory(max_bytes: u64, lock_timeout: Duration) -> HttpCache {
+        HttpCache::new(
+            Arc::new(MemoryStorage::new(max_bytes)),
+            CacheOptions {
+                lock_timeout,
+                ..CacheOptions::default()
+            },
+        )
+    }
+
+    /// The storage.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// How long a request waits for another one fetching the same key.
+    pub fn lock_timeout(&self) -> Duration {
+        self.opts.lock_timeout
+    }
+
+    /// The largest response body this cache stores.
+    pub fn max_entry_bytes(&self) -> u64 {
+        self.opts
+            .max_entry_bytes
+            .min(self.storage.max_entry_bytes())
+    }
+
+    /// The stored response for a request with key `primary` and headers `request`:
+    /// directly under the key, or, when the resource varies, under the variant key
+    /// made of the request's values of the `Vary` headers.
+    pub fn lookup(&self, primary: &CacheKey, request: &HeaderMap) -> Lookup {
+        let Some(entry) = self.storage.get(primary) else {
+            return Lookup::Miss {
+                lock_key: primary.clone(),
+            };
+        };
+        match &*entry {
+            Entry::Response(r) => Lookup::Found(Found {
+                key: primary.clone(),
+                response: Arc::clone(r),
+            }),
+            Entry::Variants(index) => {
+                let key = primary.variant(index.generation, &index.names, request);
+                match self.storage.get(&key).as_deref() {
+                    Some(Entry::Response(r)) => Lookup::Found(Found {
+                        key,
+                        response: Arc::clone(r),
+                    }),
+                    _ => Lookup::Miss { lock_key: key },
+                }
+            }
+        }
+    }
+
+    /// Takes the fetch lock of `key` or a wait on it.
+    pub fn lock(&self, key: &CacheKey) -> Locked {
+        self.lock.lock(key)
+    }
+
+    /// Starts storing `head` (already judged cacheable, with `meta`), the response to a
+    /// request with key `primary` and headers `request`. `permit`, if any, is released
+    /// once the fill is stored or abandoned.
+    pub fn start_fill(
+        &self,
+        primary: &CacheKey,
+        request: &HeaderMap,
+        head: ResponseHeader,
+        meta: CacheMeta,
+        permit: Option<WritePermit>,
+    ) -> Fill {
+        let names = vary_names(&head.headers).unwrap_or_default();
+        let (target, index) = if names.is_empty() {
+            (primary.clone(), None)
+        } else {
+            let existing = match self.storage.get(primary).as_deref() {
+                Some(Entry::Variants(index)) if index.names == names => Some(index.generation),
+                _ => None,
+            };
+            match existing {
+                Some(generation) => (primary.variant(generation, &names, request), None),
+                None => {
+                    let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+                    let key = primary.variant(generation, &names, request);
+                    (
+                        key,
+                        Some((primary.clone(), VaryIndex { names, generation })),
+                    )
+                }
+            }
+        };
+        let expected_len = head
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.parse::<u64>().ok());
+        Fill::new(
+            Arc::clone(&self.storage),
+            target,
+            index,
+            head,
+            meta,
+            self.max_entry_bytes(),
+            expected_len,
+            permit,
+        )
+    }
+
+    /// Replaces the response under `found.key` by one with the same body and a new head
+    /// and freshness (after a `304`); returns the new response, stored or not.
+    pub fn refresh(
+        &self,
+        found: &Found,
+        head: ResponseHeader,
+        meta: CacheMeta,
+    ) -> Arc<CachedResponse> {
+        let response = Arc::new(CachedResponse {
+            head,
+            body: found.response.body.clone(),
+            trailers: found.response.trailers.clone(),
+            meta,
+        });
+        let entry = Arc::new(Entry::Response(Arc::clone(&response)));
+        if let Err(e) = self.storage.put(found.key.clone(), entry) {
+            log::debug!("cache: refreshed {} not stored: {e}", found.key);
+        }
+        response
+    }
+
+    /// Removes the entry of `primary`; with variants, the index is removed and every
+    /// variant stored before becomes unreachable (and ages out of the LRU). True if
+    /// anything was removed.
+    pub fn purge(&self, primary: &CacheKey) -> bool {
+        self.storage.remove(primary)
+    }
+
+    /// Removes one stored response (e.g. one found stale that may no longer be stored).
+    pub fn remove(&self, key: &CacheKey) -> bool {
+        self.storage.remove(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lock::{Locked, WaitOutcome};
+    use bytes::Bytes;
+    use http::{HeaderValue, StatusCode};
+    use std::time::Instant;
+
+    fn meta() -> CacheMeta {
+        CacheMeta {
+            stored_at: Instant::now(),
+            initial_age: Duration::ZERO,
+            lifetime: Duration::from_secs(60),
+            always_revalidate: false,
+            never_stale: false,
+            stale_while_revalidate: Duration::ZERO,
+            stale_if_error: Duration::ZERO,
+            shareable_with_auth: false,
+        }
+    }
+
+    fn head(vary: Option<&'static str>) -> ResponseHeader {
+        let mut h = ResponseHeader::new(StatusCode::OK);
+        if let Some(v) = vary {
+            h.headers.insert("vary", HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    fn req(accept_encoding: Option<&'static str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(v) = accept_encoding {
+            h.insert("accept-encoding", HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    fn body_of(cache: &HttpCache, key: &CacheKey, request: &HeaderMap) -> Option<Bytes> {
+        match cache.lookup(key, request) {
+            Lookup::Found(f) => Some(f.response.body.clone()),
+            Lookup::Miss { .. } => None,
+        }
+    }
+
+    fn store(
+        cache: &HttpCache,
+        key: &CacheKey,
+        request: &HeaderMap,
+        h: ResponseHeader,
+        body: &[u8],
+    ) {
+        let mut fill = cache.start_fill(key, request, h, meta(), None);
+        fill.push(body);
+        assert!(fill.finish(None).is_some());
+    }
+
+    #[test]
+    fn fill_then_hit() {
+        let cache = HttpCache::in_memory(1 << 20, Duration::from_secs(1));
+        let key = CacheKey::new("k");
+        assert!(body_of(&cache, &key, &req(None)).is_none());
+        let mut fill = cache.start_fill(&key, &req(None), head(None), meta(), None);
+        fill.push(b"hello ");
+        assert!(
+            body_of(&cache, &key, &req(None)).is_none(),
+            "visible before it is complete"
+        );
+        fill.push(b"world");
+        fill.finish(None);
+        assert_eq!(body_of(&cache, &key, &req(None)).unwrap(), "hello world");
+        assert!(cache.purge(&key));
+        assert!(!cache.purge(&key));
+        assert!(body_of(&cache, &key, &req(None)).is_none());
+    }
+
+    #[test]
+    fn dropped_or_oversized_fills_are_never_stored() {
+        let cache = HttpCache::new(
+            Arc::new(MemoryStorage::new(1 << 20)),
+            CacheOptions {
+                max_entry_bytes: 10,
+                ..CacheOptions::default()
+            },
+        );
+        let key = CacheKey::new("k");
+        let mut fill = cache.start_fill(&key, &req(None), head(None), meta(), None);
+        fill.push(b"part");
+        drop(fill);
+        assert!(body_of(&cache, &key, &req(None)).is_none());
+        let mut fill = cache.start_fill(&key, &req(None), head(None), meta(), None);
+        fill.push(b"0123456789");
+        fill.push(b"x");
+        assert!(!fill.is_alive());
+        assert!(fill.finish(None).is_none());
+        assert!(body_of(&cache, &key, &req(None)).is_none());
+    }
+
+    #[test]
+    fn variants_are_kept_apart_and_purged_together() {
+        let cache = HttpCache::in_memory(1 << 20, Duration::from_secs(1));
+        let key = CacheKey::new("k");
+        let gzip = req(Some("gzip"));
+        let plain = req(None);
+        store(
+            &cache,
+            &key,
+            &gzip,
+            head(Some("Accept-Encoding")),
+            b"zipped",
+        );
+        assert_eq!(body_of(&cache, &key, &gzip).unwrap(), "zipped");
+        assert!(body_of(&cache, &key, &plain).is_none());
+        store(
+            &cache,
+            &key,
+            &plain,
+            head(Some("accept-encoding")),
+            b"plain",
+        );
+        assert_eq!(body_of(&cache, &key, &gzip).unwrap(), "zipped");
+        assert_eq!(body_of(&cache, &key, &plain).unwrap(), "plain");
+        assert!(cache.purge(&key));
+        assert!(body_of(&cache, &key, &gzip).is_none());
+        // A new index after the purge does not bring old variants back.
+        store(
+            &cache,
+            &key,
+            &plain,
+            head(Some("accept-encoding")),
+            b"plain2",
+        );
+        assert!(body_of(&cache, &key, &gzip).is_none());
+        assert_eq!(body_of(&cache, &key, &plain).unwrap(), "plain2");
+    }
+
+    #[test]
+    fn refresh_keeps_the_body() {
+        let cache = HttpCache::in_memory(1 << 20, Duration::from_secs(1));
+        let key = CacheKey::new("k");
+        store(&cache, &key, &req(None), head(None), b"body");
+        let Lookup::Found(found) = cache.lookup(&key, &req(None)) else {
+            panic!("stored")
+        };
+        let mut new_head = head(None);
+        new_head
+            .headers
+            .insert("x-new", HeaderValue::from_static("1"));
+        cache.refresh(&found, new_head, meta());
+        let Lookup::Found(found) = cache.lookup(&key, &req(None)) else {
+            panic!("still stored")
+        };
+        assert_eq!(found.response.body, "body");
+        assert!(found.response.head.headers.contains_key("x-new"));
+    }
+
+    #[tokio::test]
+    async fn the_fill_releases_the_lock_after_storing() {
+        let cache = Arc::new(HttpCache::in_memory(1 << 20, Duration::from_secs(1)));
+        let key = CacheKey::new("k");
+        let Locked::Writer(permit) = cache.lock(&key) else {
+            panic!("first")
+        };
+        let Locked::Reader(wait) = cache.lock(&key) else {
+            panic!("second")
+        };
+        let waiter = {
+            let cache = Arc::clone(&cache);
+            let key = key.clone();
+            tokio::spawn(async move {
+                assert_eq!(
+                    wait.wait(Duration::from_secs(5)).await,
+                    WaitOutcome::Released
+                );
+                body_of(&cache, &key, &HeaderMap::new())
+            })
+        };
+        let mut fill = cache.start_fill(&key, &req(None), head(None), meta(), Some(permit));
+        fill.push(b"done");
+        fill.finish(None);
+        assert_eq!(waiter.await.unwrap().unwrap(), "done");
+    }
+}
