@@ -6,8 +6,6 @@
 
 #[cfg(feature = "tls")]
 compile_error!("the `tls` feature is not implemented yet: build without it");
-#[cfg(feature = "cache")]
-compile_error!("the `cache` feature is not implemented yet: build without it");
 
 mod access_log;
 mod admin;

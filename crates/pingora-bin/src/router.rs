@@ -102,6 +102,18 @@ pub struct RouterProxy {
     routes: ServiceRoutes,
     metrics: Option<ServiceMetrics>,
     access_log: Option<ServiceAccessLog>,
+    /// The service's cache, and which routes (by index) use it.
+    #[cfg(feature = "cache")]
+    cache: Option<(std::sync::Arc<pingora_cache::HttpCache>, Vec<bool>)>,
+}
+
+/// The cache of a service's `cache:` section: in memory, within `max_bytes`.
+#[cfg(feature = "cache")]
+pub fn service_cache(conf: &pingora_config::CacheConf) -> std::sync::Arc<pingora_cache::HttpCache> {
+    std::sync::Arc::new(pingora_cache::HttpCache::in_memory(
+        conf.max_bytes,
+        std::time::Duration::from_millis(conf.lock_timeout_ms),
+    ))
 }
 
 impl RouterProxy {
@@ -111,7 +123,20 @@ impl RouterProxy {
             routes,
             metrics: None,
             access_log: None,
+            #[cfg(feature = "cache")]
+            cache: None,
         }
+    }
+
+    /// Serves the routes flagged in `cached_routes` (by index) through `cache`.
+    #[cfg(feature = "cache")]
+    pub fn cached(
+        mut self,
+        cache: Option<std::sync::Arc<pingora_cache::HttpCache>>,
+        cached_routes: Vec<bool>,
+    ) -> Self {
+        self.cache = cache.map(|c| (c, cached_routes));
+        self
     }
 
     /// Records every finished request in `metrics` and `access_log` (each optional).
@@ -194,6 +219,20 @@ impl ProxyHttp for RouterProxy {
                     upstream.map_or("?", |u| u.name.as_str())
                 ),
             )),
+        }
+    }
+
+    #[cfg(feature = "cache")]
+    fn request_cache_filter(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::sync::Arc<pingora_cache::HttpCache>>> {
+        match (&self.cache, ctx.route) {
+            (Some((cache, routes)), RouteSlot::Route(i)) if routes.get(i) == Some(&true) => {
+                Ok(Some(std::sync::Arc::clone(cache)))
+            }
+            _ => Ok(None),
         }
     }
 

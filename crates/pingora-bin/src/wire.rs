@@ -84,9 +84,10 @@ fn build_service(
     checkers: &mut Vec<HealthChecker>,
 ) -> Result<ListeningService<HttpProxy<RouterProxy>>, String> {
     let routes = build_routes(service)?;
+    #[cfg(not(feature = "cache"))]
     if service.cache.is_some() {
         ::log::warn!(
-            "service {}: `cache:` is not implemented in this build yet; requests are proxied uncached",
+            "service {}: this build has no cache (feature `cache`); requests are proxied uncached",
             service.name
         );
     }
@@ -116,6 +117,11 @@ fn build_service(
     }
     let connector = Connector::new(bind_addrs(conf)?);
     let router = RouterProxy::new(routes).observed(service_metrics, access_log);
+    #[cfg(feature = "cache")]
+    let router = router.cached(
+        service.cache.as_ref().map(crate::router::service_cache),
+        service.routes.iter().map(|r| r.cache).collect(),
+    );
     let proxy = HttpProxy::new(router, opts, connector);
     let mut svc = ListeningService::new(service.name.clone(), proxy);
     if let Some(metrics) = metrics {

@@ -29,6 +29,9 @@ pub(crate) struct Exchange<'a, P: ProxyHttp> {
     ctx: &'a mut P::Ctx,
     /// Whether any request body was taken from the client (then no retry is possible).
     body_started: bool,
+    /// The cache's part in this exchange, when the request goes through a cache.
+    #[cfg(feature = "cache")]
+    cache: Option<&'a mut crate::cache::CacheRun>,
 }
 
 impl<'a, P: ProxyHttp> Exchange<'a, P> {
@@ -42,13 +45,33 @@ impl<'a, P: ProxyHttp> Exchange<'a, P> {
             session,
             ctx,
             body_started: false,
+            #[cfg(feature = "cache")]
+            cache: None,
         }
+    }
+
+    /// An exchange watched by the cache: `cache` sees the request head, the response
+    /// head and the body.
+    #[cfg(feature = "cache")]
+    pub(crate) fn with_cache(
+        proxy: &'a HttpProxy<P>,
+        session: &'a mut Session,
+        ctx: &'a mut P::Ctx,
+        cache: &'a mut crate::cache::CacheRun,
+    ) -> Self {
+        let mut exchange = Exchange::new(proxy, session, ctx);
+        exchange.cache = Some(cache);
+        exchange
     }
 
     pub(crate) async fn run(mut self) -> Result<Outcome> {
         let framing = self.session.downstream.req_body_framing();
         let upgrade = is_upgrade_request(self.session.req_header());
         let mut up_req = self.upstream_request(upgrade);
+        #[cfg(feature = "cache")]
+        if let Some(cache) = self.cache.as_deref_mut() {
+            cache.prepare_upstream_request(&mut up_req);
+        }
         let mut filtered = false;
         let mut retries = 0;
         let mut allow_reuse = true;
@@ -184,7 +207,21 @@ impl<'a, P: ProxyHttp> Exchange<'a, P> {
             self.session.downstream.flush().await?;
             return Ok(ExchangeEnd::Tunnel);
         }
-        self.prepare_response(&mut resp, false).await?;
+        self.filter_upstream_response(&mut resp, false)?;
+        #[cfg(feature = "cache")]
+        if self.cache_response_head(&mut resp) {
+            // The client is answered from the cache once this exchange is over.
+            if resp.status == StatusCode::NOT_MODIFIED {
+                while up.read_body().await?.is_some() {}
+            } else {
+                up.set_no_reuse();
+            }
+            return Ok(ExchangeEnd::Done);
+        }
+        self.proxy
+            .phases()
+            .response_filter(self.session, &mut resp, self.ctx)
+            .await?;
         self.session
             .downstream
             .write_response_header(&mut resp)
@@ -198,12 +235,20 @@ impl<'a, P: ProxyHttp> Exchange<'a, P> {
                 r = up.read_body() => {
                     let mut chunk = r?;
                     let end = chunk.is_none();
+                    #[cfg(feature = "cache")]
+                    if let (Some(cache), Some(data)) = (self.cache.as_deref_mut(), chunk.as_ref()) {
+                        cache.on_body(data);
+                    }
                     self.proxy.phases().response_body_filter(self.session, &mut chunk, end, self.ctx)?;
                     if let Some(data) = chunk {
                         self.session.downstream.write_body(&data).await?;
                     }
                     if end {
                         let trailers = up.take_trailers();
+                        #[cfg(feature = "cache")]
+                        if let Some(cache) = self.cache.as_deref_mut() {
+                            cache.on_body_end(trailers.as_ref());
+                        }
                         self.session.downstream.finish_response(trailers.as_ref()).await?;
                         break;
                     }
@@ -253,6 +298,16 @@ impl<'a, P: ProxyHttp> Exchange<'a, P> {
 
     /// Fixes the upstream response head for the client and runs the response phases.
     async fn prepare_response(&mut self, resp: &mut ResponseHeader, tunnel: bool) -> Result<()> {
+        self.filter_upstream_response(resp, tunnel)?;
+        self.proxy
+            .phases()
+            .response_filter(self.session, resp, self.ctx)
+            .await
+    }
+
+    /// Removes hop-by-hop headers from the upstream response head and runs
+    /// `upstream_response_filter` on it.
+    fn filter_upstream_response(&mut self, resp: &mut ResponseHeader, tunnel: bool) -> Result<()> {
         let reframed = resp.headers.contains_key(header::TRANSFER_ENCODING);
         strip_hop_by_hop(&mut resp.headers, tunnel);
         if reframed {
@@ -261,11 +316,19 @@ impl<'a, P: ProxyHttp> Exchange<'a, P> {
         }
         self.proxy
             .phases()
-            .upstream_response_filter(self.session, resp, self.ctx)?;
-        self.proxy
-            .phases()
-            .response_filter(self.session, resp, self.ctx)
-            .await
+            .upstream_response_filter(self.session, resp, self.ctx)
+    }
+
+    /// Shows the response head to the cache; true when the client is to be answered
+    /// from the cache instead of with this response.
+    #[cfg(feature = "cache")]
+    fn cache_response_head(&mut self, resp: &mut ResponseHeader) -> bool {
+        match self.cache.as_deref_mut() {
+            Some(cache) => {
+                cache.on_response_head(self.proxy.phases(), self.session, self.ctx, resp)
+            }
+            None => false,
+        }
     }
 }
 

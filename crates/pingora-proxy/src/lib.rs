@@ -11,9 +11,17 @@
 //! [`ProxyHttp::response_body_filter`] (per body chunk), and [`ProxyHttp::logging`].
 //! Failures go through [`ProxyHttp::fail_to_connect`] (retry or not) and
 //! [`ProxyHttp::fail_to_proxy`] (the error response).
+//!
+//! With the `cache` feature, a request for which [`ProxyHttp::request_cache_filter`]
+//! returns a cache is answered from it when it can be, and its cacheable responses are
+//! stored (see `docs/caching.md`); the other cache phases are
+//! [`ProxyHttp::cache_key`], [`ProxyHttp::response_cache_filter`] and
+//! [`ProxyHttp::purge_allowed`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "cache")]
+mod cache;
 mod exchange;
 pub mod headers;
 mod phases;
@@ -29,3 +37,7 @@ pub use session::Session;
 pub use pingora_core::connector::{HttpPeer, PeerAddress, PeerOptions};
 pub use pingora_core::protocols::http::{RequestHeader, ResponseHeader};
 pub use pingora_core::{Error, ErrorKind, Result, Side};
+
+/// The cache crate, re-exported for implementations of the cache phases.
+#[cfg(feature = "cache")]
+pub use pingora_cache;

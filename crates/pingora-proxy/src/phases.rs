@@ -9,6 +9,11 @@ use pingora_core::{Error, Result};
 
 use crate::session::Session;
 
+#[cfg(feature = "cache")]
+use pingora_cache::{CacheKey, Cacheability, HttpCache, ResponseTiming};
+#[cfg(feature = "cache")]
+use std::sync::Arc;
+
 /// The phases of proxying one request. Implement [`ProxyHttp::upstream_peer`] at least;
 /// every other phase has a default that proxies the request unchanged.
 ///
@@ -73,6 +78,57 @@ pub trait ProxyHttp: Send + Sync + 'static {
     ) -> Result<()> {
         let _ = (session, upstream_response, ctx);
         Ok(())
+    }
+
+    /// Decides whether this request goes through a cache, and which one (feature
+    /// `cache`). Called after [`ProxyHttp::request_filter`]. The default uses none: the
+    /// cache does nothing unless an implementation returns a cache here.
+    #[cfg(feature = "cache")]
+    fn request_cache_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut Self::Ctx,
+    ) -> Result<Option<Arc<HttpCache>>> {
+        let _ = (session, ctx);
+        Ok(None)
+    }
+
+    /// The cache key of the request (feature `cache`). The default is method, host,
+    /// path and query ([`CacheKey::from_request`]); `Vary` variants are derived from it.
+    #[cfg(feature = "cache")]
+    fn cache_key(&self, session: &Session, ctx: &mut Self::Ctx) -> CacheKey {
+        let _ = ctx;
+        CacheKey::from_request(session.req_header())
+    }
+
+    /// Decides whether an upstream response may be stored, and for how long it is
+    /// fresh (feature `cache`). `response` is the head after
+    /// [`ProxyHttp::upstream_response_filter`]; after a `304` it is the stored head
+    /// updated by it. The default follows RFC 9111 for a shared cache
+    /// ([`pingora_cache::rules::response_cacheability`]).
+    #[cfg(feature = "cache")]
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        response: &ResponseHeader,
+        timing: &ResponseTiming,
+        ctx: &mut Self::Ctx,
+    ) -> Cacheability {
+        let _ = ctx;
+        pingora_cache::rules::response_cacheability(session.req_header(), response, timing)
+    }
+
+    /// Whether this client may remove entries with the `PURGE` method (feature
+    /// `cache`). The default allows loopback clients only (127.0.0.0/8 and ::1).
+    #[cfg(feature = "cache")]
+    fn purge_allowed(&self, session: &Session, ctx: &mut Self::Ctx) -> bool {
+        let _ = ctx;
+        session.client_addr().ip().is_some_and(|ip| match ip {
+            std::net::IpAddr::V4(v4) => v4.is_loopback(),
+            std::net::IpAddr::V6(v6) => {
+                v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            }
+        })
     }
 
     /// Edits the response head just before it is sent to the client.

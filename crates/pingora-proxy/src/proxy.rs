@@ -120,6 +120,10 @@ impl<P: ProxyHttp> HttpProxy<P> {
             }
             return Ok(Outcome::Done);
         }
+        #[cfg(feature = "cache")]
+        if let Some(cache) = self.inner.request_cache_filter(session, ctx)? {
+            return crate::cache::run(self, session, ctx, cache).await;
+        }
         Exchange::new(self, session, ctx).run().await
     }
 
