@@ -371,3 +371,79 @@ fn eviction_keeps_the_cache_within_max_bytes() {
     // Each 1 KiB entry takes a little more with its head: at most 64 entries fit.
     assert!(kept < 64, "{kept} entries kept in 64 KiB");
 }
+
+#[test]
+fn stale_while_revalidate_answers_others_during_a_revalidation() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let origin = Origin::start(move |_| {
+        let headers = [("cache-control", "max-age=1, stale-while-revalidate=60")];
+        if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::full(200, &headers, "old")
+        } else {
+            Reply::Delay(
+                Duration::from_millis(800),
+                Box::new(Reply::full(200, &headers, "new")),
+            )
+        }
+    });
+    let proxy = CachedProxy::with_defaults(origin.addr());
+    assert_eq!(status_of(&proxy.get("/swr")), "MISS");
+    thread::sleep(PAST_ONE_SECOND);
+    let addr = proxy.addr;
+    let revalidating = thread::spawn(move || request(addr, "GET", "/swr", &[], b""));
+    assert!(
+        test_support::wait_until(Duration::from_secs(5), || origin.requests() == 2),
+        "the revalidation reaches the origin"
+    );
+    let meanwhile = proxy.get("/swr");
+    assert_eq!(
+        (status_of(&meanwhile), meanwhile.text().as_str()),
+        ("STALE", "old")
+    );
+    let refreshed = revalidating
+        .join()
+        .expect("client thread")
+        .expect("response");
+    assert_eq!(
+        (status_of(&refreshed), refreshed.text().as_str()),
+        ("EXPIRED", "new")
+    );
+    assert_eq!(status_of(&proxy.get("/swr")), "HIT");
+    assert_eq!(origin.requests(), 2);
+}
+
+#[test]
+fn cached_answers_keep_the_connection_usable() {
+    let origin = Origin::start(cacheable("max-age=60", "keep me"));
+    let proxy = CachedProxy::with_defaults(origin.addr());
+    let mut client = test_support::RawClient::connect(proxy.addr).expect("connect");
+    let mut ask = |method: &str| {
+        client
+            .send(format!("{method} /k HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+            .expect("send");
+        if method == "HEAD" {
+            client.read_response_for_head().expect("HEAD response")
+        } else {
+            client.read_final_response().expect("GET response")
+        }
+    };
+    let statuses: Vec<(String, String)> = ["GET", "GET", "HEAD", "GET"]
+        .into_iter()
+        .map(|m| {
+            let r = ask(m);
+            (status_of(&r).to_string(), r.text())
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("MISS".to_string(), "keep me".to_string()),
+            ("HIT".to_string(), "keep me".to_string()),
+            ("HIT".to_string(), String::new()),
+            ("HIT".to_string(), "keep me".to_string()),
+        ]
+    );
+    assert_eq!(origin.connections(), 1);
+    assert_eq!(origin.requests(), 1);
+}
