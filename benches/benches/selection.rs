@@ -1,43 +1,30 @@
 //! Load-balancer selection cost per algorithm with 3, 100 and 10,000 backends.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use pingora_lb::{
-    Backend, ConsistentHash, LeastConn, LoadBalancer, PowerOfTwo, Random, RoundRobin, Selector,
-    Weighted,
-};
+use pingora_lb::{Algorithm, Backend, LoadBalancer};
 
-fn balancer(n: usize, algo: &str) -> LoadBalancer {
+fn balancer(n: usize, algorithm: Algorithm) -> LoadBalancer {
     let backends: Vec<Backend> = (0..n)
-        .map(|i| Backend {
-            addr: format!("10.{}.{}.{}:80", i >> 16, (i >> 8) & 255, i & 255),
-            weight: 1 + (i % 3) as u32,
+        .map(|i| {
+            Backend::new(format!("10.{}.{}.{}:80", i >> 16, (i >> 8) & 255, i & 255))
+                .with_weight(1 + (i % 3) as u32)
         })
         .collect();
-    let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
-    let names: Vec<&str> = backends.iter().map(|b| b.addr.as_str()).collect();
-    let selector: Box<dyn Selector> = match algo {
-        "round_robin" => Box::new(RoundRobin::new(n)),
-        "weighted" => Box::new(Weighted::new(&weights)),
-        "random" => Box::new(Random::new(&weights)),
-        "consistent_hash" => Box::new(ConsistentHash::new(&names, &weights)),
-        "least_conn" => Box::new(LeastConn::new(n)),
-        _ => Box::new(PowerOfTwo::new(n)),
-    };
-    LoadBalancer::new(backends, selector)
+    LoadBalancer::new(backends, algorithm)
 }
 
 fn selection(c: &mut Criterion) {
     let mut group = c.benchmark_group("select");
-    for algo in [
-        "round_robin",
-        "weighted",
-        "random",
-        "consistent_hash",
-        "least_conn",
-        "p2c",
+    for (algo, algorithm) in [
+        ("round_robin", Algorithm::RoundRobin),
+        ("weighted", Algorithm::Weighted),
+        ("random", Algorithm::Random),
+        ("consistent_hash", Algorithm::ConsistentHash),
+        ("least_conn", Algorithm::LeastConn),
+        ("p2c", Algorithm::PowerOfTwo),
     ] {
         for n in [3usize, 100, 10_000] {
-            let lb = balancer(n, algo);
+            let lb = balancer(n, algorithm);
             let mut i = 0u64;
             let mut key = [0u8; 8];
             group.bench_function(format!("{algo}/{n}"), |b| {

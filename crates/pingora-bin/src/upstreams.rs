@@ -6,10 +6,7 @@ use std::time::Duration;
 
 use pingora_config::{HashKey, HealthCheckConf, HealthCheckType, LbAlgorithm, UpstreamConf};
 use pingora_core::connector::HttpPeer;
-use pingora_lb::{
-    Backend, ConsistentHash, HealthCheck, HealthCheckKind, LeastConn, LoadBalancer, PowerOfTwo,
-    Random, RoundRobin, Selector, Thresholds, Weighted,
-};
+use pingora_lb::{Algorithm, Backend, HealthCheck, HealthCheckKind, LoadBalancer, Thresholds};
 use pingora_proxy::Session;
 
 pub use pingora_lb::{HealthChecker, InFlight};
@@ -51,24 +48,19 @@ impl Upstream {
                 weight: p.weight,
             })
             .collect();
-        let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
-        let n = backends.len();
-        let selector: Box<dyn Selector> = match conf.lb {
-            LbAlgorithm::RoundRobin => Box::new(RoundRobin::new(n)),
-            LbAlgorithm::Weighted => Box::new(Weighted::new(&weights)),
-            LbAlgorithm::Random => Box::new(Random::new(&weights)),
-            LbAlgorithm::ConsistentHash => {
-                let names: Vec<&str> = backends.iter().map(|b| b.addr.as_str()).collect();
-                Box::new(ConsistentHash::new(&names, &weights))
-            }
-            LbAlgorithm::LeastConn => Box::new(LeastConn::new(n)),
-            LbAlgorithm::P2c => Box::new(PowerOfTwo::new(n)),
+        let algorithm = match conf.lb {
+            LbAlgorithm::RoundRobin => Algorithm::RoundRobin,
+            LbAlgorithm::Weighted => Algorithm::Weighted,
+            LbAlgorithm::Random => Algorithm::Random,
+            LbAlgorithm::ConsistentHash => Algorithm::ConsistentHash,
+            LbAlgorithm::LeastConn => Algorithm::LeastConn,
+            LbAlgorithm::P2c => Algorithm::PowerOfTwo,
         };
         let hash_key = (conf.lb == LbAlgorithm::ConsistentHash).then(|| conf.hash_key.clone());
         Upstream {
             name,
             peers,
-            lb: Arc::new(LoadBalancer::new(backends, selector)),
+            lb: Arc::new(LoadBalancer::new(backends, algorithm)),
             hash_key,
             health: conf.health_check.as_ref().map(health_check),
         }
@@ -104,11 +96,12 @@ impl Upstream {
 
     /// Each backend's address with a probe telling whether it may be picked now.
     pub fn backend_health(&self) -> Vec<(String, BackendProbe)> {
-        (0..self.lb.backends().len())
-            .map(|i| {
+        // The set is static (the `peers:` list), so indices stay valid.
+        (self.lb.backends().into_iter().enumerate())
+            .map(|(i, backend)| {
                 let lb = self.lb.clone();
                 let probe: BackendProbe = Box::new(move || lb.is_usable(i));
-                (self.lb.backends()[i].addr.clone(), probe)
+                (backend.addr, probe)
             })
             .collect()
     }

@@ -1,161 +1,255 @@
-//! A load balancer: backends, their health, their load, and a selector.
+//! A load balancer: a set of backends that can be replaced while requests are being
+//! served, their health and load, and the algorithm that picks among them.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::selection::Selector;
+use arc_swap::ArcSwap;
 
-/// One server requests can be sent to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Backend {
-    /// `host:port` (or `unix:/path`).
-    pub addr: String,
-    /// Relative share of requests for weighted algorithms (at least 1).
-    pub weight: u32,
+use crate::backend::{now_ms, Backend, BackendState, InFlight};
+use crate::selection::{
+    ConsistentHash, LeastConn, PowerOfTwo, Random, RoundRobin, Selector, Weighted,
+};
+
+/// Builds a [`Selector`] for a set of backends; called again each time the set changes.
+/// Implemented by [`Algorithm`] and by any `Fn(&[Backend]) -> Box<dyn Selector>`, so a
+/// library user can plug in an algorithm of their own.
+pub trait SelectorBuilder: Send + Sync {
+    /// A selector over `backends` (indices into this slice).
+    fn build(&self, backends: &[Backend]) -> Box<dyn Selector>;
 }
 
-#[derive(Debug, Default)]
-struct BackendState {
-    healthy: AtomicBool,
-    /// Milliseconds since [`epoch`] until which the backend is skipped after a failure.
-    backoff_until_ms: AtomicU64,
-    in_flight: Arc<AtomicUsize>,
+impl<F> SelectorBuilder for F
+where
+    F: Fn(&[Backend]) -> Box<dyn Selector> + Send + Sync,
+{
+    fn build(&self, backends: &[Backend]) -> Box<dyn Selector> {
+        self(backends)
+    }
 }
 
-/// Backends with health and load, and the algorithm that picks among them.
-/// Selection takes no lock and allocates nothing.
-pub struct LoadBalancer {
-    backends: Vec<Backend>,
-    state: Vec<BackendState>,
+/// The built-in selection algorithms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// [`RoundRobin`]: each backend in turn, weights ignored.
+    RoundRobin,
+    /// [`Weighted`]: smooth weighted round robin.
+    Weighted,
+    /// [`Random`]: at random, in proportion to the weights.
+    Random,
+    /// [`ConsistentHash`]: by hash of the key on a ring of virtual nodes.
+    ConsistentHash,
+    /// [`LeastConn`]: the fewest requests in flight.
+    LeastConn,
+    /// [`PowerOfTwo`]: the less loaded of two random backends.
+    PowerOfTwo,
+}
+
+impl SelectorBuilder for Algorithm {
+    fn build(&self, backends: &[Backend]) -> Box<dyn Selector> {
+        let n = backends.len();
+        let weights = || backends.iter().map(|b| b.weight).collect::<Vec<_>>();
+        match self {
+            Algorithm::RoundRobin => Box::new(RoundRobin::new(n)),
+            Algorithm::Weighted => Box::new(Weighted::new(&weights())),
+            Algorithm::Random => Box::new(Random::new(&weights())),
+            Algorithm::ConsistentHash => {
+                let names: Vec<&str> = backends.iter().map(|b| b.addr.as_str()).collect();
+                Box::new(ConsistentHash::new(&names, &weights()))
+            }
+            Algorithm::LeastConn => Box::new(LeastConn::new(n)),
+            Algorithm::PowerOfTwo => Box::new(PowerOfTwo::new(n)),
+        }
+    }
+}
+
+/// One version of the backend set, with the selector built for it. Never changed once
+/// published; an update publishes a new one.
+pub(crate) struct BackendSet {
+    pub(crate) backends: Vec<Backend>,
+    pub(crate) states: Vec<Arc<BackendState>>,
     selector: Box<dyn Selector>,
 }
 
-/// Counts a request in flight on a backend until dropped (for least-connections and
-/// power-of-two choices).
-#[derive(Debug)]
-pub struct InFlight {
-    counter: Arc<AtomicUsize>,
+/// Backends with health and load, and the algorithm that picks among them.
+///
+/// The backend set lives behind an [`ArcSwap`]: a selection reads the current set
+/// without a lock (an atomic load, no allocation) and [`LoadBalancer::update`] publishes
+/// a new set atomically while requests are being served. Requests that already picked
+/// a backend of the old set finish on it; health, back-off and in-flight counts carry
+/// over to the new set for backends with the same address.
+pub struct LoadBalancer {
+    current: ArcSwap<BackendSet>,
+    builder: Box<dyn SelectorBuilder>,
 }
 
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.counter.fetch_sub(1, Ordering::Relaxed);
+impl std::fmt::Debug for LoadBalancer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadBalancer")
+            .field("backends", &self.current.load().backends)
+            .finish_non_exhaustive()
     }
-}
-
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-fn now_ms() -> u64 {
-    epoch().elapsed().as_millis() as u64
 }
 
 impl LoadBalancer {
-    /// A balancer over `backends` (all healthy at first) using `selector`, which must
-    /// have been built for the same backends in the same order.
-    pub fn new(backends: Vec<Backend>, selector: Box<dyn Selector>) -> Self {
-        let state = backends
+    /// A balancer over `backends` (all healthy at first) picking with `algorithm`.
+    pub fn new(backends: Vec<Backend>, algorithm: impl SelectorBuilder + 'static) -> Self {
+        let builder: Box<dyn SelectorBuilder> = Box::new(algorithm);
+        let states = backends.iter().map(|_| Arc::default()).collect();
+        let selector = builder.build(&backends);
+        LoadBalancer {
+            current: ArcSwap::from_pointee(BackendSet {
+                backends,
+                states,
+                selector,
+            }),
+            builder,
+        }
+    }
+
+    /// Replaces the backend set (for example from [`crate::Discovery`]); returns
+    /// whether it changed. Backends keeping their address keep their health, back-off
+    /// and in-flight count; new ones start healthy.
+    pub fn update(&self, backends: Vec<Backend>) -> bool {
+        let old = self.current.load_full();
+        if old.backends == backends {
+            return false;
+        }
+        let known: HashMap<&str, &Arc<BackendState>> = old
+            .backends
             .iter()
-            .map(|_| BackendState {
-                healthy: AtomicBool::new(true),
-                ..BackendState::default()
+            .map(|b| b.addr.as_str())
+            .zip(&old.states)
+            .collect();
+        let states = backends
+            .iter()
+            .map(|b| {
+                known
+                    .get(b.addr.as_str())
+                    .map_or_else(Arc::default, |s| Arc::clone(s))
             })
             .collect();
-        LoadBalancer {
+        let selector = self.builder.build(&backends);
+        log::info!(
+            "load balancer: backend set changed from {} to {} backends",
+            old.backends.len(),
+            backends.len()
+        );
+        self.current.store(Arc::new(BackendSet {
             backends,
-            state,
+            states,
             selector,
-        }
+        }));
+        true
     }
 
-    /// The backends, in configuration order.
-    pub fn backends(&self) -> &[Backend] {
-        &self.backends
+    /// A copy of the current backends, in order (indices match [`LoadBalancer::select`]).
+    pub fn backends(&self) -> Vec<Backend> {
+        self.current.load().backends.clone()
     }
 
-    /// Picks a usable backend for a request with hash key `key`: its index and a guard
-    /// counting the request in flight. `None` when every backend is down or backed off.
+    /// How many backends the current set has.
+    pub fn len(&self) -> usize {
+        self.current.load().backends.len()
+    }
+
+    /// Whether the current set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The current set (for the health checker).
+    pub(crate) fn snapshot(&self) -> Arc<BackendSet> {
+        self.current.load_full()
+    }
+
+    /// Picks a usable backend for a request with hash key `key` (ignored by algorithms
+    /// that do not hash): its index in the current set and a guard counting the
+    /// request in flight. `None` when every backend is unhealthy or backed off.
+    /// Takes no lock and allocates nothing.
     pub fn select(&self, key: &[u8]) -> Option<(usize, InFlight)> {
+        let set = self.current.load();
         let now = now_ms();
-        let usable = |i: usize| self.is_usable_at(i, now);
-        let load = |i: usize| self.state[i].in_flight.load(Ordering::Relaxed);
-        let i = self.selector.select(key, &usable, &load)?;
-        let counter = self.state[i].in_flight.clone();
-        counter.fetch_add(1, Ordering::Relaxed);
-        Some((i, InFlight { counter }))
+        let states = &set.states;
+        let usable = |i: usize| states.get(i).is_some_and(|s| s.is_usable_at(now));
+        let load = |i: usize| states.get(i).map_or(usize::MAX, |s| s.in_flight());
+        let i = set.selector.select(key, &usable, &load)?;
+        // A custom selector may return an index that is not usable: do not trust it.
+        let state = states.get(i).filter(|s| s.is_usable_at(now))?;
+        Some((i, InFlight::start(state)))
     }
 
-    fn is_usable_at(&self, i: usize, now: u64) -> bool {
-        let s = &self.state[i];
-        s.healthy.load(Ordering::Relaxed) && s.backoff_until_ms.load(Ordering::Relaxed) <= now
-    }
-
-    /// Whether backend `i` may be chosen now.
+    /// Whether backend `i` of the current set may be chosen now.
     pub fn is_usable(&self, i: usize) -> bool {
-        self.is_usable_at(i, now_ms())
+        let now = now_ms();
+        self.current
+            .load()
+            .states
+            .get(i)
+            .is_some_and(|s| s.is_usable_at(now))
     }
 
-    /// Whether the last health checks found backend `i` healthy.
+    /// Whether health checks last found backend `i` of the current set healthy.
     pub fn is_healthy(&self, i: usize) -> bool {
-        self.state
+        self.current
+            .load()
+            .states
             .get(i)
-            .is_some_and(|s| s.healthy.load(Ordering::Relaxed))
+            .is_some_and(|s| s.is_healthy())
     }
 
-    /// Records the result of health checks for backend `i`.
+    /// Sets the health of backend `i` of the current set (healthy ends a back-off).
     pub fn set_healthy(&self, i: usize, healthy: bool) {
-        if let Some(s) = self.state.get(i) {
-            let was = s.healthy.swap(healthy, Ordering::Relaxed);
-            if healthy {
-                s.backoff_until_ms.store(0, Ordering::Relaxed);
-            }
-            if was != healthy {
-                log::warn!(
-                    "backend {} is now {}",
-                    self.backends[i].addr,
-                    if healthy { "healthy" } else { "unhealthy" }
-                );
+        let set = self.current.load();
+        if let (Some(state), Some(backend)) = (set.states.get(i), set.backends.get(i)) {
+            if state.set_healthy(healthy) {
+                log_health_change(backend, healthy);
             }
         }
     }
 
-    /// Passive health: skips backend `i` for `backoff` after a failed connection
-    /// (a passing health check ends it early).
+    /// Passive health: skips backend `i` of the current set for `backoff` after a
+    /// failed connection (a passing health check ends it early). Prefer
+    /// [`InFlight::mark_failed`], which cannot hit another backend after an update.
     pub fn mark_failed(&self, i: usize, backoff: Duration) {
-        if let Some(s) = self.state.get(i) {
-            s.backoff_until_ms
-                .store(now_ms() + backoff.as_millis() as u64, Ordering::Relaxed);
+        if let Some(s) = self.current.load().states.get(i) {
+            s.back_off(backoff);
         }
     }
 
-    /// Requests in flight on backend `i`.
+    /// Requests in flight on backend `i` of the current set.
     pub fn in_flight(&self, i: usize) -> usize {
-        self.state
+        self.current
+            .load()
+            .states
             .get(i)
-            .map_or(0, |s| s.in_flight.load(Ordering::Relaxed))
+            .map_or(0, |s| s.in_flight())
+    }
+}
+
+/// Logs a backend going up or down.
+pub(crate) fn log_health_change(backend: &Backend, healthy: bool) {
+    if healthy {
+        log::warn!("backend {} is healthy again", backend.addr);
+    } else {
+        log::warn!("backend {} is unhealthy", backend.addr);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::selection::{LeastConn, RoundRobin};
 
     fn backends(n: usize) -> Vec<Backend> {
         (0..n)
-            .map(|i| Backend {
-                addr: format!("127.0.0.1:{}", 1000 + i),
-                weight: 1,
-            })
+            .map(|i| Backend::new(format!("127.0.0.1:{}", 1000 + i)))
             .collect()
     }
 
     #[test]
     fn unhealthy_and_backed_off_backends_are_skipped() {
-        let lb = LoadBalancer::new(backends(2), Box::new(RoundRobin::new(2)));
+        let lb = LoadBalancer::new(backends(2), Algorithm::RoundRobin);
         lb.set_healthy(0, false);
         assert!((0..5).all(|_| lb.select(b"").map(|(i, _)| i) == Some(1)));
         lb.mark_failed(1, Duration::from_secs(60));
@@ -166,7 +260,7 @@ mod tests {
 
     #[test]
     fn in_flight_guards_count_and_release() {
-        let lb = LoadBalancer::new(backends(2), Box::new(LeastConn::new(2)));
+        let lb = LoadBalancer::new(backends(2), Algorithm::LeastConn);
         let (a, ga) = lb.select(b"").unwrap();
         let (b, gb) = lb.select(b"").unwrap();
         assert_ne!(a, b, "least-conn spreads concurrent requests");
@@ -174,5 +268,58 @@ mod tests {
         drop(ga);
         drop(gb);
         assert_eq!(lb.in_flight(a) + lb.in_flight(b), 0);
+    }
+
+    #[test]
+    fn update_keeps_state_of_known_backends() {
+        let lb = LoadBalancer::new(backends(2), Algorithm::RoundRobin);
+        lb.set_healthy(0, false);
+        let (_, guard) = lb.select(b"").unwrap();
+        assert_eq!(lb.in_flight(1), 1);
+        // Backend 1 moves to index 0, backend 0 to index 2, a new one comes in.
+        let mut next = backends(3);
+        next.swap(0, 1);
+        next.swap(1, 2);
+        assert!(lb.update(next.clone()));
+        assert!(!lb.update(next), "same set: no change");
+        assert_eq!(lb.in_flight(0), 1, "in-flight count followed the backend");
+        assert!(lb.is_healthy(0) && lb.is_healthy(1) && !lb.is_healthy(2));
+        drop(guard);
+        assert_eq!(lb.in_flight(0), 0);
+        // The guard of a selection made before the update marks the right backend.
+        let (i, guard) = lb.select(b"").unwrap();
+        let addr = lb.backends()[i].addr.clone();
+        lb.update(backends(3));
+        guard.mark_failed(Duration::from_secs(60));
+        let now_at = lb.backends().iter().position(|b| b.addr == addr).unwrap();
+        assert!(!lb.is_usable(now_at));
+    }
+
+    #[test]
+    fn custom_selector_plugs_in_and_is_not_trusted_blindly() {
+        struct Last;
+        impl Selector for Last {
+            fn select(
+                &self,
+                _: &[u8],
+                _: &dyn Fn(usize) -> bool,
+                _: &dyn Fn(usize) -> usize,
+            ) -> Option<usize> {
+                Some(41)
+            }
+        }
+        let lb = LoadBalancer::new(backends(2), |_: &[Backend]| -> Box<dyn Selector> {
+            Box::new(Last)
+        });
+        assert!(lb.select(b"").is_none(), "out-of-range index is refused");
+        let lb = LoadBalancer::new(backends(3), |b: &[Backend]| -> Box<dyn Selector> {
+            let n = b.len();
+            Box::new(
+                move |_: &[u8], ok: &dyn Fn(usize) -> bool, _: &dyn Fn(usize) -> usize| {
+                    (0..n).rev().find(|&i| ok(i))
+                },
+            )
+        });
+        assert_eq!(lb.select(b"").map(|(i, _)| i), Some(2));
     }
 }

@@ -5,10 +5,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
 
-use crate::balancer::LoadBalancer;
+use crate::backend::{Backend, BackendState};
+use crate::balancer::{log_health_change, LoadBalancer};
 
 /// What a probe does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,24 +56,29 @@ pub struct HealthCheck {
     pub thresholds: Thresholds,
 }
 
-/// Probes the backends of one load balancer until told to stop.
+/// Most probes of one checker in progress at once.
+const MAX_CONCURRENT_PROBES: usize = 64;
+
+/// Probes the backends of one load balancer until told to stop. Each round probes the
+/// backends of the set current at that moment, so it follows [`LoadBalancer::update`].
 pub struct HealthChecker {
     lb: Arc<LoadBalancer>,
-    check: HealthCheck,
+    check: Arc<HealthCheck>,
 }
 
 impl HealthChecker {
     /// A checker for `lb`.
     pub fn new(lb: Arc<LoadBalancer>, check: HealthCheck) -> Self {
-        HealthChecker { lb, check }
+        HealthChecker {
+            lb,
+            check: Arc::new(check),
+        }
     }
 
-    /// Probes every interval until `stop` completes.
+    /// Probes every interval until `stop` completes (a round in progress is abandoned).
+    /// Must run inside a tokio runtime with time and I/O enabled.
     pub async fn run(self, stop: impl Future<Output = ()>) {
         tokio::pin!(stop);
-        let n = self.lb.backends().len();
-        let mut successes = vec![0u32; n];
-        let mut failures = vec![0u32; n];
         let mut ticker = tokio::time::interval(self.check.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -80,143 +86,138 @@ impl HealthChecker {
                 _ = &mut stop => return,
                 _ = ticker.tick() => {}
             }
-            for i in 0..n {
-                let ok = self.probe(i).await;
-                let t = self.check.thresholds;
-                if ok {
-                    failures[i] = 0;
-                    successes[i] = successes[i].saturating_add(1);
-                    if !self.lb.is_healthy(i) && successes[i] >= t.healthy_after {
-                        self.lb.set_healthy(i, true);
-                    }
-                } else {
-                    successes[i] = 0;
-                    failures[i] = failures[i].saturating_add(1);
-                    if self.lb.is_healthy(i) && failures[i] >= t.unhealthy_after {
-                        self.lb.set_healthy(i, false);
-                    }
-                }
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = self.round() => {}
             }
         }
     }
 
-    async fn probe(&self, i: usize) -> bool {
-        let addr = self.lb.backends()[i].addr.clone();
-        let fut = probe(&addr, &self.check.kind);
-        matches!(
-            tokio::time::timeout(self.check.timeout, fut).await,
-            Ok(true)
-        )
+    /// Probes every backend of the current set once, a bounded number at a time.
+    async fn round(&self) {
+        let set = self.lb.snapshot();
+        let mut probes = tokio::task::JoinSet::new();
+        for (backend, state) in set.backends.iter().zip(&set.states) {
+            if probes.len() >= MAX_CONCURRENT_PROBES {
+                let _ = probes.join_next().await;
+            }
+            let check = Arc::clone(&self.check);
+            let state = Arc::clone(state);
+            let backend = backend.clone();
+            probes.spawn(async move {
+                let ok = matches!(
+                    tokio::time::timeout(check.timeout, probe(&backend.addr, &check.kind)).await,
+                    Ok(true)
+                );
+                apply_result(&backend, &state, ok, check.thresholds);
+            });
+        }
+        while probes.join_next().await.is_some() {}
     }
 }
 
-async fn probe(addr: &str, kind: &HealthCheckKind) -> bool {
-    let Ok(mut stream) = TcpStream::connect(addr).await else {
-        return false;
+/// Counts one probe result and flips the backend's health once a threshold is reached.
+fn apply_result(backend: &Backend, state: &BackendState, ok: bool, t: Thresholds) {
+    let streak = state.record_check(ok);
+    let threshold = if ok {
+        t.healthy_after
+    } else {
+        t.unhealthy_after
     };
+    if state.is_healthy() != ok {
+        if streak >= threshold.max(1) && state.set_healthy(ok) {
+            log_health_change(backend, ok);
+        }
+    } else if ok {
+        // A healthy backend that answers ends any passive back-off.
+        state.clear_backoff();
+    }
+}
+
+/// One probe of the backend at `addr`: a connection (TCP, or a unix socket for
+/// `unix:/path`) and, for HTTP, a 2xx or 3xx status line.
+async fn probe(addr: &str, kind: &HealthCheckKind) -> bool {
+    match addr.strip_prefix("unix:") {
+        Some(path) => match UnixStream::connect(path).await {
+            Ok(stream) => probe_on(stream, "localhost", kind).await,
+            Err(_) => false,
+        },
+        None => match TcpStream::connect(addr).await {
+            Ok(stream) => probe_on(stream, addr, kind).await,
+            Err(_) => false,
+        },
+    }
+}
+
+async fn probe_on<S>(mut stream: S, default_host: &str, kind: &HealthCheckKind) -> bool
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let (path, host) = match kind {
         HealthCheckKind::Tcp => return true,
-        HealthCheckKind::Http { path, host } => (path, host.as_deref().unwrap_or(addr)),
+        HealthCheckKind::Http { path, host } => (path, host.as_deref().unwrap_or(default_host)),
     };
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: pingora-health-check\r\nConnection: close\r\n\r\n");
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: pingora-health-check\r\nConnection: close\r\n\r\n"
+    );
     if stream.write_all(req.as_bytes()).await.is_err() {
         return false;
     }
-    // Only the status line matters.
-    let mut buf = [0u8; 64];
+    // Only the status line matters: `HTTP/1.x NNN`.
+    let mut buf = [0u8; 12];
     let mut len = 0;
-    while len < 12 {
+    while len < buf.len() {
         match stream.read(&mut buf[len..]).await {
-            Ok(0) | Err(_) => break,
+            Ok(0) | Err(_) => return false,
             Ok(n) => len += n,
         }
     }
-    let line = &buf[..len];
-    line.len() >= 12 && line.starts_with(b"HTTP/1.") && matches!(line[9], b'2' | b'3')
+    is_good_status_line(&buf)
+}
+
+/// Whether `line` starts `HTTP/1.x 2..` or `HTTP/1.x 3..`.
+fn is_good_status_line(line: &[u8]) -> bool {
+    line.len() >= 12
+        && line.starts_with(b"HTTP/1.")
+        && line[8] == b' '
+        && matches!(line[9], b'2' | b'3')
+        && line[10].is_ascii_digit()
+        && line[11].is_ascii_digit()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balancer::Backend;
-    use crate::selection::RoundRobin;
-    use std::sync::atomic::{AtomicU16, Ordering};
 
-    /// A tiny HTTP server answering every request with the current status.
-    async fn status_server(status: Arc<AtomicU16>) -> String {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap().to_string();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = l.accept().await {
-                let code = status.load(Ordering::Relaxed);
-                tokio::spawn(async move {
-                    let mut b = [0u8; 1024];
-                    let _ = s.read(&mut b).await;
-                    let r = format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\n\r\n");
-                    let _ = s.write_all(r.as_bytes()).await;
-                });
-            }
-        });
-        addr
+    #[test]
+    fn status_lines() {
+        assert!(is_good_status_line(b"HTTP/1.1 200"));
+        assert!(is_good_status_line(b"HTTP/1.0 302"));
+        assert!(!is_good_status_line(b"HTTP/1.1 500"));
+        assert!(!is_good_status_line(b"HTTP/1.1 404"));
+        assert!(!is_good_status_line(b"HTTP/1.1 2xx"));
+        assert!(!is_good_status_line(b"SSH-2.0-Ope"));
     }
 
-    async fn wait_for(lb: &LoadBalancer, i: usize, healthy: bool) -> bool {
-        for _ in 0..200 {
-            if lb.is_healthy(i) == healthy {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+    #[test]
+    fn thresholds_count_consecutive_results() {
+        let b = Backend::new("127.0.0.1:1");
+        let s = BackendState::default();
+        let t = Thresholds::default();
+        for _ in 0..2 {
+            apply_result(&b, &s, false, t);
         }
-        false
-    }
-
-    #[tokio::test]
-    async fn http_check_follows_the_endpoint() {
-        let status = Arc::new(AtomicU16::new(200));
-        let good = status_server(status.clone()).await;
-        // A port nobody listens on.
-        let dead = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().to_string()
-        };
-        let backends = vec![
-            Backend {
-                addr: good,
-                weight: 1,
-            },
-            Backend {
-                addr: dead,
-                weight: 1,
-            },
-        ];
-        let lb = Arc::new(LoadBalancer::new(backends, Box::new(RoundRobin::new(2))));
-        let check = HealthCheck {
-            kind: HealthCheckKind::Http {
-                path: "/health".into(),
-                host: None,
-            },
-            interval: Duration::from_millis(20),
-            timeout: Duration::from_millis(500),
-            thresholds: Thresholds::default(),
-        };
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(HealthChecker::new(lb.clone(), check).run(async {
-            let _ = rx.await;
-        }));
-        assert!(wait_for(&lb, 1, false).await, "closed port still healthy");
-        assert!(lb.is_healthy(0));
-        status.store(500, Ordering::Relaxed);
-        assert!(wait_for(&lb, 0, false).await, "500 still healthy");
-        assert!(lb.select(b"").is_none(), "all down selects nothing");
-        status.store(200, Ordering::Relaxed);
-        assert!(
-            wait_for(&lb, 0, true).await,
-            "recovered backend still unhealthy"
-        );
-        let _ = tx.send(());
-        tokio::time::timeout(Duration::from_secs(5), task)
-            .await
-            .unwrap()
-            .unwrap();
+        apply_result(&b, &s, true, t);
+        // The success broke the streak: two more failures are not enough.
+        for _ in 0..2 {
+            apply_result(&b, &s, false, t);
+        }
+        assert!(s.is_healthy());
+        apply_result(&b, &s, false, t);
+        assert!(!s.is_healthy());
+        apply_result(&b, &s, true, t);
+        assert!(!s.is_healthy());
+        apply_result(&b, &s, true, t);
+        assert!(s.is_healthy());
     }
 }

@@ -2,11 +2,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod backend;
 mod balancer;
+mod discovery;
+mod error;
 mod health;
 mod selection;
 
-pub use balancer::{Backend, InFlight, LoadBalancer};
+pub use backend::{Backend, InFlight};
+pub use balancer::{Algorithm, LoadBalancer, SelectorBuilder};
+pub use discovery::{parse_backend_list, run_discovery, Discovery, FileDiscovery, StaticDiscovery};
+pub use error::LbError;
 pub use health::{HealthCheck, HealthCheckKind, HealthChecker, Thresholds};
 pub use selection::{
     ConsistentHash, LeastConn, PowerOfTwo, Random, RoundRobin, Selector, Weighted,

@@ -3,7 +3,7 @@
 //! A selector is built once from the backends' weights and then only reads shared
 //! state (atomics), so picking never takes a lock and never allocates.
 
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Picks a backend index. `usable(i)` says whether backend `i` may be chosen now
@@ -17,6 +17,20 @@ pub trait Selector: Send + Sync {
         usable: &dyn Fn(usize) -> bool,
         load: &dyn Fn(usize) -> usize,
     ) -> Option<usize>;
+}
+
+impl<F> Selector for F
+where
+    F: Fn(&[u8], &dyn Fn(usize) -> bool, &dyn Fn(usize) -> usize) -> Option<usize> + Send + Sync,
+{
+    fn select(
+        &self,
+        key: &[u8],
+        usable: &dyn Fn(usize) -> bool,
+        load: &dyn Fn(usize) -> usize,
+    ) -> Option<usize> {
+        self(key, usable, load)
+    }
 }
 
 /// Tries `start`, `start+1`, ... (wrapping) and returns the first usable index.
@@ -184,8 +198,18 @@ impl Selector for Random {
 /// backend while the set is stable, and adding one backend to N moves about 1/(N+1)
 /// of the keys. Unusable backends are skipped by walking the ring forward.
 pub struct ConsistentHash {
-    ring: Vec<(u64, u32)>,
+    /// Ring positions, sorted (kept apart from `owners` so the binary search walks a
+    /// dense array).
+    points: Vec<u64>,
+    /// `owners[k]` is the backend at `points[k]`.
+    owners: Vec<u32>,
+    /// Number of backends.
+    n: usize,
 }
+
+/// Ring points walked past unusable backends before falling back to a scan of the
+/// backends (bounds the cost when most of a large ring is down).
+const MAX_RING_WALK: usize = 1024;
 
 /// Virtual nodes per unit of weight.
 const POINTS_PER_WEIGHT: u32 = 160;
@@ -194,21 +218,35 @@ impl ConsistentHash {
     /// A ring over backends identified by `names` (their addresses: keys follow a
     /// backend by name, not by position) with these weights.
     pub fn new(names: &[&str], weights: &[u32]) -> Self {
-        let mut ring = Vec::new();
+        let mut ring: Vec<(u64, u32)> = Vec::new();
         for (i, (name, &w)) in names.iter().zip(weights).enumerate() {
-            for p in 0..POINTS_PER_WEIGHT * w.max(1) {
-                ring.push((hash64(format!("{name}-{p}").as_bytes()), i as u32));
+            let owner = u32::try_from(i).unwrap_or(u32::MAX);
+            for p in 0..POINTS_PER_WEIGHT.saturating_mul(w.max(1)) {
+                ring.push((point_hash(name.as_bytes(), p), owner));
             }
         }
         ring.sort_unstable();
-        ConsistentHash { ring }
+        let (points, owners) = ring.into_iter().unzip();
+        ConsistentHash {
+            points,
+            owners,
+            n: names.len().min(weights.len()),
+        }
     }
 }
 
 /// A 64-bit hash of `bytes`.
 pub(crate) fn hash64(bytes: &[u8]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut h);
+    h.write(bytes);
+    h.finish()
+}
+
+/// The ring position of virtual node `p` of backend `name`.
+fn point_hash(name: &[u8], p: u32) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    h.write(name);
+    h.write_u32(p);
     h.finish()
 }
 
@@ -219,20 +257,18 @@ impl Selector for ConsistentHash {
         usable: &dyn Fn(usize) -> bool,
         _: &dyn Fn(usize) -> usize,
     ) -> Option<usize> {
-        if self.ring.is_empty() {
+        let len = self.points.len();
+        if len == 0 {
             return None;
         }
         let h = hash64(key);
-        let start = self.ring.partition_point(|(p, _)| *p < h);
-        // Walk forward to the first usable backend (the whole ring at most).
-        let len = self.ring.len();
-        for k in 0..len {
-            let idx = self.ring[(start + k) % len].1 as usize;
-            if usable(idx) {
-                return Some(idx);
-            }
-        }
-        None
+        let start = self.points.partition_point(|&p| p < h);
+        // Walk forward to the first usable backend; past a bound, scan the backends
+        // from the key's own one.
+        (0..len.min(MAX_RING_WALK))
+            .map(|k| self.owners[(start + k) % len] as usize)
+            .find(|&i| usable(i))
+            .or_else(|| first_usable(self.owners[start % len] as usize, self.n, usable))
     }
 }
 
