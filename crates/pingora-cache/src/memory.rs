@@ -21,7 +21,7 @@ pub struct MemoryStorage {
 }
 
 impl MemoryStorage {
-    /// A store of at most `max_bytes`, in [`DEFAULT_SHARDS`] shards.
+    /// A store of at most `max_bytes`, in 16 shards.
     pub fn new(max_bytes: u64) -> MemoryStorage {
         MemoryStorage::with_shards(max_bytes, DEFAULT_SHARDS)
     }
