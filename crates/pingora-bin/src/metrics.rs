@@ -54,6 +54,9 @@ fn status_class_index(status: Option<u16>) -> usize {
     }
 }
 
+/// The values of `X-Cache-Status` counted by `pingora_cache_responses_total`.
+pub const CACHE_STATUSES: [&str; 5] = ["HIT", "MISS", "STALE", "EXPIRED", "REVALIDATED"];
+
 /// What the end of one request looked like: what both metrics and the access log need.
 #[derive(Debug, Clone, Copy)]
 pub struct Finished {
@@ -73,6 +76,8 @@ pub struct Finished {
     pub error: Option<(ErrorKind, Side)>,
     /// Whether the upstream connection came from the pool, when one was used.
     pub upstream_reused: Option<bool>,
+    /// The `X-Cache-Status` of a caching route's response.
+    pub cache_status: Option<&'static str>,
 }
 
 impl Finished {
@@ -95,6 +100,7 @@ impl Finished {
             bytes_out,
             error: error.map(|e| (e.kind, e.side)),
             upstream_reused: session.upstream_reused(),
+            cache_status: None,
         }
     }
 
@@ -137,6 +143,7 @@ struct Inner {
     duration: HistogramVec,
     upstream_errors: IntCounterVec,
     upstream_connections: IntCounterVec,
+    cache_responses: IntCounterVec,
     bytes_in: IntCounterVec,
     bytes_out: IntCounterVec,
     upstream_idle: IntGaugeVec,
@@ -220,6 +227,14 @@ impl Metrics {
                 &["service"],
             )?,
         )?;
+        let cache_responses = register(
+            &registry,
+            counter_vec(
+                "pingora_cache_responses_total",
+                "Responses of caching routes by X-Cache-Status.",
+                &["service", "status"],
+            )?,
+        )?;
         let backend_healthy = register(
             &registry,
             IntGaugeVec::new(
@@ -283,6 +298,7 @@ impl Metrics {
                 duration,
                 upstream_errors,
                 upstream_connections,
+                cache_responses,
                 bytes_in,
                 bytes_out,
                 upstream_idle,
@@ -319,6 +335,7 @@ impl Metrics {
             upstream_errors: upstream_errors.into(),
             upstream_reused: i.upstream_connections.with_label_values(&[name, "true"]),
             upstream_new: i.upstream_connections.with_label_values(&[name, "false"]),
+            cache: CACHE_STATUSES.map(|st| i.cache_responses.with_label_values(&[name, st])),
             duration: i.duration.with_label_values(&[name]),
             bytes_in: i.bytes_in.with_label_values(&[name]),
             bytes_out: i.bytes_out.with_label_values(&[name]),
@@ -388,6 +405,8 @@ pub struct ServiceMetrics {
     upstream_errors: Arc<[IntCounter]>,
     upstream_reused: IntCounter,
     upstream_new: IntCounter,
+    /// Per [`CACHE_STATUSES`].
+    cache: [IntCounter; CACHE_STATUSES.len()],
     duration: Histogram,
     bytes_in: IntCounter,
     bytes_out: IntCounter,
@@ -407,6 +426,11 @@ impl ServiceMetrics {
         self.duration.observe(done.total.as_secs_f64());
         self.bytes_in.inc_by(done.bytes_in);
         self.bytes_out.inc_by(done.bytes_out);
+        if let Some(st) = done.cache_status {
+            if let Some(i) = CACHE_STATUSES.iter().position(|s| *s == st) {
+                self.cache[i].inc();
+            }
+        }
         match done.upstream_reused {
             Some(true) => self.upstream_reused.inc(),
             Some(false) => self.upstream_new.inc(),
@@ -442,6 +466,7 @@ mod tests {
             bytes_out: 20,
             error,
             upstream_reused: Some(status.is_some()),
+            cache_status: None,
         }
     }
 

@@ -93,6 +93,8 @@ pub struct RequestCtx {
     backend: Option<(usize, InFlight)>,
     /// Which route answered (metrics and access log).
     route: RouteSlot,
+    /// The `X-Cache-Status` sent, when the route caches (metrics).
+    cache_status: Option<&'static str>,
     /// When the upstream response head arrived.
     upstream_head_at: Option<Instant>,
 }
@@ -250,6 +252,26 @@ impl ProxyHttp for RouterProxy {
         error
     }
 
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if self.metrics.is_some() {
+            ctx.cache_status = response
+                .headers
+                .get("x-cache-status")
+                .and_then(|v| {
+                    crate::metrics::CACHE_STATUSES
+                        .iter()
+                        .find(|s| v.as_bytes() == s.as_bytes())
+                })
+                .copied();
+        }
+        Ok(())
+    }
+
     fn upstream_response_filter(
         &self,
         _session: &mut Session,
@@ -264,7 +286,8 @@ impl ProxyHttp for RouterProxy {
         if self.metrics.is_none() && self.access_log.is_none() {
             return;
         }
-        let done = Finished::new(session, error, ctx.route, ctx.upstream_head_at);
+        let mut done = Finished::new(session, error, ctx.route, ctx.upstream_head_at);
+        done.cache_status = ctx.cache_status;
         if let Some(metrics) = &self.metrics {
             metrics.record(&done);
         }

@@ -590,3 +590,44 @@ fn log_level_from_config_filters_the_error_log() {
         proxy.log()
     );
 }
+
+#[test]
+fn cache_statuses_are_counted() {
+    let origin =
+        Origin::start(|_| Reply::full(200, &[("cache-control", "max-age=60")], "cached body"));
+    let (listen, admin) = (free_addr(), free_addr());
+    let yaml = format!(
+        r#"version: 1
+pid_file: {{dir}}/pingora.pid
+upgrade_sock: {{dir}}/upgrade.sock
+admin: {{ addr: "{admin}" }}
+services:
+  - name: web
+    listeners: [ {{ addr: "{listen}" }} ]
+    cache: {{ max_bytes: 1048576 }}
+    routes: [ {{ upstream: origin, cache: true }} ]
+    upstreams:
+      origin: {{ peers: ["{origin}"] }}
+"#,
+        origin = origin.addr()
+    );
+    let _proxy = test_support::ProxyProcess::start(common::bin(), &yaml, &[listen, admin])
+        .expect("proxy starts");
+    let status = |s: &Scrape, st: &str| {
+        s.value(
+            "pingora_cache_responses_total",
+            &[("service", "web"), ("status", st)],
+        )
+    };
+    for _ in 0..3 {
+        assert_eq!(get(listen, "/page").unwrap().status, 200);
+    }
+    let mut after = Scrape::take(admin);
+    assert!(wait_until(POLL_TIMEOUT, || {
+        after = Scrape::take(admin);
+        status(&after, "HIT") >= 2.0
+    }));
+    assert_eq!(status(&after, "MISS"), 1.0);
+    assert_eq!(status(&after, "HIT"), 2.0);
+    assert_eq!(origin.requests(), 1);
+}
