@@ -36,6 +36,24 @@ fn selection(c: &mut Criterion) {
             });
         }
     }
+    // Least connections stops at the first idle backend: with every backend busy it
+    // scans them all, which is its worst case.
+    for n in [3usize, 100, 10_000] {
+        let lb = balancer(n, Algorithm::LeastConn);
+        let mut busy = Vec::with_capacity(n);
+        lb.set_healthy(0, false);
+        while busy.len() < n - 1 {
+            if let Some((_, guard)) = lb.select(b"") {
+                busy.push(guard);
+            }
+        }
+        lb.set_healthy(0, true);
+        busy.extend(lb.select(b"").map(|(_, guard)| guard));
+        group.bench_function(format!("least_conn_all_busy/{n}"), |b| {
+            b.iter(|| lb.select(b""))
+        });
+        drop(busy);
+    }
     group.finish();
 }
 

@@ -66,10 +66,32 @@ pub(crate) fn now_ms() -> u64 {
     u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
+/// The clock read at most once, and only if needed (most backends are not backed off,
+/// and reading the clock is a good part of a selection's cost).
+#[derive(Debug, Default)]
+pub(crate) struct LazyNow(std::cell::Cell<Option<u64>>);
+
+impl LazyNow {
+    fn get(&self) -> u64 {
+        match self.0.get() {
+            Some(now) => now,
+            None => {
+                let now = now_ms();
+                self.0.set(Some(now));
+                now
+            }
+        }
+    }
+}
+
 impl BackendState {
-    /// Healthy and not backed off at time `now` (from [`now_ms`]).
-    pub(crate) fn is_usable_at(&self, now: u64) -> bool {
-        self.healthy.load(Ordering::Relaxed) && self.backoff_until_ms.load(Ordering::Relaxed) <= now
+    /// Healthy and not backed off now.
+    pub(crate) fn is_usable(&self, now: &LazyNow) -> bool {
+        if !self.healthy.load(Ordering::Relaxed) {
+            return false;
+        }
+        let until = self.backoff_until_ms.load(Ordering::Relaxed);
+        until == 0 || until <= now.get()
     }
 
     pub(crate) fn is_healthy(&self) -> bool {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::backend::{now_ms, Backend, BackendState, InFlight};
+use crate::backend::{Backend, BackendState, InFlight, LazyNow};
 use crate::selection::{
     ConsistentHash, LeastConn, PowerOfTwo, Random, RoundRobin, Selector, Weighted,
 };
@@ -170,24 +170,23 @@ impl LoadBalancer {
     /// Takes no lock and allocates nothing.
     pub fn select(&self, key: &[u8]) -> Option<(usize, InFlight)> {
         let set = self.current.load();
-        let now = now_ms();
+        let now = LazyNow::default();
         let states = &set.states;
-        let usable = |i: usize| states.get(i).is_some_and(|s| s.is_usable_at(now));
+        let usable = |i: usize| states.get(i).is_some_and(|s| s.is_usable(&now));
         let load = |i: usize| states.get(i).map_or(usize::MAX, |s| s.in_flight());
         let i = set.selector.select(key, &usable, &load)?;
         // A custom selector may return an index that is not usable: do not trust it.
-        let state = states.get(i).filter(|s| s.is_usable_at(now))?;
+        let state = states.get(i).filter(|s| s.is_usable(&now))?;
         Some((i, InFlight::start(state)))
     }
 
     /// Whether backend `i` of the current set may be chosen now.
     pub fn is_usable(&self, i: usize) -> bool {
-        let now = now_ms();
         self.current
             .load()
             .states
             .get(i)
-            .is_some_and(|s| s.is_usable_at(now))
+            .is_some_and(|s| s.is_usable(&LazyNow::default()))
     }
 
     /// Whether health checks last found backend `i` of the current set healthy.

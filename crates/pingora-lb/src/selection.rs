@@ -35,7 +35,14 @@ where
 
 /// Tries `start`, `start+1`, ... (wrapping) and returns the first usable index.
 fn first_usable(start: usize, n: usize, usable: &dyn Fn(usize) -> bool) -> Option<usize> {
-    (0..n).map(|k| (start + k) % n).find(|&i| usable(i))
+    from(start, n).find(|&i| usable(i))
+}
+
+/// `start..n` then `0..start` (`start` is taken modulo `n`): every index once, without
+/// a division per step.
+fn from(start: usize, n: usize) -> impl Iterator<Item = usize> {
+    let start = if n == 0 { 0 } else { start % n };
+    (start..n).chain(0..start)
 }
 
 /// Each backend in turn, weights ignored.
@@ -203,6 +210,10 @@ pub struct ConsistentHash {
     points: Vec<u64>,
     /// `owners[k]` is the backend at `points[k]`.
     owners: Vec<u32>,
+    /// `buckets[b]..buckets[b + 1]` are the points whose top `64 - shift` bits are `b`:
+    /// a lookup binary-searches one bucket instead of the whole ring.
+    buckets: Vec<u32>,
+    shift: u32,
     /// Number of backends.
     n: usize,
 }
@@ -226,10 +237,25 @@ impl ConsistentHash {
             }
         }
         ring.sort_unstable();
-        let (points, owners) = ring.into_iter().unzip();
+        let (points, owners): (Vec<u64>, Vec<u32>) = ring.into_iter().unzip();
+        // About one bucket per point, at most 2^16 of them.
+        let bits = (usize::BITS - points.len().leading_zeros()).clamp(1, 16);
+        let shift = 64 - bits;
+        let buckets = (0..=1u64 << bits)
+            .map(|b| {
+                let first = if b == 1 << bits {
+                    points.len()
+                } else {
+                    points.partition_point(|&p| p < b << shift)
+                };
+                u32::try_from(first).unwrap_or(u32::MAX)
+            })
+            .collect();
         ConsistentHash {
             points,
             owners,
+            buckets,
+            shift,
             n: names.len().min(weights.len()),
         }
     }
@@ -262,7 +288,13 @@ impl Selector for ConsistentHash {
             return None;
         }
         let h = hash64(key);
-        let start = self.points.partition_point(|&p| p < h);
+        let b = (h >> self.shift) as usize;
+        let (lo, hi) = match (self.buckets.get(b), self.buckets.get(b + 1)) {
+            (Some(&lo), Some(&hi)) => (lo as usize, hi as usize),
+            _ => (0, len),
+        };
+        // Every point before `lo` is below `h`, every point from `hi` on is above it.
+        let start = lo + self.points[lo..hi].partition_point(|&p| p < h);
         // Walk forward to the first usable backend; past a bound, scan the backends
         // from the key's own one.
         (0..len.min(MAX_RING_WALK))
@@ -299,10 +331,20 @@ impl Selector for LeastConn {
             return None;
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed) % self.n;
-        (0..self.n)
-            .map(|k| (start + k) % self.n)
-            .filter(|&i| usable(i))
-            .min_by_key(|&i| load(i))
+        let mut best: Option<(usize, usize)> = None;
+        for i in from(start, self.n) {
+            if !usable(i) {
+                continue;
+            }
+            let l = load(i);
+            if best.is_none_or(|(_, b)| l < b) {
+                best = Some((i, l));
+                if l == 0 {
+                    break; // nothing beats an idle backend
+                }
+            }
+        }
+        best.map(|(i, _)| i)
     }
 }
 
@@ -420,6 +462,21 @@ mod tests {
                 assert_eq!(Some(now), *b);
             } else {
                 assert_ne!(now, 3);
+            }
+        }
+    }
+
+    #[test]
+    fn bucketed_ring_lookup_matches_a_plain_search() {
+        for n in [1usize, 3, 50, 700] {
+            let names: Vec<String> = (0..n).map(|i| format!("h{i}:80")).collect();
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let ring = ConsistentHash::new(&refs, &vec![2; n]);
+            for k in 0..5_000u32 {
+                let h = hash64(&k.to_le_bytes());
+                let at = ring.points.partition_point(|&p| p < h) % ring.points.len();
+                let want = ring.owners[at] as usize;
+                assert_eq!(ring.select(&k.to_le_bytes(), &all, &idle), Some(want));
             }
         }
     }
