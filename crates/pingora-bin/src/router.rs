@@ -107,6 +107,9 @@ pub struct RouterProxy {
     /// The service's cache, and which routes (by index) use it.
     #[cfg(feature = "cache")]
     cache: Option<(std::sync::Arc<pingora_cache::HttpCache>, Vec<bool>)>,
+    /// Who may `PURGE` besides loopback.
+    #[cfg(feature = "cache")]
+    purge_allow: Vec<pingora_config::IpNet>,
 }
 
 /// The cache of a service's `cache:` section: in memory, within `max_bytes`.
@@ -127,17 +130,22 @@ impl RouterProxy {
             access_log: None,
             #[cfg(feature = "cache")]
             cache: None,
+            #[cfg(feature = "cache")]
+            purge_allow: Vec::new(),
         }
     }
 
-    /// Serves the routes flagged in `cached_routes` (by index) through `cache`.
+    /// Serves the routes flagged in `cached_routes` (by index) through `cache`, and lets
+    /// clients in `purge_allow` (besides loopback) purge it.
     #[cfg(feature = "cache")]
     pub fn cached(
         mut self,
         cache: Option<std::sync::Arc<pingora_cache::HttpCache>>,
         cached_routes: Vec<bool>,
+        purge_allow: Vec<pingora_config::IpNet>,
     ) -> Self {
         self.cache = cache.map(|c| (c, cached_routes));
+        self.purge_allow = purge_allow;
         self
     }
 
@@ -222,6 +230,20 @@ impl ProxyHttp for RouterProxy {
                 ),
             )),
         }
+    }
+
+    #[cfg(feature = "cache")]
+    fn purge_allowed(&self, session: &Session, _ctx: &mut RequestCtx) -> bool {
+        let Some(ip) = session.client_addr().ip() else {
+            return false;
+        };
+        let loopback = match ip {
+            std::net::IpAddr::V4(v4) => v4.is_loopback(),
+            std::net::IpAddr::V6(v6) => {
+                v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            }
+        };
+        loopback || self.purge_allow.iter().any(|n| n.contains(ip))
     }
 
     #[cfg(feature = "cache")]

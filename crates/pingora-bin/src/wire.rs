@@ -121,6 +121,11 @@ fn build_service(
     let router = router.cached(
         service.cache.as_ref().map(crate::router::service_cache),
         service.routes.iter().map(|r| r.cache).collect(),
+        service
+            .cache
+            .as_ref()
+            .map(|c| c.purge_networks())
+            .unwrap_or_default(),
     );
     let proxy = HttpProxy::new(router, opts, connector);
     let mut svc = ListeningService::new(service.name.clone(), proxy);

@@ -21,7 +21,8 @@ pub use listen_addr::{ListenAddr, ListenAddrParseError, MAX_UNIX_PATH_BYTES};
 pub use observability::{AccessLogConf, AccessLogFormat, LogLevel};
 pub use server::{AdminConf, ServerConf, TokioConf, ValidateOptions};
 pub use service::{
-    CacheConf, ListenerConf, ListenerTlsConf, RespondConf, RouteConf, RouteMatch, ServiceConf,
+    CacheConf, IpNet, ListenerConf, ListenerTlsConf, RespondConf, RouteConf, RouteMatch,
+    ServiceConf,
 };
 pub use suggest::{closest as suggest_closest, edit_distance};
 pub use upstream::{

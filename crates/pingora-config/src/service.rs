@@ -204,11 +204,82 @@ pub struct CacheConf {
     pub max_bytes: u64,
     /// How long concurrent misses for one key wait for the first fetch, in milliseconds.
     pub lock_timeout_ms: u64,
+    /// Addresses (`10.0.0.5`) or networks (`10.0.0.0/8`) allowed to `PURGE`, besides loopback.
+    pub purge_allow: Vec<String>,
 }
 
 impl CacheConf {
     /// The YAML keys of a service's `cache` section.
-    pub const FIELDS: &'static [&'static str] = &["max_bytes", "lock_timeout_ms"];
+    pub const FIELDS: &'static [&'static str] = &["max_bytes", "lock_timeout_ms", "purge_allow"];
+
+    /// The parsed `purge_allow` networks (entries that do not parse are skipped; validation
+    /// rejects them).
+    pub fn purge_networks(&self) -> Vec<IpNet> {
+        self.purge_allow
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect()
+    }
+}
+
+/// An IP network: an address and a prefix length (`10.0.0.0/8`, `::1/128`); a bare
+/// address is a network of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    /// The network address.
+    pub addr: std::net::IpAddr,
+    /// Leading bits that must match.
+    pub prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` is in this network (IPv4-mapped IPv6 addresses match IPv4 networks).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for IpNet {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: std::net::IpAddr = addr
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IP address or network"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{s}`: prefix length must be 0 to {max}"))?,
+        };
+        Ok(IpNet { addr, prefix })
+    }
 }
 
 impl Default for CacheConf {
@@ -216,6 +287,7 @@ impl Default for CacheConf {
         CacheConf {
             max_bytes: 268_435_456,
             lock_timeout_ms: 2_000,
+            purge_allow: Vec::new(),
         }
     }
 }

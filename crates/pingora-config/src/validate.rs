@@ -396,6 +396,11 @@ fn validate_service(
             return Err(r.invalid(&at("cache.max_bytes"), "must be greater than 0, found 0"));
         }
         r.timeout_ms(&at("cache.lock_timeout_ms"), cache.lock_timeout_ms)?;
+        for (k, net) in cache.purge_allow.iter().enumerate() {
+            if let Err(why) = net.parse::<crate::service::IpNet>() {
+                return Err(r.invalid(&at(&format!("cache.purge_allow[{k}]")), why));
+            }
+        }
     }
     for (key, value) in [
         ("client_header_timeout_ms", service.client_header_timeout_ms),

@@ -189,3 +189,21 @@ fn load_balancing_rejected_when_the_binary_has_no_lb() {
     let plain = yaml.replace("        lb: p2c\n", "");
     ServerConf::from_yaml_str_with(&plain, "t.yaml", &no_lb).unwrap();
 }
+
+#[test]
+fn purge_allow_networks() {
+    let yaml = "services:\n  - name: web\n    listeners: [ { addr: \"127.0.0.1:8080\" } ]\n    cache: { purge_allow: [\"10.0.0.0/8\", \"192.168.1.7\", \"fd00::/8\"] }\n    routes: [ { respond: { status: 200 } } ]\n";
+    let conf = ServerConf::from_yaml_str(yaml, "t.yaml").unwrap();
+    let nets = conf.services[0].cache.as_ref().unwrap().purge_networks();
+    let ok = |ip: &str| nets.iter().any(|n| n.contains(ip.parse().unwrap()));
+    assert!(ok("10.200.1.1"));
+    assert!(ok("::ffff:10.1.2.3"));
+    assert!(ok("192.168.1.7"));
+    assert!(!ok("192.168.1.8"));
+    assert!(ok("fd12::1"));
+    assert!(!ok("11.0.0.1"));
+    let bad = yaml.replace("10.0.0.0/8", "10.0.0.0/40");
+    let e = ServerConf::from_yaml_str(&bad, "t.yaml").unwrap_err();
+    assert_eq!(e.key_path, "services[0].cache.purge_allow[0]");
+    assert_eq!(e.line, Some(4));
+}
