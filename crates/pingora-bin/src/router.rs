@@ -234,16 +234,11 @@ impl ProxyHttp for RouterProxy {
 
     #[cfg(feature = "cache")]
     fn purge_allowed(&self, session: &Session, _ctx: &mut RequestCtx) -> bool {
-        let Some(ip) = session.client_addr().ip() else {
-            return false;
-        };
-        let loopback = match ip {
-            std::net::IpAddr::V4(v4) => v4.is_loopback(),
-            std::net::IpAddr::V6(v6) => {
-                v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-            }
-        };
-        loopback || self.purge_allow.iter().any(|n| n.contains(ip))
+        session.client_is_loopback()
+            || session
+                .client_addr()
+                .ip()
+                .is_some_and(|ip| self.purge_allow.iter().any(|n| n.contains(ip)))
     }
 
     #[cfg(feature = "cache")]

@@ -133,10 +133,7 @@ impl Selector for Weighted {
         }
         let pos = self.next.fetch_add(1, Ordering::Relaxed) % self.cycle.len();
         let pick = self.cycle[pos] as usize;
-        if usable(pick) {
-            return Some(pick);
-        }
-        first_usable(pick + 1, self.n, usable)
+        first_usable(pick, self.n, usable)
     }
 }
 
@@ -194,10 +191,7 @@ impl Selector for Random {
             return None;
         }
         let pick = self.weighted[(self.rng.next() % self.weighted.len() as u64) as usize] as usize;
-        if usable(pick) {
-            return Some(pick);
-        }
-        first_usable(pick + 1, self.n, usable)
+        first_usable(pick, self.n, usable)
     }
 }
 

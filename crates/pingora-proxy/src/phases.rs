@@ -123,12 +123,7 @@ pub trait ProxyHttp: Send + Sync + 'static {
     #[cfg(feature = "cache")]
     fn purge_allowed(&self, session: &Session, ctx: &mut Self::Ctx) -> bool {
         let _ = ctx;
-        session.client_addr().ip().is_some_and(|ip| match ip {
-            std::net::IpAddr::V4(v4) => v4.is_loopback(),
-            std::net::IpAddr::V6(v6) => {
-                v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-            }
-        })
+        session.client_is_loopback()
     }
 
     /// Edits the response head just before it is sent to the client.

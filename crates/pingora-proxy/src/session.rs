@@ -54,6 +54,17 @@ impl Session {
         self.downstream.peer()
     }
 
+    /// Whether the client connected from loopback (127.0.0.0/8, ::1, or an IPv4-mapped
+    /// loopback address). Unix-socket clients are not.
+    pub fn client_is_loopback(&self) -> bool {
+        self.client_addr().ip().is_some_and(|ip| match ip {
+            std::net::IpAddr::V4(v4) => v4.is_loopback(),
+            std::net::IpAddr::V6(v6) => {
+                v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            }
+        })
+    }
+
     /// When the current request head was read.
     pub fn started(&self) -> Instant {
         self.started

@@ -196,7 +196,7 @@ impl HttpClientSession {
                         && framing != BodyFraming::UntilClose
                         && resp.status != StatusCode::SWITCHING_PROTOCOLS
                         && wants_keepalive(resp.version, &resp.headers);
-                    self.resp_body = BodyDecoder::new(framing);
+                    self.resp_body = BodyDecoder::new(framing).with_side(Side::Upstream);
                     self.resp_started = true;
                     self.resp_done = self.resp_body.is_done();
                     return Ok(resp);
@@ -237,7 +237,7 @@ impl HttpClientSession {
                 self.resp_done = true;
                 return Ok(None);
             }
-            match self.resp_body.decode(&mut self.buf).map_err(upstream)? {
+            match self.resp_body.decode(&mut self.buf)? {
                 Some(BodyEvent::Data(b)) => return Ok(Some(b)),
                 Some(BodyEvent::Trailers(t)) => self.resp_trailers = Some(t),
                 Some(BodyEvent::End) => {
@@ -255,7 +255,7 @@ impl HttpClientSession {
                     .await?;
                     if n == 0 {
                         self.keepalive = false;
-                        match self.resp_body.on_eof().map_err(upstream)? {
+                        match self.resp_body.on_eof()? {
                             Some(BodyEvent::Data(b)) => return Ok(Some(b)),
                             _ => {
                                 self.resp_done = true;
@@ -293,10 +293,4 @@ impl HttpClientSession {
     pub fn into_tunnel(self) -> (Stream, BytesMut) {
         (self.stream, self.buf)
     }
-}
-
-/// Body framing errors found while reading a response are the upstream's.
-fn upstream(mut e: Error) -> Error {
-    e.side = Side::Upstream;
-    e
 }

@@ -209,7 +209,7 @@ impl HttpServerSession {
         self.requests += 1;
         self.keepalive = wants_keepalive(req.version, &req.headers);
         self.continue_pending = framing != BodyFraming::Empty && expects_continue(&req);
-        self.req_body = BodyDecoder::new(framing);
+        self.req_body = BodyDecoder::new(framing).with_side(Side::Downstream);
         self.req_framing = framing;
         self.req = Some(req);
         Ok(NextRequest::Request)
@@ -275,7 +275,7 @@ impl HttpServerSession {
             if self.req_body.is_done() {
                 return Ok(None);
             }
-            match self.req_body.decode(&mut self.buf).map_err(downstream)? {
+            match self.req_body.decode(&mut self.buf)? {
                 Some(BodyEvent::Data(b)) => {
                     self.body_bytes_read += b.len() as u64;
                     return Ok(Some(b));
@@ -293,7 +293,7 @@ impl HttpServerSession {
                     )
                     .await?;
                     if n == 0 {
-                        match self.req_body.on_eof().map_err(downstream)? {
+                        match self.req_body.on_eof()? {
                             Some(BodyEvent::Data(b)) => return Ok(Some(b)),
                             _ => return Ok(None),
                         }
@@ -568,12 +568,6 @@ impl HttpServerSession {
             }
         }
     }
-}
-
-/// Body framing errors found while reading a request are the client's.
-fn downstream(mut e: Error) -> Error {
-    e.side = Side::Downstream;
-    e
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
