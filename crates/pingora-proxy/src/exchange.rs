@@ -6,6 +6,7 @@ use http::{header, StatusCode, Version};
 use pingora_core::connector::HttpPeer;
 use pingora_core::protocols::http::v1::client::HttpClientSession;
 use pingora_core::protocols::http::v1::{is_upgrade_request, BodyFraming};
+use pingora_core::protocols::http::ClientSession;
 use pingora_core::protocols::http::{RequestHeader, ResponseHeader};
 use pingora_core::{Error, ErrorKind, Result, Side};
 
@@ -124,7 +125,16 @@ impl<'a, P: ProxyHttp> Exchange<'a, P> {
                     self.proxy.release(&peer, up);
                     return Ok(Outcome::Done);
                 }
-                Ok(ExchangeEnd::Tunnel) => return Ok(Outcome::Tunnel(Box::new(up))),
+                Ok(ExchangeEnd::Tunnel) => match up.into_http1() {
+                    Ok(h1) => return Ok(Outcome::Tunnel(Box::new(h1))),
+                    Err(_) => {
+                        return Err(Error::new(
+                            ErrorKind::InvalidHead,
+                            Side::Upstream,
+                            "switching protocols over HTTP/2 is not supported",
+                        ))
+                    }
+                },
                 Err(e)
                     if reused
                         && allow_reuse
@@ -159,7 +169,7 @@ impl<'a, P: ProxyHttp> Exchange<'a, P> {
 
     async fn exchange(
         &mut self,
-        up: &mut HttpClientSession,
+        up: &mut ClientSession,
         up_req: &mut RequestHeader,
         framing: BodyFraming,
         upgrade: bool,
@@ -277,7 +287,7 @@ impl<'a, P: ProxyHttp> Exchange<'a, P> {
     /// true once the body ended.
     async fn forward_request_body(
         &mut self,
-        up: &mut HttpClientSession,
+        up: &mut ClientSession,
         chunk: Option<Bytes>,
     ) -> Result<bool> {
         let end = chunk.is_none();

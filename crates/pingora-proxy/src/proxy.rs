@@ -5,6 +5,7 @@ use pingora_core::protocols::http::v1::client::HttpClientSession;
 use pingora_core::protocols::http::v1::server::{
     HttpServerSession, NextRequest, ServerSessionOptions,
 };
+use pingora_core::protocols::http::{ClientSession, ServerSession};
 use pingora_core::protocols::{PeerAddr, Stream};
 use pingora_core::service::ServerApp;
 use pingora_core::shutdown::ShutdownWatch;
@@ -131,8 +132,12 @@ impl<P: ProxyHttp> HttpProxy<P> {
         &self.inner
     }
 
-    pub(crate) fn release(&self, peer: &HttpPeer, upstream: HttpClientSession) {
-        self.upstreams.release(peer, upstream);
+    /// Gives an upstream session back once its exchange is over: an HTTP/1.x
+    /// connection goes to the keep-alive pool.
+    pub(crate) fn release(&self, peer: &HttpPeer, upstream: ClientSession) {
+        if let Ok(h1) = upstream.into_http1() {
+            self.upstreams.release(peer, h1);
+        }
     }
 
     pub(crate) fn max_retries(&self) -> usize {
@@ -145,14 +150,14 @@ impl<P: ProxyHttp> HttpProxy<P> {
         &self,
         peer: &HttpPeer,
         allow_reuse: bool,
-    ) -> pingora_core::Result<(HttpClientSession, bool)> {
+    ) -> pingora_core::Result<(ClientSession, bool)> {
         if allow_reuse {
             if let Some(mut s) = self.upstreams.reused(peer) {
                 s.set_timeouts(peer.options.client_timeouts());
-                return Ok((s, true));
+                return Ok((s.into(), true));
             }
         }
-        Ok((self.upstreams.connect(peer).await?, false))
+        Ok((self.upstreams.connect(peer).await?.into(), false))
     }
 }
 
@@ -165,24 +170,38 @@ enum AfterRequest {
 impl<P: ProxyHttp> ServerApp for HttpProxy<P> {
     async fn process_connection(&self, stream: Stream, peer: PeerAddr, shutdown: ShutdownWatch) {
         let downstream = HttpServerSession::new(stream, peer, self.opts.downstream, shutdown);
-        let mut session = Session::new(downstream);
+        self.serve_http1(downstream).await;
+    }
+}
+
+impl<P: ProxyHttp> HttpProxy<P> {
+    /// Serves the requests of an HTTP/1.x connection, one after the other.
+    async fn serve_http1(&self, downstream: HttpServerSession) {
+        let mut session = Session::new(ServerSession::H1(downstream));
         loop {
-            match session.downstream.read_request().await {
+            let Some(h1) = session.downstream.as_http1_mut() else {
+                return;
+            };
+            match h1.read_request().await {
                 Ok(NextRequest::Request) => {}
                 Ok(NextRequest::Closed) => return,
                 Err(e) => {
-                    bad_request(&mut session, e).await;
+                    bad_request(h1, e).await;
                     return;
                 }
             }
             match self.serve_request(&mut session).await {
                 AfterRequest::Continue => continue,
                 AfterRequest::Close => {
-                    session.downstream.shutdown().await;
+                    if let Some(h1) = session.downstream.as_http1_mut() {
+                        h1.shutdown().await;
+                    }
                     return;
                 }
                 AfterRequest::Tunnel(upstream) => {
-                    tunnel::run(session.downstream, *upstream).await;
+                    if let Ok(h1) = session.into_downstream().into_http1() {
+                        tunnel::run(h1, *upstream).await;
+                    }
                     return;
                 }
             }
@@ -191,23 +210,23 @@ impl<P: ProxyHttp> ServerApp for HttpProxy<P> {
 }
 
 /// Answers a request that could not be read (400, 431, 408) and logs why.
-async fn bad_request(session: &mut Session, e: Error) {
+async fn bad_request(downstream: &mut HttpServerSession, e: Error) {
     let quiet = matches!(
         e.kind,
         ErrorKind::ConnectionClosed | ErrorKind::ConnectionReset
     );
     if quiet {
-        log::debug!("client {}: {e}", session.client_addr());
+        log::debug!("client {}: {e}", downstream.peer());
         return;
     }
     let status = crate::status::for_error(&e);
     log::warn!(
         "client {}: bad request, answered {}: {e}",
-        session.client_addr(),
+        downstream.peer(),
         status.as_u16()
     );
-    if e.kind != ErrorKind::ReadTimeout || session.downstream.requests_served() == 0 {
-        let _ = session.downstream.respond_error(status).await;
+    if e.kind != ErrorKind::ReadTimeout || downstream.requests_served() == 0 {
+        let _ = downstream.respond_error(status).await;
     }
-    session.downstream.shutdown().await;
+    downstream.shutdown().await;
 }

@@ -4,8 +4,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::StatusCode;
-use pingora_core::protocols::http::v1::server::HttpServerSession;
-use pingora_core::protocols::http::{RequestHeader, ResponseHeader};
+use pingora_core::protocols::http::{RequestHeader, ResponseHeader, ServerSession};
 use pingora_core::protocols::PeerAddr;
 use pingora_core::Error;
 
@@ -13,8 +12,8 @@ use crate::status;
 
 /// The client connection and what is known about its current request.
 pub struct Session {
-    /// The client connection.
-    pub downstream: HttpServerSession,
+    /// The client side of the request (an HTTP/1.x connection or an HTTP/2 stream).
+    pub downstream: ServerSession,
     started: Instant,
     upstream_status: Option<StatusCode>,
     upstream_addr: Option<String>,
@@ -22,7 +21,7 @@ pub struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(downstream: HttpServerSession) -> Self {
+    pub(crate) fn new(downstream: ServerSession) -> Self {
         Session {
             downstream,
             started: Instant::now(),
@@ -30,6 +29,10 @@ impl Session {
             upstream_addr: None,
             upstream_reused: None,
         }
+    }
+
+    pub(crate) fn into_downstream(self) -> ServerSession {
+        self.downstream
     }
 
     pub(crate) fn begin_request(&mut self) {

@@ -1,6 +1,10 @@
-//! HTTP message types and the HTTP/1.x codec.
+//! HTTP message types, the HTTP/1.x codec and the version-neutral sessions.
 
+pub mod client_session;
 pub mod header;
+pub mod server_session;
 pub mod v1;
 
+pub use client_session::ClientSession;
 pub use header::{RequestHeader, ResponseHeader};
+pub use server_session::ServerSession;

@@ -1,0 +1,95 @@
+//! [`ClientSession`]: one exchange with an upstream, whatever HTTP version carries it.
+
+use bytes::Bytes;
+use http::HeaderMap;
+
+use super::v1::client::{ClientTimeouts, HttpClientSession};
+use super::v1::BodyFraming;
+use super::{RequestHeader, ResponseHeader};
+use crate::error::Result;
+
+/// The upstream side of one request: an HTTP/1.x connection, or one HTTP/2 stream.
+pub enum ClientSession {
+    /// An exchange on an HTTP/1.x connection (pooled whole once it is over).
+    H1(HttpClientSession),
+}
+
+/// Runs `$body` with `$s` bound to the session of whichever version `$self` is.
+macro_rules! each_version {
+    ($self:expr, $s:ident => $body:expr) => {
+        match $self {
+            ClientSession::H1($s) => $body,
+        }
+    };
+}
+
+impl ClientSession {
+    /// The HTTP/1.x session, for pooling or a tunnel; an HTTP/2 stream is handed back.
+    pub fn into_http1(self) -> std::result::Result<HttpClientSession, Self> {
+        match self {
+            ClientSession::H1(s) => Ok(s),
+        }
+    }
+
+    /// Uses these timeouts from now on.
+    pub fn set_timeouts(&mut self, timeouts: ClientTimeouts) {
+        each_version!(self, s => s.set_timeouts(timeouts))
+    }
+
+    /// Whether any byte of the response arrived (before that, a failure on a reused
+    /// connection may be retried on a fresh one).
+    pub fn received_any(&self) -> bool {
+        each_version!(self, s => s.received_any())
+    }
+
+    /// Sends the request head; `body` says how the request body that follows is framed.
+    pub async fn write_request_header(
+        &mut self,
+        req: &mut RequestHeader,
+        body: BodyFraming,
+    ) -> Result<()> {
+        each_version!(self, s => s.write_request_header(req, body).await)
+    }
+
+    /// Sends a piece of the request body.
+    pub async fn write_body(&mut self, data: &Bytes) -> Result<()> {
+        each_version!(self, s => s.write_body(data).await)
+    }
+
+    /// Ends the request body, with trailers if any.
+    pub async fn finish_body(&mut self, trailers: Option<&HeaderMap>) -> Result<()> {
+        each_version!(self, s => s.finish_body(trailers).await)
+    }
+
+    /// Reads the next response head (interim 1xx heads included).
+    pub async fn read_response_header(&mut self) -> Result<ResponseHeader> {
+        each_version!(self, s => s.read_response_header().await)
+    }
+
+    /// Whether response body bytes are already buffered (then no flush is needed
+    /// before reading them).
+    pub fn has_buffered_body(&self) -> bool {
+        each_version!(self, s => s.has_buffered_body())
+    }
+
+    /// Reads the next piece of the response body; `None` at its end.
+    pub async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        each_version!(self, s => s.read_body().await)
+    }
+
+    /// The response trailers, once the body ended.
+    pub fn take_trailers(&mut self) -> Option<HeaderMap> {
+        each_version!(self, s => s.take_trailers())
+    }
+
+    /// Keeps the connection out of the pool after this exchange.
+    pub fn set_no_reuse(&mut self) {
+        each_version!(self, s => s.set_no_reuse())
+    }
+}
+
+impl From<HttpClientSession> for ClientSession {
+    fn from(s: HttpClientSession) -> Self {
+        ClientSession::H1(s)
+    }
+}

@@ -1,0 +1,162 @@
+//! [`ServerSession`]: one client request, whatever HTTP version carries it.
+//!
+//! The proxy phases work on this type, so they run unchanged for HTTP/1.x and HTTP/2
+//! clients. Connection-level operations (reading the next request of a keep-alive
+//! connection, closing, tunnelling) only exist for HTTP/1.x: see
+//! [`ServerSession::as_http1_mut`].
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, Version};
+
+use super::v1::server::HttpServerSession;
+use super::v1::BodyFraming;
+use super::{RequestHeader, ResponseHeader};
+use crate::error::Result;
+use crate::protocols::PeerAddr;
+
+/// The client side of one request: an HTTP/1.x connection, or one HTTP/2 stream.
+pub enum ServerSession {
+    /// A request on an HTTP/1.x connection.
+    H1(HttpServerSession),
+}
+
+/// Runs `$body` with `$s` bound to the session of whichever version `$self` is.
+macro_rules! each_version {
+    ($self:expr, $s:ident => $body:expr) => {
+        match $self {
+            ServerSession::H1($s) => $body,
+        }
+    };
+}
+
+impl ServerSession {
+    /// The HTTP/1.x session, for connection-level operations.
+    pub fn as_http1_mut(&mut self) -> Option<&mut HttpServerSession> {
+        match self {
+            ServerSession::H1(s) => Some(s),
+        }
+    }
+
+    /// The HTTP/1.x session, given up for a tunnel; an HTTP/2 stream is handed back.
+    pub fn into_http1(self) -> std::result::Result<HttpServerSession, Self> {
+        match self {
+            ServerSession::H1(s) => Ok(s),
+        }
+    }
+
+    /// Whether the client connection can carry another request after this one
+    /// (HTTP/1.x keep-alive; an HTTP/2 stream never carries another request).
+    pub fn can_reuse(&self) -> bool {
+        match self {
+            ServerSession::H1(s) => s.can_reuse(),
+        }
+    }
+
+    /// The protocol version the client speaks.
+    pub fn version(&self) -> Version {
+        each_version!(self, s => s.req_header().version)
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> &PeerAddr {
+        each_version!(self, s => s.peer())
+    }
+
+    /// The current request head.
+    pub fn req_header(&self) -> &RequestHeader {
+        each_version!(self, s => s.req_header())
+    }
+
+    /// The current request head, to edit in place.
+    pub fn req_header_mut(&mut self) -> &mut RequestHeader {
+        each_version!(self, s => s.req_header_mut())
+    }
+
+    /// How the request body is framed.
+    pub fn req_body_framing(&self) -> BodyFraming {
+        each_version!(self, s => s.req_body_framing())
+    }
+
+    /// Sends `100 Continue` when the client waits for it (HTTP/1.1 only); call it before
+    /// racing [`ServerSession::read_body`] against other work.
+    pub async fn send_continue(&mut self) -> Result<()> {
+        each_version!(self, s => s.send_continue().await)
+    }
+
+    /// Reads the next piece of the request body; `None` at its end.
+    pub async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        each_version!(self, s => s.read_body().await)
+    }
+
+    /// Trailers of the request body, once it was read to its end.
+    pub fn req_trailers(&self) -> Option<&HeaderMap> {
+        each_version!(self, s => s.req_trailers())
+    }
+
+    /// Asks for the connection to be closed after this response (HTTP/1.x; an HTTP/2
+    /// stream ends on its own).
+    pub fn set_keepalive(&mut self, keepalive: bool) {
+        each_version!(self, s => s.set_keepalive(keepalive))
+    }
+
+    /// Writes a response head (an interim one for 1xx other than 101).
+    pub async fn write_response_header(&mut self, resp: &mut ResponseHeader) -> Result<()> {
+        each_version!(self, s => s.write_response_header(resp).await)
+    }
+
+    /// The status of the response written, if any.
+    pub fn response_status(&self) -> Option<StatusCode> {
+        each_version!(self, s => s.response_status())
+    }
+
+    /// Whether a final response head was written already.
+    pub fn response_started(&self) -> bool {
+        each_version!(self, s => s.response_started())
+    }
+
+    /// Writes a piece of the response body.
+    pub async fn write_body(&mut self, data: &Bytes) -> Result<()> {
+        each_version!(self, s => s.write_body(data).await)
+    }
+
+    /// Ends the response, with trailers if any.
+    pub async fn finish_response(&mut self, trailers: Option<&HeaderMap>) -> Result<()> {
+        each_version!(self, s => s.finish_response(trailers).await)
+    }
+
+    /// Sends whatever is buffered.
+    pub async fn flush(&mut self) -> Result<()> {
+        each_version!(self, s => s.flush().await)
+    }
+
+    /// Sends a complete small response (errors and built-in answers).
+    pub async fn respond(
+        &mut self,
+        status: StatusCode,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<()> {
+        each_version!(self, s => s.respond(status, content_type, body).await)
+    }
+
+    /// Answers an error status (and, for HTTP/1.x, marks the connection to close).
+    pub async fn respond_error(&mut self, status: StatusCode) -> Result<()> {
+        each_version!(self, s => s.respond_error(status).await)
+    }
+
+    /// Body bytes received and sent for the current request.
+    pub fn body_bytes(&self) -> (u64, u64) {
+        each_version!(self, s => s.body_bytes())
+    }
+
+    /// How many requests the client connection has carried, this one included.
+    pub fn requests_served(&self) -> u64 {
+        each_version!(self, s => s.requests_served())
+    }
+}
+
+impl From<HttpServerSession> for ServerSession {
+    fn from(s: HttpServerSession) -> Self {
+        ServerSession::H1(s)
+    }
+}
