@@ -373,43 +373,54 @@ fn eviction_keeps_the_cache_within_max_bytes() {
 }
 
 #[test]
-fn stale_while_revalidate_answers_others_during_a_revalidation() {
+fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background() {
+    // The refetch is held at the origin until the test opens `gate`.
+    let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
     let calls = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&calls);
+    let (counter, origin_gate) = (Arc::clone(&calls), Arc::clone(&gate));
     let origin = Origin::start(move |_| {
-        let headers = [("cache-control", "max-age=1, stale-while-revalidate=60")];
         if counter.fetch_add(1, Ordering::SeqCst) == 0 {
-            Reply::full(200, &headers, "old")
-        } else {
-            Reply::Delay(
-                Duration::from_millis(800),
-                Box::new(Reply::full(200, &headers, "new")),
-            )
+            return Reply::full(
+                200,
+                &[("cache-control", "max-age=1, stale-while-revalidate=60")],
+                "old",
+            );
         }
+        let (open, changed) = &*origin_gate;
+        let guard = open.lock().expect("gate");
+        let _ = changed
+            .wait_timeout_while(guard, Duration::from_secs(10), |open| !*open)
+            .expect("gate");
+        Reply::full(200, &[("cache-control", "max-age=60")], "new")
     });
     let proxy = CachedProxy::with_defaults(origin.addr());
     assert_eq!(status_of(&proxy.get("/swr")), "MISS");
     thread::sleep(PAST_ONE_SECOND);
-    let addr = proxy.addr;
-    let revalidating = thread::spawn(move || request(addr, "GET", "/swr", &[], b""));
+    // Answered from the stale entry although the origin has not answered the refetch.
+    let first = proxy.get("/swr");
+    assert_eq!((status_of(&first), first.text().as_str()), ("STALE", "old"));
     assert!(
         test_support::wait_until(Duration::from_secs(5), || origin.requests() == 2),
-        "the revalidation reaches the origin"
+        "the background refresh reaches the origin"
     );
     let meanwhile = proxy.get("/swr");
     assert_eq!(
         (status_of(&meanwhile), meanwhile.text().as_str()),
         ("STALE", "old")
     );
-    let refreshed = revalidating
-        .join()
-        .expect("client thread")
-        .expect("response");
-    assert_eq!(
-        (status_of(&refreshed), refreshed.text().as_str()),
-        ("EXPIRED", "new")
+    assert_eq!(origin.requests(), 2, "one refresh at a time");
+    {
+        let (open, changed) = &*gate;
+        *open.lock().expect("gate") = true;
+        changed.notify_all();
+    }
+    assert!(
+        test_support::wait_until(Duration::from_secs(5), || {
+            let r = proxy.get("/swr");
+            (status_of(&r), r.text().as_str()) == ("HIT", "new")
+        }),
+        "the refreshed entry is served"
     );
-    assert_eq!(status_of(&proxy.get("/swr")), "HIT");
     assert_eq!(origin.requests(), 2);
 }
 

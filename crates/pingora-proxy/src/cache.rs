@@ -14,8 +14,9 @@ use pingora_cache::{
     CacheKey, CacheStatus, Cacheability, CachedResponse, Fill, Found, HttpCache, Locked, Lookup,
     ResponseTiming, WritePermit,
 };
+use pingora_core::protocols::http::detached::DetachedRequest;
 use pingora_core::protocols::http::v1::{is_upgrade_request, BodyFraming};
-use pingora_core::protocols::http::{RequestHeader, ResponseHeader};
+use pingora_core::protocols::http::{RequestHeader, ResponseHeader, ServerSession};
 use pingora_core::Result;
 
 use crate::exchange::{Exchange, Outcome};
@@ -253,6 +254,22 @@ pub(crate) async fn run<P: ProxyHttp>(
                     )
                 } else {
                     match cache.lock(&found.key) {
+                        Locked::Writer(permit)
+                            if !revalidate && meta.serve_stale_while_revalidating(now) =>
+                        {
+                            // RFC 5861: answer at once with the stale entry, refresh it
+                            // behind the client's back.
+                            serve_stored(phases, session, ctx, &found.response, CacheStatus::Stale)
+                                .await?;
+                            let run = CacheRun::new(
+                                Arc::clone(&cache),
+                                key.clone(),
+                                Fetch::Revalidate(found),
+                                Some(permit),
+                            );
+                            refresh_in_background(proxy, session, run);
+                            return Ok(Outcome::Done);
+                        }
                         Locked::Writer(permit) => CacheRun::new(
                             Arc::clone(&cache),
                             key.clone(),
@@ -346,6 +363,43 @@ async fn fetch<P: ProxyHttp>(
             Err(e)
         }
     }
+}
+
+/// Revalidates or refetches a stale entry on a task of its own, as a request with no
+/// client (the phases choose the route and upstream as they did for the client's
+/// request). Concurrent requests are answered from the stale entry meanwhile, since
+/// `run` holds the key's lock.
+fn refresh_in_background<P: ProxyHttp>(proxy: &HttpProxy<P>, session: &Session, mut run: CacheRun) {
+    let proxy = proxy.clone();
+    let detached =
+        DetachedRequest::new(session.req_header().clone(), session.client_addr().clone());
+    tokio::spawn(async move {
+        let mut session = Session::new(ServerSession::Detached(detached));
+        let phases = proxy.phases();
+        let mut ctx = phases.new_ctx();
+        match phases.request_filter(&mut session, &mut ctx).await {
+            Ok(false) => {}
+            Ok(true) => return,
+            Err(e) => {
+                log::warn!(
+                    "cache: background refresh of {} not started: {e}",
+                    run.primary
+                );
+                return;
+            }
+        }
+        let result = Exchange::with_cache(&proxy, &mut session, &mut ctx, &mut run)
+            .run()
+            .await;
+        match result {
+            Ok(_) => log::debug!(
+                "cache: refreshed {} in the background (origin answered {})",
+                run.primary,
+                session.upstream_status().map_or(0, |s| s.as_u16())
+            ),
+            Err(e) => log::warn!("cache: background refresh of {} failed: {e}", run.primary),
+        }
+    });
 }
 
 /// Answers the request with a stored response, through the response phases.

@@ -126,8 +126,8 @@ impl<'a, P: ProxyHttp> Exchange<'a, P> {
                     return Ok(Outcome::Done);
                 }
                 Ok(ExchangeEnd::Tunnel) => match up.into_http1() {
-                    Ok(h1) => return Ok(Outcome::Tunnel(Box::new(h1))),
-                    Err(_) => {
+                    Some(h1) => return Ok(Outcome::Tunnel(Box::new(h1))),
+                    None => {
                         return Err(Error::new(
                             ErrorKind::InvalidHead,
                             Side::Upstream,

@@ -1,5 +1,7 @@
 //! [`HttpProxy`]: serves client connections by running the [`ProxyHttp`] phases.
 
+use std::sync::Arc;
+
 use pingora_core::connector::{Connector, HttpConnector, HttpPeer};
 use pingora_core::protocols::http::v1::client::HttpClientSession;
 use pingora_core::protocols::http::v1::server::{
@@ -38,10 +40,25 @@ impl Default for ProxyOptions {
 }
 
 /// An HTTP reverse proxy running the phases of `P` for every request.
+///
+/// Cloning is cheap and gives another handle on the same proxy (the background work
+/// of a request, such as a cache refresh, holds one).
 pub struct HttpProxy<P> {
+    shared: Arc<Shared<P>>,
+}
+
+struct Shared<P> {
     inner: P,
     opts: ProxyOptions,
     upstreams: HttpConnector,
+}
+
+impl<P> Clone for HttpProxy<P> {
+    fn clone(&self) -> Self {
+        HttpProxy {
+            shared: Arc::clone(&self.shared),
+        }
+    }
 }
 
 impl<P: ProxyHttp> HttpProxy<P> {
@@ -49,32 +66,34 @@ impl<P: ProxyHttp> HttpProxy<P> {
     pub fn new(inner: P, opts: ProxyOptions, connector: Connector) -> Self {
         let upstreams = HttpConnector::new(connector, opts.upstream_keepalive_pool_size);
         HttpProxy {
-            inner,
-            opts,
-            upstreams,
+            shared: Arc::new(Shared {
+                inner,
+                opts,
+                upstreams,
+            }),
         }
     }
 
     /// The user's phase implementation.
     pub fn inner(&self) -> &P {
-        &self.inner
+        &self.shared.inner
     }
 
     /// Idle upstream connections currently pooled.
     pub fn idle_upstream_connections(&self) -> usize {
-        self.upstreams.idle_count()
+        self.shared.upstreams.idle_count()
     }
 
     /// Serves one request; returns what to do with the connection afterwards.
     async fn serve_request(&self, session: &mut Session) -> AfterRequest {
         session.begin_request();
-        let mut ctx = self.inner.new_ctx();
+        let mut ctx = self.shared.inner.new_ctx();
         let result = self.run_phases(session, &mut ctx).await;
         let (after, error) = match result {
             Ok(Outcome::Done) => (AfterRequest::Continue, None),
             Ok(Outcome::Tunnel(up)) => (AfterRequest::Tunnel(up), None),
             Err(e) => {
-                let sent = self.inner.fail_to_proxy(session, &e, &mut ctx).await;
+                let sent = self.shared.inner.fail_to_proxy(session, &e, &mut ctx).await;
                 // A client that went away is routine; anything else deserves attention.
                 let level = if e.side == Side::Downstream {
                     log::Level::Info
@@ -98,7 +117,10 @@ impl<P: ProxyHttp> HttpProxy<P> {
                 (AfterRequest::Close, Some(e))
             }
         };
-        self.inner.logging(session, error.as_ref(), &mut ctx).await;
+        self.shared
+            .inner
+            .logging(session, error.as_ref(), &mut ctx)
+            .await;
         match after {
             AfterRequest::Continue if session.downstream.can_reuse() => AfterRequest::Continue,
             AfterRequest::Continue => AfterRequest::Close,
@@ -111,7 +133,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         session: &mut Session,
         ctx: &mut P::Ctx,
     ) -> pingora_core::Result<Outcome> {
-        if self.inner.request_filter(session, ctx).await? {
+        if self.shared.inner.request_filter(session, ctx).await? {
             if !session.downstream.response_started() {
                 return Err(Error::new(
                     ErrorKind::Internal,
@@ -122,26 +144,26 @@ impl<P: ProxyHttp> HttpProxy<P> {
             return Ok(Outcome::Done);
         }
         #[cfg(feature = "cache")]
-        if let Some(cache) = self.inner.request_cache_filter(session, ctx)? {
+        if let Some(cache) = self.shared.inner.request_cache_filter(session, ctx)? {
             return crate::cache::run(self, session, ctx, cache).await;
         }
         Exchange::new(self, session, ctx).run().await
     }
 
     pub(crate) fn phases(&self) -> &P {
-        &self.inner
+        &self.shared.inner
     }
 
     /// Gives an upstream session back once its exchange is over: an HTTP/1.x
     /// connection goes to the keep-alive pool.
     pub(crate) fn release(&self, peer: &HttpPeer, upstream: ClientSession) {
-        if let Ok(h1) = upstream.into_http1() {
-            self.upstreams.release(peer, h1);
+        if let Some(h1) = upstream.into_http1() {
+            self.shared.upstreams.release(peer, h1);
         }
     }
 
     pub(crate) fn max_retries(&self) -> usize {
-        self.opts.max_retries
+        self.shared.opts.max_retries
     }
 
     /// A connection to `peer`: an idle pooled one when `allow_reuse` and one is there
@@ -152,12 +174,12 @@ impl<P: ProxyHttp> HttpProxy<P> {
         allow_reuse: bool,
     ) -> pingora_core::Result<(ClientSession, bool)> {
         if allow_reuse {
-            if let Some(mut s) = self.upstreams.reused(peer) {
+            if let Some(mut s) = self.shared.upstreams.reused(peer) {
                 s.set_timeouts(peer.options.client_timeouts());
                 return Ok((s.into(), true));
             }
         }
-        Ok((self.upstreams.connect(peer).await?.into(), false))
+        Ok((self.shared.upstreams.connect(peer).await?.into(), false))
     }
 }
 
@@ -169,7 +191,8 @@ enum AfterRequest {
 
 impl<P: ProxyHttp> ServerApp for HttpProxy<P> {
     async fn process_connection(&self, stream: Stream, peer: PeerAddr, shutdown: ShutdownWatch) {
-        let downstream = HttpServerSession::new(stream, peer, self.opts.downstream, shutdown);
+        let downstream =
+            HttpServerSession::new(stream, peer, self.shared.opts.downstream, shutdown);
         self.serve_http1(downstream).await;
     }
 }
@@ -199,7 +222,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
                     return;
                 }
                 AfterRequest::Tunnel(upstream) => {
-                    if let Ok(h1) = session.into_downstream().into_http1() {
+                    if let Some(h1) = session.into_downstream().into_http1() {
                         tunnel::run(h1, *upstream).await;
                     }
                     return;

@@ -24,10 +24,10 @@ macro_rules! each_version {
 }
 
 impl ClientSession {
-    /// The HTTP/1.x session, for pooling or a tunnel; an HTTP/2 stream is handed back.
-    pub fn into_http1(self) -> std::result::Result<HttpClientSession, Self> {
+    /// The HTTP/1.x session, for pooling or a tunnel (None for other versions).
+    pub fn into_http1(self) -> Option<HttpClientSession> {
         match self {
-            ClientSession::H1(s) => Ok(s),
+            ClientSession::H1(s) => Some(s),
         }
     }
 

@@ -1,6 +1,7 @@
 //! HTTP message types, the HTTP/1.x codec and the version-neutral sessions.
 
 pub mod client_session;
+pub mod detached;
 pub mod header;
 pub mod server_session;
 pub mod v1;

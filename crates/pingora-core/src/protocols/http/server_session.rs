@@ -8,16 +8,23 @@
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, Version};
 
+use super::detached::DetachedRequest;
 use super::v1::server::HttpServerSession;
 use super::v1::BodyFraming;
 use super::{RequestHeader, ResponseHeader};
 use crate::error::Result;
 use crate::protocols::PeerAddr;
 
-/// The client side of one request: an HTTP/1.x connection, or one HTTP/2 stream.
+/// The client side of one request: an HTTP/1.x connection, one HTTP/2 stream, or
+/// nobody (a request the proxy makes on its own behalf).
+// Held by value for the life of a connection: boxing the larger variant would cost an
+// allocation per connection and save nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum ServerSession {
     /// A request on an HTTP/1.x connection.
     H1(HttpServerSession),
+    /// A request the proxy makes itself, with no client waiting (its response is dropped).
+    Detached(DetachedRequest),
 }
 
 /// Runs `$body` with `$s` bound to the session of whichever version `$self` is.
@@ -25,6 +32,7 @@ macro_rules! each_version {
     ($self:expr, $s:ident => $body:expr) => {
         match $self {
             ServerSession::H1($s) => $body,
+            ServerSession::Detached($s) => $body,
         }
     };
 }
@@ -34,13 +42,15 @@ impl ServerSession {
     pub fn as_http1_mut(&mut self) -> Option<&mut HttpServerSession> {
         match self {
             ServerSession::H1(s) => Some(s),
+            _ => None,
         }
     }
 
-    /// The HTTP/1.x session, given up for a tunnel; an HTTP/2 stream is handed back.
-    pub fn into_http1(self) -> std::result::Result<HttpServerSession, Self> {
+    /// The HTTP/1.x session, given up for a tunnel (None for other versions).
+    pub fn into_http1(self) -> Option<HttpServerSession> {
         match self {
-            ServerSession::H1(s) => Ok(s),
+            ServerSession::H1(s) => Some(s),
+            _ => None,
         }
     }
 
@@ -49,6 +59,7 @@ impl ServerSession {
     pub fn can_reuse(&self) -> bool {
         match self {
             ServerSession::H1(s) => s.can_reuse(),
+            _ => false,
         }
     }
 
@@ -151,7 +162,15 @@ impl ServerSession {
 
     /// How many requests the client connection has carried, this one included.
     pub fn requests_served(&self) -> u64 {
-        each_version!(self, s => s.requests_served())
+        match self {
+            ServerSession::H1(s) => s.requests_served(),
+            ServerSession::Detached(_) => 1,
+        }
+    }
+
+    /// Whether this is a request the proxy makes itself, with no client waiting.
+    pub fn is_detached(&self) -> bool {
+        matches!(self, ServerSession::Detached(_))
     }
 }
 
