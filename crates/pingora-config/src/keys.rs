@@ -3,6 +3,7 @@
 //! Kept next to the structs as `FIELDS` constants; a test checks each constant against the
 //! key list serde itself reports, so the list cannot drift from the types.
 
+use crate::discovery::DiscoveryConf;
 use crate::observability::AccessLogConf;
 use crate::server::{AdminConf, ServerConf, TokioConf};
 use crate::service::{
@@ -71,6 +72,10 @@ pub fn config_sections() -> Vec<ConfigSection> {
             keys: PeerConf::FIELDS,
         },
         ConfigSection {
+            name: "services[].upstreams.NAME.discovery",
+            keys: DiscoveryConf::FIELDS,
+        },
+        ConfigSection {
             name: "services[].upstreams.NAME.health_check",
             keys: HealthCheckConf::FIELDS,
         },
@@ -137,6 +142,7 @@ mod tests {
         assert_eq!(serde_keys::<RespondConf>(), sorted(RespondConf::FIELDS));
         assert_eq!(serde_keys::<UpstreamConf>(), sorted(UpstreamConf::FIELDS));
         assert_eq!(serde_keys::<PeerConf>(), sorted(PeerConf::FIELDS));
+        assert_eq!(serde_keys::<DiscoveryConf>(), sorted(DiscoveryConf::FIELDS));
         assert_eq!(
             serde_keys::<HealthCheckConf>(),
             sorted(HealthCheckConf::FIELDS)
@@ -150,7 +156,7 @@ mod tests {
 
     #[test]
     fn every_section_is_listed() {
-        assert_eq!(config_sections().len(), 15);
+        assert_eq!(config_sections().len(), 16);
         let keys = all_config_keys();
         assert!(keys.contains(&"match"));
         assert!(keys.contains(&"blocking_threads"));

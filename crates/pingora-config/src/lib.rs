@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 mod decode;
+mod discovery;
 mod error;
 mod keys;
 mod listen_addr;
@@ -15,6 +16,7 @@ mod upstream;
 mod validate;
 mod validate_upstream;
 
+pub use discovery::{DiscoveryConf, DiscoveryType, DnsRecordType};
 pub use error::{ConfigError, ConfigErrorDetails, ConfigErrorKind};
 pub use keys::{all_config_keys, config_sections, ConfigSection};
 pub use listen_addr::{ListenAddr, ListenAddrParseError, MAX_UNIX_PATH_BYTES};
@@ -26,8 +28,8 @@ pub use service::{
 };
 pub use suggest::{closest as suggest_closest, edit_distance};
 pub use upstream::{
-    HashKey, HealthCheckConf, HealthCheckType, LbAlgorithm, PeerConf, UpstreamConf, UpstreamMap,
-    UpstreamTlsConf,
+    HashKey, HealthCheckConf, HealthCheckType, LbAlgorithm, PeerConf, StatusRange, UpstreamConf,
+    UpstreamMap, UpstreamTlsConf,
 };
 pub use validate::{MAX_MILLISECONDS, MAX_SECONDS, MAX_THREADS};
 pub use validate_upstream::check_peer_addr;

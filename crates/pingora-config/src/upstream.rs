@@ -1,17 +1,22 @@
-//! Upstream groups: peers, load balancing, health checks, TLS and timeouts.
+//! Upstream groups: peers (listed or discovered), load balancing, health checks, TLS
+//! and timeouts.
 
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
+use crate::discovery::DiscoveryConf;
 use crate::suggest;
 
 /// One named group of upstream servers (`services[].upstreams.NAME`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpstreamConf {
-    /// The servers of this group; at least one.
+    /// The servers of this group; at least one, unless `discovery` finds them.
     pub peers: Vec<PeerConf>,
+    /// Where the servers come from when they are not listed in `peers`: a watched
+    /// file or DNS. Exclusive with `peers`.
+    pub discovery: Option<DiscoveryConf>,
     /// How a peer is picked for each request.
     pub lb: LbAlgorithm,
     /// What `consistent_hash` hashes; ignored by the other algorithms.
@@ -36,6 +41,7 @@ impl UpstreamConf {
     /// The YAML keys of an upstream, as written in the file.
     pub const FIELDS: &'static [&'static str] = &[
         "peers",
+        "discovery",
         "lb",
         "hash_key",
         "health_check",
@@ -52,6 +58,7 @@ impl Default for UpstreamConf {
     fn default() -> Self {
         UpstreamConf {
             peers: Vec::new(),
+            discovery: None,
             lb: LbAlgorithm::default(),
             hash_key: HashKey::default(),
             health_check: None,
@@ -250,7 +257,8 @@ impl<'de> Deserialize<'de> for HashKey {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckConf {
-    /// `tcp` (a connect succeeds) or `http` (a GET of `path` answers 2xx). Written `type`.
+    /// `tcp` (a connect succeeds) or `http` (a GET of `path` answers an expected
+    /// status). Written `type`.
     #[serde(rename = "type")]
     pub kind: HealthCheckType,
     /// The path requested by `http` checks; starts with `/`.
@@ -259,6 +267,22 @@ pub struct HealthCheckConf {
     /// Time between two checks of one peer, in milliseconds (at least 10).
     #[serde(default = "default_interval_ms")]
     pub interval_ms: u64,
+    /// Most time one check may take, in milliseconds; default: `interval_ms`, at most
+    /// 2000 (see [`HealthCheckConf::timeout_ms`]).
+    #[serde(default, rename = "timeout_ms")]
+    pub timeout: Option<u64>,
+    /// Consecutive passing checks that bring an unhealthy peer back.
+    #[serde(default = "default_healthy_threshold")]
+    pub healthy_threshold: u32,
+    /// Consecutive failing checks that take a healthy peer out.
+    #[serde(default = "default_unhealthy_threshold")]
+    pub unhealthy_threshold: u32,
+    /// The statuses an `http` check accepts; default 200 to 399.
+    #[serde(default)]
+    pub expected_status: Option<StatusRange>,
+    /// The Host header of `http` checks; default: the peer's address.
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 fn default_health_path() -> String {
@@ -269,9 +293,42 @@ fn default_interval_ms() -> u64 {
     1_000
 }
 
+fn default_healthy_threshold() -> u32 {
+    2
+}
+
+fn default_unhealthy_threshold() -> u32 {
+    3
+}
+
 impl HealthCheckConf {
     /// The YAML keys of a health check.
-    pub const FIELDS: &'static [&'static str] = &["type", "path", "interval_ms"];
+    pub const FIELDS: &'static [&'static str] = &[
+        "type",
+        "path",
+        "interval_ms",
+        "timeout_ms",
+        "healthy_threshold",
+        "unhealthy_threshold",
+        "expected_status",
+        "host",
+    ];
+
+    /// The keys that only `type: http` checks take.
+    pub const HTTP_ONLY: &'static [&'static str] = &["path", "expected_status", "host"];
+
+    /// The statuses an `http` check accepts when `expected_status` is not given.
+    pub const DEFAULT_STATUS: StatusRange = StatusRange { min: 200, max: 399 };
+
+    /// Most time one check may take: `timeout_ms`, or `interval_ms` capped at 2000.
+    pub fn timeout_ms(&self) -> u64 {
+        self.timeout.unwrap_or(self.interval_ms.min(2_000))
+    }
+
+    /// The statuses an `http` check accepts.
+    pub fn expected_status(&self) -> StatusRange {
+        self.expected_status.unwrap_or(Self::DEFAULT_STATUS)
+    }
 }
 
 impl Default for HealthCheckConf {
@@ -280,6 +337,11 @@ impl Default for HealthCheckConf {
             kind: HealthCheckType::Tcp,
             path: default_health_path(),
             interval_ms: default_interval_ms(),
+            timeout: None,
+            healthy_threshold: default_healthy_threshold(),
+            unhealthy_threshold: default_unhealthy_threshold(),
+            expected_status: None,
+            host: None,
         }
     }
 }
@@ -291,8 +353,84 @@ pub enum HealthCheckType {
     /// A TCP connect to the peer succeeds.
     #[default]
     Tcp,
-    /// `GET path` answers with a 2xx status.
+    /// `GET path` answers with an expected status.
     Http,
+}
+
+/// HTTP statuses from `min` to `max` inclusive. Written as one status (`200`) or a
+/// range (`"200-299"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StatusRange {
+    /// The lowest accepted status.
+    pub min: u16,
+    /// The highest accepted status.
+    pub max: u16,
+}
+
+impl fmt::Display for StatusRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.min == self.max {
+            write!(f, "{}", self.min)
+        } else {
+            write!(f, "{}-{}", self.min, self.max)
+        }
+    }
+}
+
+impl std::str::FromStr for StatusRange {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            format!(
+                "invalid expected_status `{}`: expected a status like `200` or a range like `200-299`",
+                text.escape_debug()
+            )
+        };
+        let status = |t: &str| t.trim().parse::<u16>().map_err(|_| bad());
+        match text.split_once('-') {
+            Some((min, max)) => Ok(StatusRange {
+                min: status(min)?,
+                max: status(max)?,
+            }),
+            None => {
+                let one = status(text)?;
+                Ok(StatusRange { min: one, max: one })
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StatusRange {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RangeVisitor;
+
+        impl Visitor<'_> for RangeVisitor {
+            type Value = StatusRange;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a status like 200 or a range like \"200-299\"")
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<StatusRange, E> {
+                let one = u16::try_from(v)
+                    .map_err(|_| E::custom(format!("invalid expected_status {v}")))?;
+                Ok(StatusRange { min: one, max: one })
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<StatusRange, E> {
+                let v = u64::try_from(v)
+                    .map_err(|_| E::custom(format!("invalid expected_status {v}")))?;
+                self.visit_u64(v)
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<StatusRange, E> {
+                text.parse().map_err(E::custom)
+            }
+        }
+
+        deserializer.deserialize_any(RangeVisitor)
+    }
 }
 
 /// TLS towards an upstream's peers.

@@ -3,11 +3,15 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use crate::discovery::{DiscoveryConf, DiscoveryType, DnsRecordType};
 use crate::error::ConfigError;
 use crate::locate::{join_index, join_key};
 use crate::server::ValidateOptions;
-use crate::upstream::{HealthCheckType, LbAlgorithm, UpstreamConf};
+use crate::upstream::{HealthCheckConf, HealthCheckType, LbAlgorithm, UpstreamConf};
 use crate::validate::{Reporter, MAX_MILLISECONDS};
+
+/// Most consecutive results a health-check threshold may ask for.
+const MAX_THRESHOLD: u64 = 1_000;
 
 /// Validates the upstream written at `path` (`services[i].upstreams.NAME`).
 pub(crate) fn validate_upstream(
@@ -17,10 +21,25 @@ pub(crate) fn validate_upstream(
     r: &Reporter<'_>,
 ) -> Result<(), ConfigError> {
     let at = |key: &str| join_key(path, key);
-    if upstream.peers.is_empty() {
+    if let Some(discovery) = &upstream.discovery {
+        if !opts.lb_supported {
+            return Err(r.lb_unsupported(&at("discovery")));
+        }
+        if !upstream.peers.is_empty() {
+            return Err(r.invalid(
+                &at("discovery"),
+                format!(
+                    "an upstream takes its peers from `peers` or from `discovery`, not both (`peers` is at {}{})",
+                    at("peers"),
+                    r.line_note(&at("peers"))
+                ),
+            ));
+        }
+        validate_discovery(discovery, &at("discovery"), r)?;
+    } else if upstream.peers.is_empty() {
         return Err(r.invalid(
             &at("peers"),
-            "an upstream needs at least one peer, like `peers: [\"127.0.0.1:9000\"]`",
+            "an upstream needs at least one peer, like `peers: [\"127.0.0.1:9000\"]`, or a `discovery` section",
         ));
     }
     let mut first_by_addr: HashMap<&str, usize> = HashMap::new();
@@ -67,19 +86,7 @@ pub(crate) fn validate_upstream(
         }
     }
     if let Some(check) = &upstream.health_check {
-        r.range(
-            &at("health_check.interval_ms"),
-            check.interval_ms,
-            10,
-            MAX_MILLISECONDS,
-            " (one day)",
-        )?;
-        if check.kind == HealthCheckType::Http && !check.path.starts_with('/') {
-            return Err(r.invalid(
-                &at("health_check.path"),
-                format!("must start with `/`, found `{}`", check.path.escape_debug()),
-            ));
-        }
+        validate_health_check(check, &at("health_check"), r)?;
     }
     if let Some(tls) = &upstream.tls {
         if !opts.tls_supported {
@@ -101,6 +108,180 @@ pub(crate) fn validate_upstream(
         ("idle_timeout_ms", upstream.idle_timeout_ms),
     ] {
         r.timeout_ms(&at(key), value)?;
+    }
+    Ok(())
+}
+
+/// Validates a `health_check` section written at `path`.
+fn validate_health_check(
+    check: &HealthCheckConf,
+    path: &str,
+    r: &Reporter<'_>,
+) -> Result<(), ConfigError> {
+    let at = |key: &str| join_key(path, key);
+    r.range(
+        &at("interval_ms"),
+        check.interval_ms,
+        10,
+        MAX_MILLISECONDS,
+        " (one day)",
+    )?;
+    if let Some(timeout) = check.timeout {
+        r.timeout_ms(&at("timeout_ms"), timeout)?;
+    }
+    r.range(
+        &at("healthy_threshold"),
+        u64::from(check.healthy_threshold),
+        1,
+        MAX_THRESHOLD,
+        "",
+    )?;
+    r.range(
+        &at("unhealthy_threshold"),
+        u64::from(check.unhealthy_threshold),
+        1,
+        MAX_THRESHOLD,
+        "",
+    )?;
+    if check.kind == HealthCheckType::Tcp {
+        let set = [
+            ("path", r.is_written(&at("path"))),
+            ("expected_status", check.expected_status.is_some()),
+            ("host", check.host.is_some()),
+        ];
+        if let Some((key, _)) = set.iter().find(|(_, is_set)| *is_set) {
+            return Err(r.invalid(
+                &at(key),
+                format!("`{key}` is for `type: http` checks; this one is `type: tcp`"),
+            ));
+        }
+        return Ok(());
+    }
+    if !check.path.starts_with('/') {
+        return Err(r.invalid(
+            &at("path"),
+            format!("must start with `/`, found `{}`", check.path.escape_debug()),
+        ));
+    }
+    if let Some(range) = check.expected_status {
+        if !(100..=599).contains(&range.min) || !(100..=599).contains(&range.max) {
+            return Err(r.invalid(
+                &at("expected_status"),
+                format!("`{range}`: statuses go from 100 to 599"),
+            ));
+        }
+        if range.min > range.max {
+            return Err(r.invalid(
+                &at("expected_status"),
+                format!("`{range}`: the range's low end is above its high end"),
+            ));
+        }
+    }
+    if let Some(host) = &check.host {
+        let valid = !host.is_empty() && host.bytes().all(|b| b.is_ascii_graphic() && b != b'/');
+        if !valid {
+            return Err(r.invalid(
+                &at("host"),
+                format!(
+                    "`{}` is not a host name (with an optional `:PORT`)",
+                    host.escape_debug()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Validates a `discovery` section written at `path`.
+fn validate_discovery(d: &DiscoveryConf, path: &str, r: &Reporter<'_>) -> Result<(), ConfigError> {
+    let at = |key: &str| join_key(path, key);
+    let (kind, other_keys) = match d.kind {
+        DiscoveryType::File => ("file", DiscoveryConf::DNS_ONLY),
+        DiscoveryType::Dns => ("dns", DiscoveryConf::FILE_ONLY),
+    };
+    if let Some(key) = d.set_keys().into_iter().find(|k| other_keys.contains(k)) {
+        let owner = if kind == "file" { "dns" } else { "file" };
+        return Err(r.invalid(
+            &at(key),
+            format!("`{key}` is for `type: {owner}` discovery; this one is `type: {kind}`"),
+        ));
+    }
+    match d.kind {
+        DiscoveryType::File => {
+            let Some(file) = &d.path else {
+                return Err(r.invalid(
+                    path,
+                    "`type: file` needs `path`, the file that lists the peers",
+                ));
+            };
+            r.readable_file(&at("path"), "peer list", file)?;
+            r.range(
+                &at("interval_ms"),
+                d.interval_ms(),
+                10,
+                MAX_MILLISECONDS,
+                " (one day)",
+            )?;
+        }
+        DiscoveryType::Dns => {
+            let Some(name) = &d.name else {
+                return Err(r.invalid(path, "`type: dns` needs `name`, the name to resolve"));
+            };
+            if let Err(why) = check_hostname(name) {
+                return Err(r.invalid(&at("name"), why));
+            }
+            match (d.record(), d.port) {
+                (DnsRecordType::Srv, Some(_)) => {
+                    return Err(r.invalid(
+                        &at("port"),
+                        "`record: srv` takes each peer's port from its SRV record; remove `port`",
+                    ))
+                }
+                (DnsRecordType::Srv, None) => {}
+                (_, None) => {
+                    return Err(r.invalid(
+                        path,
+                        "`type: dns` with address records needs `port`, the peers' port",
+                    ))
+                }
+                (_, Some(0)) => {
+                    return Err(r.invalid(&at("port"), "port 0 is not a valid destination port"))
+                }
+                (_, Some(_)) => {}
+            }
+            if let Err(why) = d.resolver_addr() {
+                return Err(r.invalid(&at("resolver"), why));
+            }
+            r.range(
+                &at("refresh_min_ms"),
+                d.refresh_min_ms(),
+                10,
+                MAX_MILLISECONDS,
+                " (one day)",
+            )?;
+            r.range(
+                &at("refresh_max_ms"),
+                d.refresh_max_ms(),
+                10,
+                MAX_MILLISECONDS,
+                " (one day)",
+            )?;
+            if d.refresh_max_ms() < d.refresh_min_ms() {
+                let key = if d.refresh_max_ms.is_some() {
+                    "refresh_max_ms"
+                } else {
+                    "refresh_min_ms"
+                };
+                return Err(r.invalid(
+                    &at(key),
+                    format!(
+                        "refresh_max_ms ({}) is below refresh_min_ms ({})",
+                        d.refresh_max_ms(),
+                        d.refresh_min_ms()
+                    ),
+                ));
+            }
+        }
     }
     Ok(())
 }

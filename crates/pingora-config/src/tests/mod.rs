@@ -3,6 +3,7 @@
 use crate::{ConfigError, ConfigErrorKind, ServerConf};
 
 mod decoding;
+mod discovery;
 mod files;
 mod semantic;
 mod valid;
