@@ -1,31 +1,99 @@
-//! A configured upstream: its peers behind a load balancer, the hash key for
-//! consistent hashing, and its health check.
+//! A configured upstream: its peers (listed, or discovered from a file or DNS) behind a
+//! load balancer, the hash key for consistent hashing, its health check, and the
+//! background work that keeps the peer set and its health up to date.
 
+use std::ops::Deref;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pingora_config::{HashKey, HealthCheckConf, HealthCheckType, LbAlgorithm, UpstreamConf};
-use pingora_core::connector::HttpPeer;
-use pingora_lb::{Algorithm, Backend, HealthCheck, HealthCheckKind, LoadBalancer, Thresholds};
+use pingora_config::{
+    DiscoveryConf, DiscoveryType, DnsRecordType, HashKey, HealthCheckConf, HealthCheckType,
+    LbAlgorithm, UpstreamConf,
+};
+use pingora_core::connector::{HttpPeer, PeerAddress, PeerOptions};
+use pingora_lb::{
+    read_backend_file, run_discovery, AddressFamily, Algorithm, Backend, BackendId, Discovery,
+    DnsDiscovery, DnsDiscoveryOptions, DnsQuery, FileDiscovery, HealthCheck, HealthCheckKind,
+    LoadBalancer, Thresholds,
+};
 use pingora_proxy::Session;
 
-pub use pingora_lb::{HealthChecker, InFlight};
+pub use pingora_lb::InFlight;
 
 /// Tells whether a backend may be picked now (for metrics).
 pub type BackendProbe = Box<dyn Fn() -> bool + Send + Sync>;
+
+/// The name `wire.rs` and `main.rs` know the background work of an upstream by.
+pub type HealthChecker = UpstreamTasks;
 
 /// How long a backend is skipped after a failed connection (unless a health check
 /// passes first).
 const PASSIVE_BACKOFF: Duration = Duration::from_secs(10);
 
+/// Most time the first DNS resolution may hold up start-up; without an answer by then
+/// the upstream starts empty (503) and the background discovery keeps trying.
+const FIRST_RESOLUTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The options of every peer of `conf`: its timeouts (and whatever else a peer of this
+/// upstream is built with). Discovered peers are built with these.
+// The struct update keeps fields that are not set here (yet) at their defaults,
+// whether or not `PeerOptions` has any besides the timeouts.
+#[allow(clippy::needless_update)]
+pub fn peer_options(conf: &UpstreamConf) -> PeerOptions {
+    PeerOptions {
+        connect_timeout: Duration::from_millis(conf.connect_timeout_ms),
+        read_timeout: Duration::from_millis(conf.read_timeout_ms),
+        write_timeout: Duration::from_millis(conf.write_timeout_ms),
+        idle_timeout: Duration::from_millis(conf.idle_timeout_ms),
+        ..PeerOptions::default()
+    }
+}
+
+/// The connection targets of an upstream's backends.
+enum Peers {
+    /// The `peers:` list, in the order of the (never updated) backend set.
+    Listed(Vec<HttpPeer>),
+    /// Discovered backends: each selection builds its peer from the backend's address
+    /// (an `IP:PORT` parse and a hash: cheaper than any shared map).
+    Discovered(PeerOptions),
+}
+
+/// Where the backend set of a discovered upstream comes from.
+enum Source {
+    File { path: PathBuf, interval: Duration },
+    Dns(DnsDiscoveryOptions),
+}
+
+/// The peer chosen for one request: borrowed from the upstream's list, or built for a
+/// discovered backend. Dereferences to the [`HttpPeer`].
+pub enum SelectedPeer<'a> {
+    /// A listed peer.
+    Listed(&'a HttpPeer),
+    /// A discovered peer.
+    Discovered(HttpPeer),
+}
+
+impl Deref for SelectedPeer<'_> {
+    type Target = HttpPeer;
+
+    fn deref(&self) -> &HttpPeer {
+        match self {
+            SelectedPeer::Listed(peer) => peer,
+            SelectedPeer::Discovered(peer) => peer,
+        }
+    }
+}
+
 /// One `upstreams:` entry.
 pub struct Upstream {
     /// The name from the config.
     pub name: String,
-    peers: Vec<HttpPeer>,
+    peers: Peers,
     lb: Arc<LoadBalancer>,
     hash_key: Option<HashKey>,
     health: Option<HealthCheck>,
+    source: Option<Source>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -38,16 +106,9 @@ impl std::fmt::Debug for Upstream {
 
 impl Upstream {
     /// Builds the upstream `name` from its configuration and its resolved `peers`
-    /// (same order as `conf.peers`).
+    /// (same order as `conf.peers`; empty with `discovery`, whose first answer is
+    /// fetched here, before any request is served).
     pub fn new(name: String, conf: &UpstreamConf, peers: Vec<HttpPeer>) -> Self {
-        let backends: Vec<Backend> = conf
-            .peers
-            .iter()
-            .map(|p| Backend {
-                addr: p.addr.clone(),
-                weight: p.weight,
-            })
-            .collect();
         let algorithm = match conf.lb {
             LbAlgorithm::RoundRobin => Algorithm::RoundRobin,
             LbAlgorithm::Weighted => Algorithm::Weighted,
@@ -57,81 +118,290 @@ impl Upstream {
             LbAlgorithm::P2c => Algorithm::PowerOfTwo,
         };
         let hash_key = (conf.lb == LbAlgorithm::ConsistentHash).then(|| conf.hash_key.clone());
+        let source = conf.discovery.as_ref().and_then(|d| source(&name, d));
+        let (backends, peers) = match &source {
+            None => {
+                let backends = (conf.peers.iter())
+                    .map(|p| Backend::new(p.addr.clone()).with_weight(p.weight))
+                    .collect();
+                (backends, Peers::Listed(peers))
+            }
+            Some(source) => (
+                first_backends(&name, source),
+                Peers::Discovered(peer_options(conf)),
+            ),
+        };
         Upstream {
             name,
             peers,
             lb: Arc::new(LoadBalancer::new(backends, algorithm)),
             hash_key,
             health: conf.health_check.as_ref().map(health_check),
+            source,
         }
     }
 
-    /// Picks a backend for the request: its index, its peer and an in-flight guard.
-    pub fn select(&self, session: &Session) -> Option<(usize, &HttpPeer, InFlight)> {
-        let (i, guard) = match &self.hash_key {
-            None => self.lb.select(b""),
-            Some(HashKey::Uri) => self
-                .lb
-                .select(session.req_header().path_and_query().as_bytes()),
+    /// Picks a backend for the request: a number to give back to
+    /// [`Upstream::connect_failed`], its peer and an in-flight guard.
+    pub fn select(&self, session: &Session) -> Option<(usize, SelectedPeer<'_>, InFlight)> {
+        let mut ip = [0u8; 16];
+        let key: &[u8] = match &self.hash_key {
+            None => b"",
+            Some(HashKey::Uri) => session.req_header().path_and_query().as_bytes(),
             Some(HashKey::ClientIp) => match session.client_addr().ip() {
-                Some(std::net::IpAddr::V4(ip)) => self.lb.select(&ip.octets()),
-                Some(std::net::IpAddr::V6(ip)) => self.lb.select(&ip.octets()),
-                None => self.lb.select(b""),
+                Some(std::net::IpAddr::V4(v4)) => {
+                    ip[..4].copy_from_slice(&v4.octets());
+                    &ip[..4]
+                }
+                Some(std::net::IpAddr::V6(v6)) => {
+                    ip = v6.octets();
+                    &ip
+                }
+                None => b"",
             },
-            Some(HashKey::Header(name)) => {
-                let value = session.req_header().headers.get(name.as_str());
-                self.lb.select(value.map_or(&b""[..], |v| v.as_bytes()))
+            Some(HashKey::Header(name)) => session
+                .req_header()
+                .headers
+                .get(name.as_str())
+                .map_or(&b""[..], |v| v.as_bytes()),
+        };
+        match &self.peers {
+            Peers::Listed(peers) => {
+                let (i, guard) = self.lb.select(key)?;
+                Some((i, SelectedPeer::Listed(peers.get(i)?), guard))
             }
-        }?;
-        Some((i, self.peers.get(i)?, guard))
-    }
-
-    /// Passive health: a failed connection to backend `i` takes it out for a while,
-    /// when another backend could serve instead.
-    pub fn connect_failed(&self, i: usize) {
-        if self.peers.len() > 1 {
-            self.lb.mark_failed(i, PASSIVE_BACKOFF);
+            Peers::Discovered(options) => {
+                let (id, peer, guard) = self
+                    .lb
+                    .select_with(key, |b| discovered_peer(&b.addr, options))?;
+                Some((id.get(), SelectedPeer::Discovered(peer?), guard))
+            }
         }
     }
 
-    /// Each backend's address with a probe telling whether it may be picked now.
+    /// Passive health: a failed connection to the backend `selected` (from
+    /// [`Upstream::select`]) takes it out for a while, when another backend could serve
+    /// instead. After a change of a discovered set, a number from before names nothing.
+    pub fn connect_failed(&self, selected: usize) {
+        if self.lb.len() <= 1 {
+            return;
+        }
+        match self.peers {
+            Peers::Listed(_) => self.lb.mark_failed(selected, PASSIVE_BACKOFF),
+            Peers::Discovered(_) => {
+                self.lb
+                    .mark_failed_id(BackendId::from_raw(selected), PASSIVE_BACKOFF);
+            }
+        }
+    }
+
+    /// Each backend's address (as of now: a discovered set changes later) with a probe
+    /// telling whether it may be picked (false once it left the set).
     pub fn backend_health(&self) -> Vec<(String, BackendProbe)> {
-        // The set is static (the `peers:` list), so indices stay valid.
-        (self.lb.backends().into_iter().enumerate())
-            .map(|(i, backend)| {
+        (self.lb.backends().into_iter())
+            .map(|backend| {
                 let lb = self.lb.clone();
-                let probe: BackendProbe = Box::new(move || lb.is_usable(i));
+                let addr = backend.addr.clone();
+                let probe: BackendProbe = Box::new(move || lb.is_usable_addr(&addr));
                 (backend.addr, probe)
             })
             .collect()
     }
 
-    /// The health checker of this upstream, if it has a `health_check`.
-    pub fn health_checker(&self) -> Option<HealthChecker> {
-        let check = self.health.clone()?;
-        Some(HealthChecker::new(self.lb.clone(), check))
+    /// The background work of this upstream (its health checks, its discovery), if it
+    /// has any.
+    pub fn health_checker(&self) -> Option<UpstreamTasks> {
+        let checks = self
+            .health
+            .clone()
+            .map(|check| pingora_lb::HealthChecker::new(self.lb.clone(), check));
+        let discovery = match &self.source {
+            None => None,
+            Some(Source::File { path, interval }) => Some(DiscoveryTask::File {
+                discovery: FileDiscovery::new(path),
+                interval: *interval,
+            }),
+            Some(Source::Dns(options)) => match DnsDiscovery::new(options.clone()) {
+                Ok(discovery) => Some(DiscoveryTask::Dns(Box::new(discovery))),
+                Err(e) => {
+                    ::log::error!("upstream {}: no DNS discovery: {e}", self.name);
+                    None
+                }
+            },
+        };
+        if checks.is_none() && discovery.is_none() {
+            return None;
+        }
+        Some(UpstreamTasks {
+            name: self.name.clone(),
+            lb: self.lb.clone(),
+            checks,
+            discovery,
+        })
     }
 }
 
+/// The peer of a discovered backend (`None` for an address that is not one, which
+/// discovery never yields).
+fn discovered_peer(addr: &str, options: &PeerOptions) -> Option<HttpPeer> {
+    Some(HttpPeer::new(PeerAddress::parse(addr)?, options.clone()))
+}
+
+/// The discovery settings of upstream `name`, or `None` (logged) when they cannot be
+/// used: validation refuses such configurations, so this is only a safety net.
+fn source(name: &str, d: &DiscoveryConf) -> Option<Source> {
+    match d.kind {
+        DiscoveryType::File => Some(Source::File {
+            path: d.path.clone()?,
+            interval: Duration::from_millis(d.interval_ms()),
+        }),
+        DiscoveryType::Dns => {
+            let query = match (d.record(), d.port) {
+                (DnsRecordType::Srv, _) => DnsQuery::Srv,
+                (record, Some(port)) => DnsQuery::Addresses {
+                    port,
+                    family: match record {
+                        DnsRecordType::A => AddressFamily::V4,
+                        DnsRecordType::Aaaa => AddressFamily::V6,
+                        _ => AddressFamily::Both,
+                    },
+                },
+                (_, None) => return None,
+            };
+            let nameserver = match d.resolver_addr() {
+                Ok(server) => server,
+                Err(e) => {
+                    ::log::error!("upstream {name}: bad discovery resolver: {e}");
+                    return None;
+                }
+            };
+            let mut options = DnsDiscoveryOptions::new(d.name.clone()?, query);
+            options.nameserver = nameserver;
+            options.refresh_min = Duration::from_millis(d.refresh_min_ms());
+            options.refresh_max = Duration::from_millis(d.refresh_max_ms());
+            Some(Source::Dns(options))
+        }
+    }
+}
+
+/// The backends a discovered upstream starts with: the file as it is now, or a first
+/// DNS resolution (bounded by [`FIRST_RESOLUTION_TIMEOUT`]). On failure the upstream
+/// starts empty, and the background discovery fills it when it can.
+fn first_backends(name: &str, source: &Source) -> Vec<Backend> {
+    let found = match source {
+        Source::File { path, .. } => read_backend_file(path).map_err(|e| e.to_string()),
+        Source::Dns(options) => first_resolution(options),
+    };
+    match found {
+        Ok(backends) if !backends.is_empty() => backends,
+        Ok(_) => {
+            ::log::warn!(
+                "upstream {name}: discovery found no peer yet; answering 503 until it does"
+            );
+            Vec::new()
+        }
+        Err(e) => {
+            ::log::warn!("upstream {name}: {e}; answering 503 until discovery finds peers");
+            Vec::new()
+        }
+    }
+}
+
+/// One DNS resolution on a runtime of its own (start-up runs before any runtime),
+/// with a resolver of its own (a resolver's connections belong to one runtime).
+fn first_resolution(options: &DnsDiscoveryOptions) -> Result<Vec<Backend>, String> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err("first resolution skipped inside a runtime".to_string());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot resolve at start-up: {e}"))?;
+    let discovery = DnsDiscovery::new(options.clone()).map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        match tokio::time::timeout(FIRST_RESOLUTION_TIMEOUT, discovery.discover()).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err(format!(
+                "no DNS answer for {} within {} s",
+                options.name,
+                FIRST_RESOLUTION_TIMEOUT.as_secs()
+            )),
+        }
+    })
+}
+
 fn health_check(conf: &HealthCheckConf) -> HealthCheck {
-    let interval = Duration::from_millis(conf.interval_ms);
+    let expected = conf.expected_status();
     HealthCheck {
         kind: match conf.kind {
             HealthCheckType::Tcp => HealthCheckKind::Tcp,
             HealthCheckType::Http => HealthCheckKind::Http {
                 path: conf.path.clone(),
-                host: None,
+                host: conf.host.clone(),
+                expected_status: expected.min..=expected.max,
             },
         },
-        interval,
-        timeout: interval.min(Duration::from_secs(2)),
-        thresholds: Thresholds::default(),
+        interval: Duration::from_millis(conf.interval_ms),
+        timeout: Duration::from_millis(conf.timeout_ms()),
+        thresholds: Thresholds {
+            healthy_after: conf.healthy_threshold,
+            unhealthy_after: conf.unhealthy_threshold,
+        },
     }
 }
 
-/// Runs every health checker on a thread of its own (a small single-threaded runtime)
+/// How an upstream's backend set is kept up to date.
+enum DiscoveryTask {
+    File {
+        discovery: FileDiscovery,
+        interval: Duration,
+    },
+    Dns(Box<DnsDiscovery>),
+}
+
+/// The background work of one upstream: its health checks and the discovery of its
+/// backends (each new set is swapped in while requests are served; the checks probe
+/// whatever set is current).
+pub struct UpstreamTasks {
+    name: String,
+    lb: Arc<LoadBalancer>,
+    checks: Option<pingora_lb::HealthChecker>,
+    discovery: Option<DiscoveryTask>,
+}
+
+impl UpstreamTasks {
+    /// Spawns the tasks on the current runtime; they run for the life of the process.
+    fn spawn(self, tasks: &mut tokio::task::JoinSet<()>) {
+        if let Some(checks) = self.checks {
+            tasks.spawn(checks.run(std::future::pending()));
+        }
+        match self.discovery {
+            None => {}
+            Some(DiscoveryTask::File {
+                discovery,
+                interval,
+            }) => {
+                tasks.spawn(follow(self.name, self.lb, discovery, interval));
+            }
+            Some(DiscoveryTask::Dns(discovery)) => {
+                // The interval is unused: DNS answers say when to ask again.
+                let interval = Duration::from_secs(1);
+                tasks.spawn(follow(self.name, self.lb, *discovery, interval));
+            }
+        }
+    }
+}
+
+/// Runs `discovery` into `lb` for the life of the process.
+async fn follow(name: String, lb: Arc<LoadBalancer>, discovery: impl Discovery, every: Duration) {
+    ::log::info!("upstream {name}: following {}", discovery.describe());
+    run_discovery(lb, discovery, every, std::future::pending()).await;
+}
+
+/// Runs the background work of every upstream on a thread of its own (a small
+/// single-threaded runtime: probes and DNS queries wait on the network, not the CPU)
 /// for the life of the process. Call after any fork.
-pub fn spawn_health_checks(checkers: Vec<HealthChecker>) -> std::io::Result<()> {
+pub fn spawn_health_checks(checkers: Vec<UpstreamTasks>) -> std::io::Result<()> {
     if checkers.is_empty() {
         return Ok(());
     }
@@ -142,13 +412,11 @@ pub fn spawn_health_checks(checkers: Vec<HealthChecker>) -> std::io::Result<()> 
         .name("health-checks".into())
         .spawn(move || {
             rt.block_on(async move {
-                let mut tasks = Vec::new();
+                let mut tasks = tokio::task::JoinSet::new();
                 for c in checkers {
-                    tasks.push(tokio::spawn(c.run(std::future::pending())));
+                    c.spawn(&mut tasks);
                 }
-                for t in tasks {
-                    let _ = t.await;
-                }
+                while tasks.join_next().await.is_some() {}
             })
         })?;
     Ok(())

@@ -70,6 +70,47 @@ pub(crate) struct BackendSet {
     pub(crate) backends: Vec<Backend>,
     pub(crate) states: Vec<Arc<BackendState>>,
     selector: Box<dyn Selector>,
+    /// The [`BackendId`] of the first backend; the others follow. Each version of the
+    /// set starts where the previous one ended, so ids are never reused.
+    first_id: usize,
+}
+
+impl BackendSet {
+    /// Runs the selector: a usable backend's index and state.
+    fn pick(&self, key: &[u8]) -> Option<(usize, &Arc<BackendState>)> {
+        let now = LazyNow::default();
+        let states = &self.states;
+        let usable = |i: usize| states.get(i).is_some_and(|s| s.is_usable(&now));
+        let load = |i: usize| states.get(i).map_or(usize::MAX, |s| s.in_flight());
+        let i = self.selector.select(key, &usable, &load)?;
+        // A custom selector may return an index that is not usable: do not trust it.
+        let state = states.get(i).filter(|s| s.is_usable(&now))?;
+        Some((i, state))
+    }
+
+    /// The index in this set of the backend `id` names, if it belongs to this version.
+    fn index_of(&self, id: BackendId) -> Option<usize> {
+        let i = id.0.wrapping_sub(self.first_id);
+        (i < self.backends.len()).then_some(i)
+    }
+}
+
+/// Names one backend of one version of the set (from [`LoadBalancer::select_with`]).
+/// Unlike an index, it cannot name another backend after [`LoadBalancer::update`]:
+/// ids of an older version name nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BackendId(usize);
+
+impl BackendId {
+    /// The id as a number (to keep it where only a `usize` fits).
+    pub fn get(self) -> usize {
+        self.0
+    }
+
+    /// The id from a number given by [`BackendId::get`].
+    pub fn from_raw(raw: usize) -> Self {
+        BackendId(raw)
+    }
 }
 
 /// Backends with health and load, and the algorithm that picks among them.
@@ -103,6 +144,7 @@ impl LoadBalancer {
                 backends,
                 states,
                 selector,
+                first_id: 0,
             }),
             builder,
         }
@@ -136,10 +178,12 @@ impl LoadBalancer {
             old.backends.len(),
             backends.len()
         );
+        let first_id = old.first_id.wrapping_add(old.backends.len());
         self.current.store(Arc::new(BackendSet {
             backends,
             states,
             selector,
+            first_id,
         }));
         true
     }
@@ -170,14 +214,47 @@ impl LoadBalancer {
     /// Takes no lock and allocates nothing.
     pub fn select(&self, key: &[u8]) -> Option<(usize, InFlight)> {
         let set = self.current.load();
-        let now = LazyNow::default();
-        let states = &set.states;
-        let usable = |i: usize| states.get(i).is_some_and(|s| s.is_usable(&now));
-        let load = |i: usize| states.get(i).map_or(usize::MAX, |s| s.in_flight());
-        let i = set.selector.select(key, &usable, &load)?;
-        // A custom selector may return an index that is not usable: do not trust it.
-        let state = states.get(i).filter(|s| s.is_usable(&now))?;
+        let (i, state) = set.pick(key)?;
         Some((i, InFlight::start(state)))
+    }
+
+    /// Like [`LoadBalancer::select`], and calls `f` with the chosen backend while the
+    /// set it was chosen from is held (to map it to data of your own, like a connection
+    /// target, with no risk of an update in between). Returns the backend's id (for
+    /// [`LoadBalancer::mark_failed_id`]), what `f` returned and the in-flight guard.
+    pub fn select_with<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&Backend) -> R,
+    ) -> Option<(BackendId, R, InFlight)> {
+        let set = self.current.load();
+        let (i, state) = set.pick(key)?;
+        let backend = set.backends.get(i)?;
+        let id = BackendId(set.first_id.wrapping_add(i));
+        Some((id, f(backend), InFlight::start(state)))
+    }
+
+    /// Passive health by id: skips the backend `id` names for `backoff`. Returns false
+    /// (and does nothing) when the set changed since the id was given out.
+    pub fn mark_failed_id(&self, id: BackendId, backoff: Duration) -> bool {
+        let set = self.current.load();
+        match set.index_of(id).and_then(|i| set.states.get(i)) {
+            Some(state) => {
+                state.back_off(backoff);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the backend at `addr` is in the current set and may be chosen now.
+    pub fn is_usable_addr(&self, addr: &str) -> bool {
+        let set = self.current.load();
+        let now = LazyNow::default();
+        set.backends
+            .iter()
+            .zip(&set.states)
+            .any(|(b, s)| b.addr == addr && s.is_usable(&now))
     }
 
     /// Whether backend `i` of the current set may be chosen now.
@@ -292,6 +369,25 @@ mod tests {
         guard.mark_failed(Duration::from_secs(60));
         let now_at = lb.backends().iter().position(|b| b.addr == addr).unwrap();
         assert!(!lb.is_usable(now_at));
+    }
+
+    #[test]
+    fn ids_never_name_a_backend_of_another_version() {
+        let lb = LoadBalancer::new(backends(2), Algorithm::RoundRobin);
+        let (id, addr, guard) = lb.select_with(b"", |b| b.addr.clone()).unwrap();
+        drop(guard);
+        assert_eq!(lb.backends()[id.get()].addr, addr);
+        let same = BackendId::from_raw(id.get());
+        // Another version: the old id names nothing, even though an index would.
+        lb.update(backends(3));
+        assert!(!lb.mark_failed_id(same, Duration::from_secs(60)));
+        assert!((0..3).all(|i| lb.is_usable(i)));
+        let (new_id, new_addr, _g) = lb.select_with(b"", |b| b.addr.clone()).unwrap();
+        assert_ne!(new_id, id, "ids are not reused");
+        assert!(lb.mark_failed_id(new_id, Duration::from_secs(60)));
+        assert!(!lb.is_usable_addr(&new_addr));
+        assert!(lb.is_usable_addr(&lb.backends()[0].addr) || new_addr == lb.backends()[0].addr);
+        assert!(!lb.is_usable_addr("10.9.9.9:1"), "not in the set");
     }
 
     #[test]

@@ -25,9 +25,25 @@ pub enum LbError {
         message: String,
     },
     /// Discovery found no backend (the current set is kept rather than emptied).
-    #[error("{source_name}: no backend listed")]
+    #[error("{source_name}: no backend found")]
     Empty {
         /// Where the list came from.
         source_name: String,
+    },
+    /// A DNS resolution failed (no answer, a server failure, a bad name).
+    #[error("cannot resolve {name}: {source}")]
+    Resolve {
+        /// The name that was being resolved.
+        name: String,
+        /// The resolver's error.
+        #[source]
+        source: Box<hickory_resolver::ResolveError>,
+    },
+    /// The system's resolver configuration (`/etc/resolv.conf`) cannot be read.
+    #[error("cannot read the system's DNS configuration: {source}")]
+    ResolverConfig {
+        /// The resolver's error.
+        #[source]
+        source: Box<hickory_resolver::ResolveError>,
     },
 }

@@ -2,6 +2,7 @@
 //! and marks it healthy or unhealthy after enough consecutive results.
 
 use std::future::Future;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,13 +17,29 @@ use crate::balancer::{log_health_change, LoadBalancer};
 pub enum HealthCheckKind {
     /// A TCP connect succeeds.
     Tcp,
-    /// `GET path` answers 2xx or 3xx (with `Host: host` when given).
+    /// `GET path` (plain HTTP/1.1) answers with a status in `expected_status`.
     Http {
         /// The path to request.
         path: String,
         /// The Host header to send (the backend address when `None`).
         host: Option<String>,
+        /// The statuses that pass, like `200..=399` ([`HealthCheckKind::DEFAULT_STATUS`]).
+        expected_status: RangeInclusive<u16>,
     },
+}
+
+impl HealthCheckKind {
+    /// The statuses an HTTP check accepts unless told otherwise: 2xx and 3xx.
+    pub const DEFAULT_STATUS: RangeInclusive<u16> = 200..=399;
+
+    /// An HTTP check of `path` with the backend's address as Host, passing on 2xx/3xx.
+    pub fn http(path: impl Into<String>) -> Self {
+        HealthCheckKind::Http {
+            path: path.into(),
+            host: None,
+            expected_status: Self::DEFAULT_STATUS,
+        }
+    }
 }
 
 /// How many results in a row change a backend's state.
@@ -135,7 +152,7 @@ fn apply_result(backend: &Backend, state: &BackendState, ok: bool, t: Thresholds
 }
 
 /// One probe of the backend at `addr`: a connection (TCP, or a unix socket for
-/// `unix:/path`) and, for HTTP, a 2xx or 3xx status line.
+/// `unix:/path`) and, for HTTP, a status line with an expected status.
 async fn probe(addr: &str, kind: &HealthCheckKind) -> bool {
     match addr.strip_prefix("unix:") {
         Some(path) => match UnixStream::connect(path).await {
@@ -153,9 +170,17 @@ async fn probe_on<S>(mut stream: S, default_host: &str, kind: &HealthCheckKind) 
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (path, host) = match kind {
+    let (path, host, expected) = match kind {
         HealthCheckKind::Tcp => return true,
-        HealthCheckKind::Http { path, host } => (path, host.as_deref().unwrap_or(default_host)),
+        HealthCheckKind::Http {
+            path,
+            host,
+            expected_status,
+        } => (
+            path,
+            host.as_deref().unwrap_or(default_host),
+            expected_status,
+        ),
     };
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: pingora-health-check\r\nConnection: close\r\n\r\n"
@@ -172,17 +197,18 @@ where
             Ok(n) => len += n,
         }
     }
-    is_good_status_line(&buf)
+    status_of(&buf).is_some_and(|status| expected.contains(&status))
 }
 
-/// Whether `line` starts `HTTP/1.x 2..` or `HTTP/1.x 3..`.
-fn is_good_status_line(line: &[u8]) -> bool {
-    line.len() >= 12
-        && line.starts_with(b"HTTP/1.")
-        && line[8] == b' '
-        && matches!(line[9], b'2' | b'3')
-        && line[10].is_ascii_digit()
-        && line[11].is_ascii_digit()
+/// The status of a line starting `HTTP/1.x NNN`.
+fn status_of(line: &[u8]) -> Option<u16> {
+    let digits = line.strip_prefix(b"HTTP/1.")?.get(1..5)?;
+    match digits {
+        [b' ', a, b, c] if [a, b, c].iter().all(|d| d.is_ascii_digit()) => {
+            Some(u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0'))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -191,12 +217,14 @@ mod tests {
 
     #[test]
     fn status_lines() {
-        assert!(is_good_status_line(b"HTTP/1.1 200"));
-        assert!(is_good_status_line(b"HTTP/1.0 302"));
-        assert!(!is_good_status_line(b"HTTP/1.1 500"));
-        assert!(!is_good_status_line(b"HTTP/1.1 404"));
-        assert!(!is_good_status_line(b"HTTP/1.1 2xx"));
-        assert!(!is_good_status_line(b"SSH-2.0-Ope"));
+        assert_eq!(status_of(b"HTTP/1.1 200"), Some(200));
+        assert_eq!(status_of(b"HTTP/1.0 302"), Some(302));
+        assert_eq!(status_of(b"HTTP/1.1 503"), Some(503));
+        assert_eq!(status_of(b"HTTP/1.1 2xx"), None);
+        assert_eq!(status_of(b"HTTP/1.1  20"), None);
+        assert_eq!(status_of(b"HTTP/2 200 x"), None);
+        assert_eq!(status_of(b"SSH-2.0-Ope"), None);
+        assert_eq!(status_of(b"HTTP/1."), None);
     }
 
     #[test]

@@ -10,8 +10,11 @@ mod health;
 mod selection;
 
 pub use backend::{Backend, InFlight};
-pub use balancer::{Algorithm, LoadBalancer, SelectorBuilder};
-pub use discovery::{parse_backend_list, run_discovery, Discovery, FileDiscovery, StaticDiscovery};
+pub use balancer::{Algorithm, BackendId, LoadBalancer, SelectorBuilder};
+pub use discovery::{
+    parse_backend_list, read_backend_file, run_discovery, AddressFamily, Discovery, DnsDiscovery,
+    DnsDiscoveryOptions, DnsQuery, FileDiscovery, StaticDiscovery,
+};
 pub use error::LbError;
 pub use health::{HealthCheck, HealthCheckKind, HealthChecker, Thresholds};
 pub use selection::{

@@ -85,12 +85,22 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// Runs a checker on `lb`; dropping the returned sender stops it.
 fn run(lb: &Arc<LoadBalancer>, kind: HealthCheckKind, timeout: Duration) -> oneshot::Sender<()> {
+    run_with(lb, kind, timeout, Thresholds::default())
+}
+
+/// Runs a checker with `thresholds` on `lb`; dropping the returned sender stops it.
+fn run_with(
+    lb: &Arc<LoadBalancer>,
+    kind: HealthCheckKind,
+    timeout: Duration,
+    thresholds: Thresholds,
+) -> oneshot::Sender<()> {
     let (tx, rx) = oneshot::channel::<()>();
     let check = HealthCheck {
         kind,
         interval: INTERVAL,
         timeout,
-        thresholds: Thresholds::default(),
+        thresholds,
     };
     tokio::spawn(HealthChecker::new(lb.clone(), check).run(async {
         let _ = rx.await;
@@ -102,6 +112,7 @@ fn http(path: &str, host: Option<&str>) -> HealthCheckKind {
     HealthCheckKind::Http {
         path: path.into(),
         host: host.map(String::from),
+        expected_status: HealthCheckKind::DEFAULT_STATUS,
     }
 }
 
@@ -223,4 +234,40 @@ async fn the_checker_follows_updates_of_the_backend_set() {
     let seen = a.hosts.lock().unwrap().len();
     tokio::time::sleep(INTERVAL * 5).await;
     assert_eq!(a.hosts.lock().unwrap().len(), seen, "checker still probing");
+}
+
+#[tokio::test]
+async fn expected_status_and_custom_thresholds() {
+    let server = StatusServer::start().await;
+    server.status.store(200, Ordering::SeqCst);
+    let lb = Arc::new(LoadBalancer::new(
+        vec![Backend::new(&server.addr)],
+        Algorithm::RoundRobin,
+    ));
+    // Only 401 passes (an endpoint that must ask for credentials); down after one
+    // failure, up after four passes in a row.
+    let kind = HealthCheckKind::Http {
+        path: "/private".into(),
+        host: None,
+        expected_status: 401..=401,
+    };
+    let thresholds = Thresholds {
+        healthy_after: 4,
+        unhealthy_after: 1,
+    };
+    let _stop = run_with(&lb, kind, WAIT, thresholds);
+    wait_for("one 200 takes it down", || !lb.is_healthy(0)).await;
+    let probes = server.hosts.lock().unwrap().len();
+    // One failure is enough (the default needs three); a second probe may have run
+    // before the poll saw the change.
+    assert!(probes <= 2, "down only after {probes} failed probes");
+
+    server.status.store(401, Ordering::SeqCst);
+    let before = server.bad_answers.load(Ordering::SeqCst);
+    wait_for("four 401s bring it back", || lb.is_healthy(0)).await;
+    let passes = server.bad_answers.load(Ordering::SeqCst) - before;
+    assert!(
+        (4..=6).contains(&passes),
+        "up after {passes} passing probes (4 expected; the poll may see it a little late)"
+    );
 }

@@ -5,6 +5,7 @@
 
 mod client;
 mod data;
+mod dns;
 mod net;
 mod origin;
 mod process;
@@ -17,6 +18,7 @@ pub use client::{
 pub use data::{
     checksum, deterministic_bytes, deterministic_checksum, ByteStream, Checksum, LARGE_STREAM_SEED,
 };
+pub use dns::{DnsFailure, DnsServer, DnsType, SrvRecord};
 pub use net::{free_addr, free_port, port_accepts, wait_for_port, wait_until};
 pub use origin::{Origin, OriginBuilder, ReceivedRequest, RequestHead, MAX_STORED_BODY};
 pub use process::{

@@ -1,40 +1,12 @@
-//! Where the backend set comes from: a fixed list, or a file polled for changes; and
-//! the task that keeps a load balancer's set up to date.
+//! Backends listed in a text file, read again when it changes.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::sync::{Mutex, PoisonError};
+use std::time::SystemTime;
 
+use super::Discovery;
 use crate::backend::Backend;
-use crate::balancer::LoadBalancer;
 use crate::error::LbError;
-
-/// A source of backends. Implement it to feed a [`LoadBalancer`] from elsewhere (DNS,
-/// a service registry) and run it with [`run_discovery`].
-pub trait Discovery: Send + Sync {
-    /// The backends as of now.
-    fn discover(&self) -> impl Future<Output = Result<Vec<Backend>, LbError>> + Send;
-}
-
-/// A fixed list (the `peers:` of the configuration).
-#[derive(Debug, Clone)]
-pub struct StaticDiscovery {
-    backends: Vec<Backend>,
-}
-
-impl StaticDiscovery {
-    /// Always answers `backends`.
-    pub fn new(backends: Vec<Backend>) -> Self {
-        StaticDiscovery { backends }
-    }
-}
-
-impl Discovery for StaticDiscovery {
-    async fn discover(&self) -> Result<Vec<Backend>, LbError> {
-        Ok(self.backends.clone())
-    }
-}
 
 /// A text file with one backend per line: `ADDR [WEIGHT]` (`#` starts a comment).
 /// The file is read again only when its modification time or size changes.
@@ -77,6 +49,10 @@ impl Discovery for FileDiscovery {
         *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(fresh);
         Ok(backends)
     }
+
+    fn describe(&self) -> String {
+        format!("backend file {}", self.path.display())
+    }
 }
 
 type Stamped = (SystemTime, u64, Vec<Backend>);
@@ -96,6 +72,16 @@ fn read_if_changed(path: &Path, cached: Option<Stamped>) -> Result<Stamped, LbEr
     }
     let text = std::fs::read_to_string(path).map_err(read_error)?;
     Ok((mtime, len, parse_backend_list(path, &text)?))
+}
+
+/// Reads and parses the backend list at `path` now, on the calling thread (for start-up,
+/// before any runtime exists; [`FileDiscovery`] reads off the async threads).
+pub fn read_backend_file(path: &Path) -> Result<Vec<Backend>, LbError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LbError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_backend_list(path, &text)
 }
 
 /// Parses `ADDR [WEIGHT]` lines; blank lines and `#` comments are skipped.
@@ -149,40 +135,6 @@ fn is_backend_addr(addr: &str) -> bool {
     match addr.rsplit_once(':') {
         Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0),
         None => false,
-    }
-}
-
-/// Asks `discovery` every `interval` and publishes what it finds into `lb` (which
-/// keeps serving from the previous set meanwhile), until `stop` completes. A failed
-/// or empty discovery keeps the current set and is logged.
-pub async fn run_discovery(
-    lb: Arc<LoadBalancer>,
-    discovery: impl Discovery,
-    interval: Duration,
-    stop: impl Future<Output = ()>,
-) {
-    tokio::pin!(stop);
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = &mut stop => return,
-            _ = ticker.tick() => {}
-        }
-        match discovery.discover().await {
-            Ok(backends) if backends.is_empty() => {
-                log::warn!(
-                    "{}",
-                    LbError::Empty {
-                        source_name: "backend discovery".into()
-                    }
-                );
-            }
-            Ok(backends) => {
-                lb.update(backends);
-            }
-            Err(e) => log::warn!("backend discovery failed, keeping the current set: {e}"),
-        }
     }
 }
 
