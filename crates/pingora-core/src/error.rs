@@ -44,6 +44,10 @@ pub enum ErrorKind {
     Io,
     /// An internal invariant or usage error.
     Internal,
+    /// An HTTP/2 upstream did not process a stream: it reset it with REFUSED_STREAM,
+    /// or sent a GOAWAY whose last stream id is below it. The request is safe to retry
+    /// (such errors carry `retry == true`).
+    H2StreamRefused,
 }
 
 impl ErrorKind {
@@ -64,6 +68,7 @@ impl ErrorKind {
             ErrorKind::BindError => "bind_error",
             ErrorKind::Io => "io",
             ErrorKind::Internal => "internal",
+            ErrorKind::H2StreamRefused => "h2_stream_refused",
         }
     }
 }

@@ -6,6 +6,7 @@
 mod client;
 mod data;
 mod dns;
+mod h2_origin;
 mod net;
 mod origin;
 mod process;
@@ -19,6 +20,7 @@ pub use data::{
     checksum, deterministic_bytes, deterministic_checksum, ByteStream, Checksum, LARGE_STREAM_SEED,
 };
 pub use dns::{DnsFailure, DnsServer, DnsType, SrvRecord};
+pub use h2_origin::{H2Origin, H2OriginBuilder};
 pub use net::{free_addr, free_port, port_accepts, wait_for_port, wait_until};
 pub use origin::{Origin, OriginBuilder, ReceivedRequest, RequestHead, MAX_STORED_BODY};
 pub use process::{

@@ -5,6 +5,7 @@ pub mod detached;
 pub mod header;
 pub mod server_session;
 pub mod v1;
+pub mod v2;
 
 pub use client_session::ClientSession;
 pub use header::{RequestHeader, ResponseHeader};
