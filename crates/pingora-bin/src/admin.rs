@@ -65,7 +65,13 @@ impl AdminService {
         // The binary builds one; a second one would simply not hear of a hand-over.
         let _ = ADMIN.set(state.clone());
         AdminService {
-            addrs: vec![(addr, ListenOptions { backlog: 128 })],
+            addrs: vec![(
+                addr,
+                ListenOptions {
+                    backlog: 128,
+                    ..ListenOptions::default()
+                },
+            )],
             state,
         }
     }

@@ -135,7 +135,13 @@ fn build_service(
     }
     svc.set_threads(service.threads);
     for l in &service.listeners {
-        svc.add_listener(listen_addr(&l.addr), ListenOptions { backlog: l.backlog });
+        svc.add_listener(
+            listen_addr(&l.addr),
+            ListenOptions {
+                backlog: l.backlog,
+                ..ListenOptions::default()
+            },
+        );
     }
     Ok(svc)
 }
@@ -163,6 +169,7 @@ fn build_routes(service: &ServiceConf) -> Result<ServiceRoutes, String> {
             read_timeout: Duration::from_millis(up.read_timeout_ms),
             write_timeout: Duration::from_millis(up.write_timeout_ms),
             idle_timeout: Duration::from_millis(up.idle_timeout_ms),
+            ..PeerOptions::default()
         };
         let mut peers = Vec::new();
         for p in &up.peers {

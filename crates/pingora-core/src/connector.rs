@@ -3,6 +3,7 @@
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpSocket, TcpStream, UnixStream};
@@ -10,6 +11,7 @@ use tokio::net::{TcpSocket, TcpStream, UnixStream};
 use crate::error::{Error, ErrorKind, Result, Side};
 use crate::pool::{ConnectionPool, Reusable};
 use crate::protocols::http::v1::client::{ClientTimeouts, HttpClientSession};
+use crate::protocols::tls::UpstreamTls;
 use crate::protocols::Stream;
 
 /// Where an upstream peer is.
@@ -34,6 +36,24 @@ impl std::fmt::Display for PeerAddress {
 }
 
 impl PeerAddress {
+    /// The host name or IP address, without the port (`None` for unix sockets): the
+    /// default TLS server name (an IP is checked against the certificate but not sent
+    /// in SNI).
+    pub fn host(&self) -> Option<String> {
+        match self {
+            PeerAddress::Inet(a) => Some(a.ip().to_string()),
+            PeerAddress::Host(h) => {
+                let host = h.rsplit_once(':').map_or(h.as_str(), |(host, _)| host);
+                Some(
+                    host.trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .to_string(),
+                )
+            }
+            PeerAddress::Unix(_) => None,
+        }
+    }
+
     /// Parses `ip:port`, `host:port` or `unix:/path`.
     pub fn parse(s: &str) -> Option<Self> {
         if let Some(path) = s.strip_prefix("unix:") {
@@ -58,6 +78,12 @@ pub struct PeerOptions {
     pub write_timeout: Duration,
     /// How long an idle connection is kept in the pool.
     pub idle_timeout: Duration,
+    /// Speak TLS to the peer with these settings (`None`: plain). Built once per
+    /// upstream and shared; the TLS handshake counts against `connect_timeout`.
+    pub tls: Option<Arc<UpstreamTls>>,
+    /// The peer may speak HTTP/2: with TLS, `h2` is offered in ALPN before `http/1.1`
+    /// (see [`Stream::alpn`] for the result); without, only `http/1.1` is offered.
+    pub http2: bool,
 }
 
 impl PeerOptions {
@@ -77,6 +103,8 @@ impl Default for PeerOptions {
             read_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),
+            tls: None,
+            http2: false,
         }
     }
 }
@@ -96,6 +124,10 @@ impl HttpPeer {
     pub fn new(address: PeerAddress, options: PeerOptions) -> Self {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         address.hash(&mut h);
+        // A TLS connection (and one with other TLS settings, such as another SNI name)
+        // must never be handed out for a plain one, nor the other way round.
+        options.tls.hash(&mut h);
+        options.http2.hash(&mut h);
         HttpPeer {
             address,
             options,
@@ -103,7 +135,8 @@ impl HttpPeer {
         }
     }
 
-    /// The key idle connections to this peer are pooled under.
+    /// The key idle connections to this peer are pooled under: the address, the TLS
+    /// settings and the HTTP/2 flag.
     pub fn pool_key(&self) -> u64 {
         self.key
     }
@@ -130,21 +163,30 @@ impl Connector {
         Connector { bind }
     }
 
-    /// Connects to `peer` within its connect timeout.
+    /// Connects to `peer` within its connect timeout, with the TLS handshake when the
+    /// peer's options ask for TLS.
     pub async fn connect(&self, peer: &HttpPeer) -> Result<Stream> {
         let timeout = peer.options.connect_timeout;
         let what = || format!("connecting to {}", peer.address);
-        let fut = self.connect_inner(&peer.address);
-        match tokio::time::timeout(timeout, fut).await {
-            Ok(Ok(s)) => Ok(s),
-            Ok(Err(e)) => {
+        let fut = async {
+            let stream = self.connect_inner(&peer.address).await.map_err(|e| {
                 let kind = match e.kind() {
                     std::io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,
                     std::io::ErrorKind::TimedOut => ErrorKind::ConnectTimeout,
                     _ => ErrorKind::ConnectError,
                 };
-                Err(Error::because(kind, Side::Upstream, what(), e).with_retry(true))
+                Error::because(kind, Side::Upstream, what(), e).with_retry(true)
+            })?;
+            match &peer.options.tls {
+                None => Ok(stream),
+                Some(tls) => {
+                    tls.connect(stream, peer.address.host().as_deref(), peer.options.http2)
+                        .await
+                }
             }
+        };
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(result) => result,
             Err(_) => Err(Error::new(
                 ErrorKind::ConnectTimeout,
                 Side::Upstream,

@@ -36,6 +36,11 @@ pub enum ErrorKind {
     ConnectTimeout,
     /// Any other failure to connect to an upstream.
     ConnectError,
+    /// A TLS handshake failed (the context names the cause, such as a certificate
+    /// that does not verify).
+    TlsHandshake,
+    /// TLS settings could not be loaded (unreadable or mismatched certificate and key...).
+    TlsConfig,
     /// No upstream peer could be chosen (for example none is healthy).
     NoUpstream,
     /// Binding a listening socket failed.
@@ -64,6 +69,8 @@ impl ErrorKind {
             ErrorKind::ConnectRefused => "connect_refused",
             ErrorKind::ConnectTimeout => "connect_timeout",
             ErrorKind::ConnectError => "connect_error",
+            ErrorKind::TlsHandshake => "tls_handshake",
+            ErrorKind::TlsConfig => "tls_config",
             ErrorKind::NoUpstream => "no_upstream",
             ErrorKind::BindError => "bind_error",
             ErrorKind::Io => "io",

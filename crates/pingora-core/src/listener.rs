@@ -4,11 +4,13 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::net::{TcpListener, UnixListener};
 
 use crate::error::{Error, ErrorKind, Result, Side};
+use crate::protocols::tls::TlsAcceptor;
 use crate::protocols::{PeerAddr, Stream};
 
 /// Where a listener listens.
@@ -30,16 +32,22 @@ impl fmt::Display for ListenAddr {
     }
 }
 
-/// How a listening socket is set up.
+/// How a listening socket is set up, and whether its connections speak TLS.
 #[derive(Debug, Clone)]
 pub struct ListenOptions {
     /// The accept queue length passed to `listen(2)`.
     pub backlog: u32,
+    /// Terminate TLS on accepted connections with this acceptor (`None`: plain). The
+    /// handshake runs in each connection's own task, never in the accept loop.
+    pub tls: Option<Arc<TlsAcceptor>>,
 }
 
 impl Default for ListenOptions {
     fn default() -> Self {
-        ListenOptions { backlog: 1024 }
+        ListenOptions {
+            backlog: 1024,
+            tls: None,
+        }
     }
 }
 

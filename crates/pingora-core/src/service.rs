@@ -8,6 +8,7 @@ use tokio::runtime::Handle;
 
 use crate::error::Result;
 use crate::listener::{AsyncListener, BoundListener, ListenAddr, ListenOptions};
+use crate::protocols::tls::TlsAcceptor;
 use crate::protocols::{PeerAddr, Stream};
 use crate::shutdown::{Phase, ShutdownController, ShutdownWatch};
 
@@ -102,7 +103,8 @@ impl<A: ServerApp> Service for ListeningService<A> {
         tasks_per_fd: usize,
         shutdown: &ShutdownController,
     ) -> Result<()> {
-        for bound in listeners {
+        for (i, bound) in listeners.into_iter().enumerate() {
+            let tls = self.addrs.get(i).and_then(|(_, opts)| opts.tls.clone());
             // Every runtime gets its own registration of the same socket, so that
             // single-threaded runtimes accept for themselves.
             for handle in handles {
@@ -114,6 +116,7 @@ impl<A: ServerApp> Service for ListeningService<A> {
                 for _ in 0..tasks_per_fd.max(1) {
                     handle.spawn(accept_loop(
                         listener.clone(),
+                        tls.clone(),
                         self.app.clone(),
                         shutdown.clone(),
                     ));
@@ -126,6 +129,7 @@ impl<A: ServerApp> Service for ListeningService<A> {
 
 async fn accept_loop<A: ServerApp>(
     listener: Arc<AsyncListener>,
+    tls: Option<Arc<TlsAcceptor>>,
     app: Arc<A>,
     shutdown: ShutdownController,
 ) {
@@ -148,7 +152,20 @@ async fn accept_loop<A: ServerApp>(
                 let guard = shutdown.track();
                 let app = app.clone();
                 let watch = shutdown.watch();
+                let tls = tls.clone();
                 tokio::spawn(async move {
+                    // The handshake runs here, in the connection's task, so that a slow
+                    // or silent client never holds up the accept loop.
+                    let stream = match tls {
+                        None => stream,
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(s) => s,
+                            Err(e) => {
+                                log::debug!("{peer}: {e}");
+                                return;
+                            }
+                        },
+                    };
                     app.process_connection(stream, peer, watch).await;
                     drop(guard);
                 });

@@ -1,7 +1,9 @@
 //! Blocking, thread-based helpers for tests that use real sockets on 127.0.0.1:
 //! an HTTP/1.1 origin server ([`Origin`]), a raw HTTP/1 client ([`RawClient`]),
-//! port helpers, deterministic payloads with checksums, and control of a running
-//! `pingora` binary ([`ProxyProcess`]). Independent of any async runtime.
+//! port helpers, deterministic payloads with checksums, control of a running
+//! `pingora` binary ([`ProxyProcess`]), and TLS: test certificates minted on the fly
+//! ([`TestCa`]), a blocking TLS client ([`TlsClient`]) and a TLS front for origins
+//! ([`TlsFront`], which runs its own small tokio runtime).
 
 mod client;
 mod data;
@@ -11,6 +13,9 @@ mod net;
 mod origin;
 mod process;
 mod reply;
+mod tls;
+mod tls_client;
+mod tls_front;
 mod wire;
 
 pub use client::{
@@ -27,4 +32,7 @@ pub use process::{
     process_memory, run_command, CommandOutput, ProcessMemory, ProxyProcess, Signal, TestDir,
 };
 pub use reply::{owned, reason, Reply};
+pub use tls::{TestCa, TestCert};
+pub use tls_client::{TlsClient, TlsClientConfig, TlsConnection};
+pub use tls_front::{FrontHandshake, TlsFront, TlsFrontBuilder};
 pub use wire::{has_token, header, header_all, Framing, Headers, WireReader, MAX_HEAD_BYTES};

@@ -2,5 +2,6 @@
 
 pub mod http;
 pub mod stream;
+pub mod tls;
 
 pub use stream::{PeerAddr, Stream};

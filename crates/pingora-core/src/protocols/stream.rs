@@ -1,4 +1,5 @@
-//! A connected byte stream: TCP or unix, with the few socket operations the sessions need.
+//! A connected byte stream: TCP, unix, or TLS over one of them, with the few socket
+//! operations the sessions need.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -36,22 +37,51 @@ impl std::fmt::Display for PeerAddr {
 }
 
 /// A connected stream the HTTP sessions read and write.
+///
+/// Which variants exist depends on the crate's features (`Tls` needs `tls`), so code
+/// outside this crate must not match on it exhaustively.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Stream {
     /// A TCP connection.
     Tcp(TcpStream),
     /// A unix-socket connection.
     Unix(UnixStream),
+    /// TLS over another stream, handshake done.
+    #[cfg(feature = "tls")]
+    Tls(Box<tokio_boring::SslStream<Stream>>),
 }
 
 impl Stream {
     /// Reads without waiting: `Ok(0)` means the peer closed, `WouldBlock` means nothing to read.
     ///
-    /// Used to check that an idle pooled connection is still usable.
+    /// Used to check that an idle pooled connection is still usable. On a TLS stream
+    /// nothing is consumed: the socket under it is peeked instead, and `Ok(n > 0)` means
+    /// data (a record, or an alert such as `close_notify`) is waiting.
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.try_read(buf),
             Stream::Unix(s) => s.try_read(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => {
+                if s.ssl().pending() > 0 {
+                    return Ok(s.ssl().pending());
+                }
+                s.get_ref().peek_raw()
+            }
+        }
+    }
+
+    /// Looks at the socket's receive queue without consuming it: `Ok(0)` closed,
+    /// `Ok(n)` bytes waiting, `WouldBlock` nothing yet.
+    #[cfg(feature = "tls")]
+    fn peek_raw(&self) -> io::Result<usize> {
+        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        match self {
+            // The sockets are non-blocking (tokio set them so): the peek never waits.
+            Stream::Tcp(s) => socket2::SockRef::from(s).peek(&mut probe),
+            Stream::Unix(s) => socket2::SockRef::from(s).peek(&mut probe),
+            Stream::Tls(s) => s.get_ref().peek_raw(),
         }
     }
 
@@ -60,8 +90,70 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.peer_addr().map(PeerAddr::Tcp).unwrap_or(PeerAddr::Unix),
             Stream::Unix(_) => PeerAddr::Unix,
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.get_ref().peer_addr(),
         }
     }
+
+    /// The application protocol agreed by TLS ALPN (`b"h2"`, `b"http/1.1"`), if any.
+    /// Always `None` on plain streams and in builds without the `tls` feature.
+    pub fn alpn(&self) -> Option<&[u8]> {
+        match self {
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.ssl().selected_alpn_protocol(),
+            _ => None,
+        }
+    }
+
+    /// Whether the stream is encrypted with TLS.
+    pub fn is_tls(&self) -> bool {
+        match self {
+            #[cfg(feature = "tls")]
+            Stream::Tls(_) => true,
+            _ => false,
+        }
+    }
+
+    /// The server name the client asked for with TLS SNI (on accepted TLS streams).
+    pub fn server_name(&self) -> Option<&str> {
+        match self {
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.ssl().servername(boring::ssl::NameType::HOST_NAME),
+            _ => None,
+        }
+    }
+}
+
+/// Most bytes gathered into one TLS write from several small buffers: one full record.
+#[cfg(feature = "tls")]
+const TLS_GATHER_BYTES: usize = 16 * 1024;
+
+/// Writes `bufs` to a TLS stream as one record where they are small enough to gather,
+/// instead of one record (and often one system call) per buffer.
+#[cfg(feature = "tls")]
+fn poll_write_tls_vectored(
+    s: &mut tokio_boring::SslStream<Stream>,
+    cx: &mut Context<'_>,
+    bufs: &[IoSlice<'_>],
+) -> Poll<io::Result<usize>> {
+    let mut nonempty = bufs.iter().filter(|b| !b.is_empty());
+    let Some(first) = nonempty.next() else {
+        return Poll::Ready(Ok(0));
+    };
+    if first.len() >= TLS_GATHER_BYTES {
+        return Pin::new(s).poll_write(cx, first);
+    }
+    let mut gathered = Vec::with_capacity(TLS_GATHER_BYTES);
+    gathered.extend_from_slice(first);
+    for b in nonempty {
+        let room = TLS_GATHER_BYTES - gathered.len();
+        if room == 0 {
+            break;
+        }
+        // A partial buffer is fine: the caller advances by the count written.
+        gathered.extend_from_slice(&b[..b.len().min(room)]);
+    }
+    Pin::new(s).poll_write(cx, &gathered)
 }
 
 impl AsyncRead for Stream {
@@ -73,6 +165,8 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -86,6 +180,8 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -97,6 +193,8 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => poll_write_tls_vectored(s, cx, bufs),
         }
     }
 
@@ -108,6 +206,8 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
             Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -115,6 +215,8 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -1,0 +1,131 @@
+//! A certificate chain with its private key, read from PEM, and the host names it covers.
+
+use std::fmt;
+use std::path::Path;
+
+use boring::nid::Nid;
+use boring::pkey::{PKey, Private};
+use boring::ssl::SslContextBuilder;
+use boring::x509::X509;
+
+use crate::error::{Error, ErrorKind, Result, Side};
+
+/// A certificate chain (leaf first) and the leaf's private key.
+#[derive(Clone)]
+pub struct TlsCertificate {
+    chain: Vec<X509>,
+    key: PKey<Private>,
+    names: Vec<String>,
+    origin: String,
+}
+
+impl fmt::Debug for TlsCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsCertificate")
+            .field("origin", &self.origin)
+            .field("names", &self.names)
+            .finish_non_exhaustive()
+    }
+}
+
+fn config_error(what: String, cause: impl Into<crate::error::Cause>) -> Error {
+    Error::because(ErrorKind::TlsConfig, Side::Internal, what, cause)
+}
+
+impl TlsCertificate {
+    /// Reads the chain and the key from PEM files.
+    pub fn from_files(cert: &Path, key: &Path) -> Result<Self> {
+        let read = |p: &Path, what: &str| {
+            std::fs::read(p)
+                .map_err(|e| config_error(format!("cannot read TLS {what} {}", p.display()), e))
+        };
+        let chain = read(cert, "certificate")?;
+        let key_pem = read(key, "key")?;
+        Self::parse(
+            &chain,
+            &key_pem,
+            format!("{} and {}", cert.display(), key.display()),
+        )
+    }
+
+    /// Reads the chain and the key from PEM text.
+    pub fn from_pem(chain: &[u8], key: &[u8]) -> Result<Self> {
+        Self::parse(chain, key, "PEM text".to_string())
+    }
+
+    fn parse(chain_pem: &[u8], key_pem: &[u8], origin: String) -> Result<Self> {
+        let chain = X509::stack_from_pem(chain_pem)
+            .map_err(|e| config_error(format!("{origin}: bad certificate PEM"), e))?;
+        let Some(leaf) = chain.first() else {
+            return Err(Error::new(
+                ErrorKind::TlsConfig,
+                Side::Internal,
+                format!("{origin}: no certificate found in the PEM"),
+            ));
+        };
+        let key = PKey::private_key_from_pem(key_pem)
+            .map_err(|e| config_error(format!("{origin}: bad private key PEM"), e))?;
+        let matches = leaf
+            .public_key()
+            .map(|public| key.public_eq(&public))
+            .unwrap_or(false);
+        if !matches {
+            return Err(Error::new(
+                ErrorKind::TlsConfig,
+                Side::Internal,
+                format!("{origin}: the private key does not belong to the certificate"),
+            ));
+        }
+        let names = host_names(leaf);
+        Ok(TlsCertificate {
+            chain,
+            key,
+            names,
+            origin,
+        })
+    }
+
+    /// The host names the leaf certificate covers, lowercased: its DNS subject
+    /// alternative names, or its common name when it has none. May hold wildcards
+    /// such as `*.example.com`.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The leaf certificate.
+    pub(crate) fn leaf(&self) -> &X509 {
+        &self.chain[0]
+    }
+
+    /// Installs the chain and key in a context being built.
+    pub(crate) fn install(&self, ctx: &mut SslContextBuilder) -> Result<()> {
+        let fail = |e| config_error(format!("{}: cannot use the certificate", self.origin), e);
+        ctx.set_certificate(self.leaf()).map_err(fail)?;
+        for extra in &self.chain[1..] {
+            ctx.add_extra_chain_cert(extra.clone()).map_err(fail)?;
+        }
+        ctx.set_private_key(&self.key).map_err(fail)?;
+        ctx.check_private_key().map_err(fail)?;
+        Ok(())
+    }
+}
+
+/// DNS SANs of `cert`, else its CN; lowercased.
+fn host_names(cert: &X509) -> Vec<String> {
+    let sans: Vec<String> = cert
+        .subject_alt_names()
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| n.dnsname().map(str::to_ascii_lowercase))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !sans.is_empty() {
+        return sans;
+    }
+    cert.subject_name()
+        .entries_by_nid(Nid::COMMONNAME)
+        .filter_map(|e| e.data().as_utf8().ok().map(|s| s.to_ascii_lowercase()))
+        .collect()
+}
