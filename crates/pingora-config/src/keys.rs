@@ -8,6 +8,7 @@ use crate::observability::AccessLogConf;
 use crate::server::{AdminConf, ServerConf, TokioConf};
 use crate::service::{
     CacheConf, ListenerConf, ListenerTlsConf, RespondConf, RouteConf, RouteMatch, ServiceConf,
+    TlsCertConf,
 };
 use crate::upstream::{HealthCheckConf, PeerConf, UpstreamConf, UpstreamTlsConf};
 
@@ -50,6 +51,10 @@ pub fn config_sections() -> Vec<ConfigSection> {
         ConfigSection {
             name: "services[].listeners[].tls",
             keys: ListenerTlsConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].listeners[].tls.certs[]",
+            keys: TlsCertConf::FIELDS,
         },
         ConfigSection {
             name: "services[].routes[]",
@@ -137,6 +142,7 @@ mod tests {
             serde_keys::<ListenerTlsConf>(),
             sorted(ListenerTlsConf::FIELDS)
         );
+        assert_eq!(serde_keys::<TlsCertConf>(), sorted(TlsCertConf::FIELDS));
         assert_eq!(serde_keys::<RouteConf>(), sorted(RouteConf::FIELDS));
         assert_eq!(serde_keys::<RouteMatch>(), sorted(RouteMatch::FIELDS));
         assert_eq!(serde_keys::<RespondConf>(), sorted(RespondConf::FIELDS));
@@ -156,7 +162,7 @@ mod tests {
 
     #[test]
     fn every_section_is_listed() {
-        assert_eq!(config_sections().len(), 16);
+        assert_eq!(config_sections().len(), 17);
         let keys = all_config_keys();
         assert!(keys.contains(&"match"));
         assert!(keys.contains(&"blocking_threads"));

@@ -14,6 +14,7 @@ mod service;
 mod suggest;
 mod upstream;
 mod validate;
+mod validate_tls;
 mod validate_upstream;
 
 pub use discovery::{DiscoveryConf, DiscoveryType, DnsRecordType};
@@ -24,7 +25,7 @@ pub use observability::{AccessLogConf, AccessLogFormat, LogLevel};
 pub use server::{AdminConf, ServerConf, TokioConf, ValidateOptions};
 pub use service::{
     CacheConf, IpNet, ListenerConf, ListenerTlsConf, RespondConf, RouteConf, RouteMatch,
-    ServiceConf,
+    ServiceConf, TlsCertConf,
 };
 pub use suggest::{closest as suggest_closest, edit_distance};
 pub use upstream::{

@@ -119,18 +119,48 @@ impl Default for ListenerConf {
     }
 }
 
-/// Certificate and key of a TLS listener; both files must exist and be readable.
+/// Certificates and keys of a TLS listener; every file must exist and be readable.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerTlsConf {
+    /// PEM certificate chain, leaf first: the default certificate, served when the
+    /// client's SNI names no certificate of `certs` (or no SNI is sent).
+    pub cert: PathBuf,
+    /// PEM private key of the leaf certificate.
+    pub key: PathBuf,
+    /// More certificates, each served to clients whose SNI matches one of its names
+    /// (DNS subject alternative names, wildcards included, else the common name).
+    #[serde(default)]
+    pub certs: Vec<TlsCertConf>,
+}
+
+impl ListenerTlsConf {
+    /// The YAML keys of a listener's `tls` section.
+    pub const FIELDS: &'static [&'static str] = &["cert", "key", "certs"];
+
+    /// Every certificate and key, the default first.
+    pub fn all_certs(&self) -> Vec<TlsCertConf> {
+        let mut all = vec![TlsCertConf {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        }];
+        all.extend(self.certs.iter().cloned());
+        all
+    }
+}
+
+/// One certificate chain and its private key, as PEM files.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsCertConf {
     /// PEM certificate chain, leaf first.
     pub cert: PathBuf,
     /// PEM private key of the leaf certificate.
     pub key: PathBuf,
 }
 
-impl ListenerTlsConf {
-    /// The YAML keys of a listener's `tls` section.
+impl TlsCertConf {
+    /// The YAML keys of a certificate entry.
     pub const FIELDS: &'static [&'static str] = &["cert", "key"];
 }
 

@@ -441,11 +441,19 @@ pub struct UpstreamTlsConf {
     pub sni: Option<String>,
     /// Verify the peer's certificate chain and name (against `ca_file` or the system roots).
     pub verify: bool,
+    /// CA bundle (PEM) trusted for this upstream, instead of the server's `ca_file` (or
+    /// the system roots).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Client certificate chain (PEM) presented to peers that ask for one (mutual TLS);
+    /// needs `key`.
+    pub cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of `cert`.
+    pub key: Option<std::path::PathBuf>,
 }
 
 impl UpstreamTlsConf {
     /// The YAML keys of an upstream's `tls` section.
-    pub const FIELDS: &'static [&'static str] = &["sni", "verify"];
+    pub const FIELDS: &'static [&'static str] = &["sni", "verify", "ca_file", "cert", "key"];
 }
 
 impl Default for UpstreamTlsConf {
@@ -453,6 +461,9 @@ impl Default for UpstreamTlsConf {
         UpstreamTlsConf {
             sni: None,
             verify: true,
+            ca_file: None,
+            cert: None,
+            key: None,
         }
     }
 }

@@ -440,12 +440,7 @@ fn validate_listener(
         "",
     )?;
     if let Some(tls) = &listener.tls {
-        let tls_path = join_key(path, "tls");
-        if !opts.tls_supported {
-            return Err(r.tls_unsupported(&tls_path));
-        }
-        r.readable_file(&join_key(&tls_path, "cert"), "TLS certificate", &tls.cert)?;
-        r.readable_file(&join_key(&tls_path, "key"), "TLS key", &tls.key)?;
+        crate::validate_tls::validate_listener_tls(tls, &join_key(path, "tls"), opts, r)?;
     }
     Ok(())
 }

@@ -89,17 +89,7 @@ pub(crate) fn validate_upstream(
         validate_health_check(check, &at("health_check"), r)?;
     }
     if let Some(tls) = &upstream.tls {
-        if !opts.tls_supported {
-            return Err(r.tls_unsupported(&at("tls")));
-        }
-        if let Some(sni) = &tls.sni {
-            if sni.is_empty() || sni.contains(|c: char| c.is_whitespace() || c == '/') {
-                return Err(r.invalid(
-                    &at("tls.sni"),
-                    format!("`{}` is not a host name", sni.escape_debug()),
-                ));
-            }
-        }
+        crate::validate_tls::validate_upstream_tls(tls, &at("tls"), opts, r)?;
     }
     for (key, value) in [
         ("connect_timeout_ms", upstream.connect_timeout_ms),

@@ -207,3 +207,119 @@ fn purge_allow_networks() {
     assert_eq!(e.key_path, "services[0].cache.purge_allow[0]");
     assert_eq!(e.line, Some(4));
 }
+
+#[test]
+fn listener_sni_certificates_are_listed_and_checked() {
+    let dir = ScratchDir::new();
+    let (cert, key) = (dir.file("cert.pem"), dir.file("key.pem"));
+    let (api_cert, api_key) = (dir.file("api.pem"), dir.file("api.key"));
+    let yaml = format!(
+        "services:\n  - name: a\n    listeners:\n      - addr: 127.0.0.1:8443\n        tls:\n          cert: {}\n          key: {}\n          certs:\n            - {{ cert: {}, key: {} }}\n    routes: [{{respond: {{}}}}]\n",
+        cert.display(),
+        key.display(),
+        api_cert.display(),
+        api_key.display()
+    );
+    let conf = ok(&yaml);
+    let tls = conf.services[0].listeners[0].tls.as_ref().unwrap();
+    let all = tls.all_certs();
+    assert_eq!(all.len(), 2);
+    assert_eq!((&all[0].cert, &all[0].key), (&cert, &key));
+    assert_eq!((&all[1].cert, &all[1].key), (&api_cert, &api_key));
+
+    let missing = dir.0.join("gone.key");
+    assert_err(
+        &yaml.replace(
+            &api_key.display().to_string(),
+            &missing.display().to_string(),
+        ),
+        File,
+        9,
+        "services[0].listeners[0].tls.certs[0].key",
+        "cannot read TLS key",
+    );
+    // An entry needs both files.
+    let half = format!(
+        "services:\n  - name: a\n    listeners:\n      - addr: 127.0.0.1:8443\n        tls:\n          cert: {}\n          key: {}\n          certs:\n            - cert: {}\n    routes: [{{respond: {{}}}}]\n",
+        cert.display(),
+        key.display(),
+        api_cert.display()
+    );
+    let e = super::err(&half);
+    assert_eq!(e.line, Some(9), "{e}");
+    assert!(e.message.contains("key"), "{e}");
+}
+
+fn tls_upstream(tls: &str) -> String {
+    format!(
+        "services:\n  - name: a\n    listeners: [{{addr: \"127.0.0.1:1\"}}]\n    routes: [{{upstream: u}}]\n    upstreams:\n      u:\n        peers: [\"a:1\"]\n        tls:\n{tls}"
+    )
+}
+
+#[test]
+fn upstream_tls_files() {
+    let dir = ScratchDir::new();
+    let (ca, cert, key) = (dir.file("ca.pem"), dir.file("c.pem"), dir.file("k.pem"));
+    let conf = ok(&tls_upstream(&format!(
+        "          sni: api.test\n          ca_file: {}\n          cert: {}\n          key: {}\n",
+        ca.display(),
+        cert.display(),
+        key.display()
+    )));
+    let tls = conf.services[0]
+        .upstreams
+        .get("u")
+        .unwrap()
+        .tls
+        .clone()
+        .unwrap();
+    assert_eq!(tls.ca_file.as_ref(), Some(&ca));
+    assert_eq!(tls.cert.as_ref(), Some(&cert));
+    assert_eq!(tls.key.as_ref(), Some(&key));
+    assert!(tls.verify);
+
+    let missing = dir.0.join("none.pem");
+    assert_err(
+        &tls_upstream(&format!("          ca_file: {}\n", missing.display())),
+        File,
+        9,
+        "services[0].upstreams.u.tls.ca_file",
+        "cannot read CA file",
+    );
+    assert_err(
+        &tls_upstream(&format!(
+            "          cert: {}\n          key: {}\n",
+            cert.display(),
+            missing.display()
+        )),
+        File,
+        10,
+        "services[0].upstreams.u.tls.key",
+        "cannot read TLS client key",
+    );
+    assert_err(
+        &tls_upstream(&format!(
+            "          verify: true\n          cert: {}\n",
+            cert.display()
+        )),
+        Invalid,
+        10,
+        "services[0].upstreams.u.tls.cert",
+        "needs its private key",
+    );
+    assert_err(
+        &tls_upstream(&format!("          key: {}\n", key.display())),
+        Invalid,
+        9,
+        "services[0].upstreams.u.tls.key",
+        "without its certificate",
+    );
+    let e = assert_err(
+        &tls_upstream("          sni: api.test\n          ca_flie: /x\n"),
+        crate::ConfigErrorKind::UnknownKey,
+        10,
+        "services[0].upstreams.u.tls",
+        "unknown key",
+    );
+    assert!(e.to_string().contains("did you mean `ca_file`"), "{e}");
+}
