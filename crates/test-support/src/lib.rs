@@ -8,6 +8,7 @@
 mod client;
 mod data;
 mod dns;
+mod h2_client;
 mod h2_origin;
 mod net;
 mod origin;
@@ -25,6 +26,9 @@ pub use data::{
     checksum, deterministic_bytes, deterministic_checksum, ByteStream, Checksum, LARGE_STREAM_SEED,
 };
 pub use dns::{DnsFailure, DnsServer, DnsType, SrvRecord};
+pub use h2_client::{
+    h2_client_runtime, H2Body, H2Client, H2Request, H2Response, DEFAULT_H2_TIMEOUT, MAX_KEPT_BODY,
+};
 pub use h2_origin::{H2Origin, H2OriginBuilder};
 pub use net::{free_addr, free_port, port_accepts, wait_for_port, wait_until};
 pub use origin::{Origin, OriginBuilder, ReceivedRequest, RequestHead, MAX_STORED_BODY};
