@@ -4,9 +4,6 @@
 //! failure at start-up.
 #![warn(missing_docs)]
 
-#[cfg(feature = "tls")]
-compile_error!("the `tls` feature is not implemented yet: build without it");
-
 mod access_log;
 mod admin;
 mod cli;
@@ -14,6 +11,7 @@ mod lifecycle;
 mod log;
 mod metrics;
 mod router;
+mod tls;
 #[cfg_attr(not(feature = "lb"), path = "upstreams_basic.rs")]
 mod upstreams;
 mod wire;
@@ -70,7 +68,12 @@ fn main() -> ExitCode {
 fn load_config(args: &Args) -> Result<ServerConf, String> {
     match &args.conf {
         Some(path) => {
-            ServerConf::load_with(path, &wire::validate_options()).map_err(|e| e.to_string())
+            let conf = ServerConf::load_with(path, &wire::validate_options())
+                .map_err(|e| e.to_string())?;
+            // Certificates and keys are read and matched here, so that `-t` catches a bad
+            // PEM file as a configuration error.
+            tls::check(&conf).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(conf)
         }
         None => Ok(ServerConf::default()),
     }

@@ -22,10 +22,9 @@ use crate::upstreams::{HealthChecker, Upstream};
 
 /// What this build can do, for config validation.
 pub fn validate_options() -> ValidateOptions {
-    // TLS termination and upstream TLS are not built yet: configs asking for them fail
-    // validation with a message saying so.
+    // Without the `tls` feature, configs asking for TLS fail validation saying so.
     ValidateOptions {
-        tls_supported: false,
+        tls_supported: cfg!(feature = "tls"),
         lb_supported: cfg!(feature = "lb"),
     }
 }
@@ -83,7 +82,7 @@ fn build_service(
     metrics: Option<&Metrics>,
     checkers: &mut Vec<HealthChecker>,
 ) -> Result<ListeningService<HttpProxy<RouterProxy>>, String> {
-    let routes = build_routes(service)?;
+    let routes = build_routes(conf, service)?;
     #[cfg(not(feature = "cache"))]
     if service.cache.is_some() {
         ::log::warn!(
@@ -135,11 +134,15 @@ fn build_service(
     }
     svc.set_threads(service.threads);
     for l in &service.listeners {
+        let tls = match &l.tls {
+            Some(tls) => Some(crate::tls::listener_acceptor(service, tls)?),
+            None => None,
+        };
         svc.add_listener(
             listen_addr(&l.addr),
             ListenOptions {
                 backlog: l.backlog,
-                ..ListenOptions::default()
+                tls,
             },
         );
     }
@@ -161,7 +164,7 @@ fn bind_addrs(conf: &ServerConf) -> Result<BindAddrs, String> {
     })
 }
 
-fn build_routes(service: &ServiceConf) -> Result<ServiceRoutes, String> {
+fn build_routes(conf: &ServerConf, service: &ServiceConf) -> Result<ServiceRoutes, String> {
     let mut upstreams = Vec::new();
     for (name, up) in service.upstreams.iter() {
         let options = PeerOptions {
@@ -169,6 +172,7 @@ fn build_routes(service: &ServiceConf) -> Result<ServiceRoutes, String> {
             read_timeout: Duration::from_millis(up.read_timeout_ms),
             write_timeout: Duration::from_millis(up.write_timeout_ms),
             idle_timeout: Duration::from_millis(up.idle_timeout_ms),
+            tls: crate::tls::upstream_tls(conf, up).map_err(|e| format!("upstream {name}: {e}"))?,
             ..PeerOptions::default()
         };
         let mut peers = Vec::new();

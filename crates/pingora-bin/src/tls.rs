@@ -1,0 +1,91 @@
+//! TLS of the configuration turned into pingora-core's acceptors and upstream settings.
+//!
+//! Without the `tls` feature the configuration validation refuses every `tls:` section,
+//! so nothing here is ever asked to build TLS in such a build.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora_config::{ListenerTlsConf, ServerConf, ServiceConf, UpstreamConf};
+use pingora_core::protocols::tls::{
+    ClientCertificate, ServerAlpn, TlsAcceptor, TlsAcceptorOptions, TlsCertificate, TrustRoots,
+    UpstreamTls, UpstreamTlsOptions,
+};
+
+/// What TLS listeners offer in ALPN. HTTP/1.1 only until the proxy serves HTTP/2
+/// downstream; then `ServerAlpn::H2AndHttp1` (h2 preferred).
+pub const LISTENER_ALPN: ServerAlpn = ServerAlpn::Http1Only;
+
+/// Most time a client gets for the TLS handshake (less if the service's
+/// `client_header_timeout_ms` is shorter).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The acceptor of a TLS listener of `service`: its certificates (the default first),
+/// loaded and checked (PEM parsed, each key matching its certificate).
+pub fn listener_acceptor(
+    service: &ServiceConf,
+    tls: &ListenerTlsConf,
+) -> Result<Arc<TlsAcceptor>, String> {
+    let mut certs = Vec::new();
+    for pair in tls.all_certs() {
+        certs.push(TlsCertificate::from_files(&pair.cert, &pair.key).map_err(|e| e.to_string())?);
+    }
+    let opts = TlsAcceptorOptions {
+        alpn: LISTENER_ALPN,
+        handshake_timeout: HANDSHAKE_TIMEOUT
+            .min(Duration::from_millis(service.client_header_timeout_ms)),
+    };
+    TlsAcceptor::new(certs, opts)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
+/// The TLS settings of an upstream (`None`: plain), built once and shared by its peers.
+/// Trusts the upstream's `ca_file`, else the server's, else the system roots.
+pub fn upstream_tls(
+    conf: &ServerConf,
+    upstream: &UpstreamConf,
+) -> Result<Option<Arc<UpstreamTls>>, String> {
+    let Some(tls) = &upstream.tls else {
+        return Ok(None);
+    };
+    let roots = match tls.ca_file.as_ref().or(conf.ca_file.as_ref()) {
+        Some(path) => TrustRoots::File(path.clone()),
+        None => TrustRoots::System,
+    };
+    let client_cert = match (&tls.cert, &tls.key) {
+        (Some(cert), Some(key)) => Some(ClientCertificate::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    };
+    let options = UpstreamTlsOptions {
+        sni: tls.sni.clone(),
+        verify: tls.verify,
+        roots,
+        client_cert,
+        keylog: conf.upstream_debug_ssl_keylog,
+    };
+    UpstreamTls::new(options)
+        .map(|t| Some(Arc::new(t)))
+        .map_err(|e| e.to_string())
+}
+
+/// Loads every TLS certificate, key and CA bundle the configuration names, so that a bad
+/// PEM file is a configuration error (`-t` included) rather than a failure at start.
+pub fn check(conf: &ServerConf) -> Result<(), String> {
+    for (i, service) in conf.services.iter().enumerate() {
+        for (j, listener) in service.listeners.iter().enumerate() {
+            if let Some(tls) = &listener.tls {
+                listener_acceptor(service, tls)
+                    .map_err(|e| format!("services[{i}].listeners[{j}].tls: {e}"))?;
+            }
+        }
+        for (name, upstream) in service.upstreams.iter() {
+            upstream_tls(conf, upstream)
+                .map_err(|e| format!("services[{i}].upstreams.{name}.tls: {e}"))?;
+        }
+    }
+    Ok(())
+}
