@@ -143,7 +143,8 @@ fn poll_write_tls_vectored(
     if first.len() >= TLS_GATHER_BYTES {
         return Pin::new(s).poll_write(cx, first);
     }
-    let mut gathered = Vec::with_capacity(TLS_GATHER_BYTES);
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
+    let mut gathered = Vec::with_capacity(total.min(TLS_GATHER_BYTES));
     gathered.extend_from_slice(first);
     for b in nonempty {
         let room = TLS_GATHER_BYTES - gathered.len();
