@@ -35,18 +35,17 @@ const PASSIVE_BACKOFF: Duration = Duration::from_secs(10);
 /// the upstream starts empty (503) and the background discovery keeps trying.
 const FIRST_RESOLUTION_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The options of every peer of `conf`: its timeouts (and whatever else a peer of this
-/// upstream is built with). Discovered peers are built with these.
-// The struct update keeps fields that are not set here (yet) at their defaults,
-// whether or not `PeerOptions` has any besides the timeouts.
-#[allow(clippy::needless_update)]
+/// The options of a peer of `conf` that this module can build alone: timeouts and
+/// HTTP/2. TLS settings need the server's configuration (CA file): callers that have
+/// them build the options themselves and use [`Upstream::with_options`].
 pub fn peer_options(conf: &UpstreamConf) -> PeerOptions {
     PeerOptions {
         connect_timeout: Duration::from_millis(conf.connect_timeout_ms),
         read_timeout: Duration::from_millis(conf.read_timeout_ms),
         write_timeout: Duration::from_millis(conf.write_timeout_ms),
         idle_timeout: Duration::from_millis(conf.idle_timeout_ms),
-        ..PeerOptions::default()
+        tls: None,
+        http2: conf.http2,
     }
 }
 
@@ -107,8 +106,21 @@ impl std::fmt::Debug for Upstream {
 impl Upstream {
     /// Builds the upstream `name` from its configuration and its resolved `peers`
     /// (same order as `conf.peers`; empty with `discovery`, whose first answer is
-    /// fetched here, before any request is served).
+    /// fetched here, before any request is served). Discovered peers get
+    /// [`peer_options`] (no TLS: the validation refuses `tls` with `discovery` until the
+    /// caller passes its options through [`Upstream::with_options`]).
     pub fn new(name: String, conf: &UpstreamConf, peers: Vec<HttpPeer>) -> Self {
+        Self::with_options(name, conf, peers, peer_options(conf))
+    }
+
+    /// Like [`Upstream::new`], with the `options` discovered peers are built with
+    /// (the same as the listed `peers` have, TLS included).
+    pub fn with_options(
+        name: String,
+        conf: &UpstreamConf,
+        peers: Vec<HttpPeer>,
+        options: PeerOptions,
+    ) -> Self {
         let algorithm = match conf.lb {
             LbAlgorithm::RoundRobin => Algorithm::RoundRobin,
             LbAlgorithm::Weighted => Algorithm::Weighted,
@@ -126,10 +138,7 @@ impl Upstream {
                     .collect();
                 (backends, Peers::Listed(peers))
             }
-            Some(source) => (
-                first_backends(&name, source),
-                Peers::Discovered(peer_options(conf)),
-            ),
+            Some(source) => (first_backends(&name, source), Peers::Discovered(options)),
         };
         Upstream {
             name,

@@ -214,7 +214,10 @@ fn health_thresholds_take_an_origin_out_and_back_in() {
     wait_for("the patient comes back", || {
         let passed = patient.passed.load(Ordering::SeqCst) - passed_before;
         let reached = reaches_patient();
-        assert!(!reached || passed >= 3, "back after {passed} passing checks");
+        assert!(
+            !reached || passed >= 3,
+            "back after {passed} passing checks"
+        );
         reached
     });
     let passed = patient.passed.load(Ordering::SeqCst) - passed_before;
