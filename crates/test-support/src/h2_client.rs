@@ -1,6 +1,6 @@
 //! A blocking HTTP/2 client for black-box tests: it speaks h2c with prior knowledge
-//! over plain TCP (or HTTP/2 over any stream already set up, e.g. TLS after ALPN),
-//! runs its own small tokio runtime, and gives every request a deadline.
+//! over plain TCP, HTTP/2 over TLS chosen by ALPN, or HTTP/2 over any stream already
+//! set up; it runs its own small tokio runtime and gives every request a deadline.
 //!
 //! Bodies are streamed both ways under flow control: a request body can be generated
 //! on the fly ([`H2Body::Pattern`]) while the response is read, and a response body
@@ -189,6 +189,54 @@ impl H2Client {
         })?;
         tcp.set_nodelay(true)?;
         Self::handshake(rt, tcp, "http", timeout)
+    }
+
+    /// Connects to `addr` over TLS, sending `sni`, trusting only `ca_pem`, offering
+    /// ALPN `h2` and `http/1.1`; fails unless the server picks `h2`. Then speaks
+    /// HTTP/2 with `:scheme` `https`. Everything within `timeout`.
+    pub fn connect_tls(
+        addr: SocketAddr,
+        sni: &str,
+        ca_pem: &str,
+        timeout: Duration,
+    ) -> io::Result<H2Client> {
+        use boring::ssl::{SslConnector, SslMethod, SslVerifyMode};
+        let mut b = SslConnector::builder(SslMethod::tls()).map_err(|e| io_err("TLS setup", e))?;
+        let mut store =
+            boring::x509::store::X509StoreBuilder::new().map_err(|e| io_err("CA store", e))?;
+        for cert in boring::x509::X509::stack_from_pem(ca_pem.as_bytes())
+            .map_err(|e| io_err("CA PEM", e))?
+        {
+            store.add_cert(cert).map_err(|e| io_err("CA store", e))?;
+        }
+        b.set_cert_store_builder(store);
+        b.set_verify(SslVerifyMode::PEER);
+        b.set_alpn_protos(b"\x02h2\x08http/1.1")
+            .map_err(|e| io_err("ALPN", e))?;
+        let config = b.build().configure().map_err(|e| io_err("TLS setup", e))?;
+        let rt = h2_client_runtime()?;
+        let tls = rt.block_on(async {
+            let handshake = async {
+                let tcp = tokio::net::TcpStream::connect(addr).await?;
+                tcp.set_nodelay(true)?;
+                tokio_boring::connect(config, sni, tcp)
+                    .await
+                    .map_err(|e| io_err("TLS handshake", e))
+            };
+            tokio::time::timeout(timeout, handshake)
+                .await
+                .map_err(|_| timed_out("TLS handshake"))?
+        })?;
+        match tls.ssl().selected_alpn_protocol() {
+            Some(b"h2") => Self::handshake(rt, tls, "https", timeout),
+            other => Err(io_err(
+                "ALPN",
+                format!(
+                    "the server chose {:?}, not h2",
+                    other.map(String::from_utf8_lossy)
+                ),
+            )),
+        }
     }
 
     /// Speaks HTTP/2 on `io` (already connected, e.g. TLS after ALPN chose `h2`),
