@@ -1,0 +1,323 @@
+//! HTTP/2 to upstreams with `http2: true` through the real binary: HTTP/1 clients in
+//! front of an HTTP/2 origin, multiplexing on one connection, more connections when
+//! one is full, GOAWAY and REFUSED_STREAM retried without losing or repeating a
+//! request, and full-duplex bodies. Bodies are checked by checksum; every exchange has
+//! a deadline.
+
+mod common;
+mod http2_support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::thread;
+use std::time::Duration;
+
+use common::{Proxy, Setup};
+use http2_support::*;
+use test_support::{
+    checksum, chunked_body, deterministic_checksum, wait_until, H2Body, H2Client, H2Origin,
+    H2Request, Origin, Reply, Response, LARGE_STREAM_SEED,
+};
+
+// ---- HTTP/1 clients in front of an HTTP/2 origin (`http2: true`) ----
+
+#[test]
+fn http1_client_to_h2_upstream_large_bodies_both_ways() {
+    let len = 16 * MIB;
+    let origin = H2Origin::start();
+    let proxy = h2_upstream_proxy(&origin);
+    let mut c = h1_client(&proxy);
+    // Upload: the origin reads it all and answers with what it received, in trailers.
+    let head = format!(
+        "POST /sink HTTP/1.1\r\nHost: site.example\r\nTE: trailers\r\nContent-Length: {len}\r\n\r\n"
+    );
+    c.send(head.as_bytes()).unwrap();
+    let writer = spawn_body_writer(c.writer_clone().unwrap(), len, false);
+    let r = c
+        .read_final_response()
+        .unwrap_or_else(|e| panic!("upload: {e}\nlog:\n{}", proxy.log()));
+    writer.join().expect("body writer");
+    assert_eq!(r.status, 200, "{r:?}\nlog:\n{}", proxy.log());
+    assert_eq!(
+        (
+            r.header("x-method"),
+            r.header("x-authority"),
+            r.header("x-scheme")
+        ),
+        (Some("POST"), Some("site.example"), Some("http"))
+    );
+    let trailer = |r: &Response, n: &str| test_support::header(&r.trailers, n).map(str::to_string);
+    assert_eq!(trailer(&r, "x-body-len"), Some(len.to_string()), "{r:?}");
+    assert_eq!(
+        trailer(&r, "x-body-checksum"),
+        Some(deterministic_checksum(len, SEED).to_string())
+    );
+
+    // An echo, streamed both ways at once (within the windows: see full_duplex_*). The
+    // origin answers before the body ended, which makes that response the client
+    // connection's last (the proxy's HTTP/1 rule): a new connection for each.
+    let echo_len = 512 * 1024;
+    let mut c = h1_client(&proxy);
+    c.send(format!("PUT /echo HTTP/1.1\r\nHost: site.example\r\nTE: trailers\r\nContent-Length: {echo_len}\r\n\r\n").as_bytes())
+        .unwrap();
+    let writer = spawn_body_writer(c.writer_clone().unwrap(), echo_len, false);
+    let r = c
+        .read_response_digest()
+        .unwrap_or_else(|e| panic!("echo: {e}\nlog:\n{}", proxy.log()));
+    writer.join().expect("body writer");
+    let want = deterministic_checksum(echo_len, SEED);
+    assert_eq!(
+        (r.status, r.body_len, r.body_checksum),
+        (200, echo_len, want)
+    );
+    assert_eq!(trailer(&r, "x-body-checksum"), Some(want.to_string()));
+    assert!(r.has_token("connection", "close"), "{r:?}");
+
+    let mut c = h1_client(&proxy);
+    c.send(b"GET /bytes/33554432 HTTP/1.1\r\nHost: site.example\r\n\r\n")
+        .unwrap();
+    let r = c
+        .read_response_digest()
+        .unwrap_or_else(|e| panic!("download: {e}\nlog:\n{}", proxy.log()));
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        (r.body_len, r.body_checksum),
+        (
+            32 * MIB,
+            deterministic_checksum(32 * MIB, LARGE_STREAM_SEED)
+        )
+    );
+    assert_eq!((origin.connections(), origin.streams()), (1, 3));
+}
+
+#[test]
+fn chunked_request_with_trailers_to_h2_upstream() {
+    let origin = H2Origin::start();
+    let proxy = h2_upstream_proxy(&origin);
+    let mut c = h1_client(&proxy);
+    let chunks: [&[u8]; 3] = [b"alpha-", b"beta-", b"gamma"];
+    let body = chunked_body(&chunks, &[("x-req-trailer", "t1")]);
+    let mut req = b"PUT /echo HTTP/1.1\r\nHost: test\r\nTE: trailers\r\nTransfer-Encoding: chunked\r\nTrailer: x-req-trailer\r\n\r\n".to_vec();
+    req.extend_from_slice(&body);
+    c.send(&req).unwrap();
+    let r = c.read_final_response().expect("response");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "alpha-beta-gamma"),
+        "{r:?}"
+    );
+    let trailer = |n: &str| test_support::header(&r.trailers, n).map(str::to_string);
+    assert_eq!(
+        trailer("x-body-checksum"),
+        Some(checksum(b"alpha-beta-gamma").to_string())
+    );
+    // The request's own trailer reached the origin (it echoes them in its trailers).
+    assert_eq!(trailer("x-req-trailer"), Some("t1".to_string()), "{r:?}");
+}
+
+#[test]
+fn h2_upstream_multiplexes_50_concurrent_requests_on_one_connection() {
+    let count = 50;
+    let origin = H2Origin::start();
+    let proxy = h2_upstream_proxy(&origin);
+    let threads = spawn_h1_gets(&proxy, count, |i| format!("/hold/{i}"));
+    let all_held = wait_until(SETTLE, || origin.held() == count);
+    let held = origin.held();
+    origin.release_held();
+    let responses = join_all(&proxy, threads);
+    assert!(
+        all_held,
+        "only {held} of {count} requests reached the origin at once"
+    );
+    let conns: BTreeSet<_> = responses
+        .iter()
+        .map(|r| r.header("x-conn").map(str::to_string))
+        .collect();
+    assert_eq!(origin.connections(), 1, "connections used: {conns:?}");
+    assert_eq!(origin.peak_concurrent_streams(), count);
+}
+
+#[test]
+fn h2_upstream_opens_more_connections_when_streams_are_full() {
+    let count = 20;
+    let origin = H2Origin::builder().max_concurrent_streams(5).start();
+    let proxy = h2_upstream_proxy(&origin);
+    let threads = spawn_h1_gets(&proxy, count, |i| format!("/hold/{i}"));
+    let all_held = wait_until(SETTLE, || origin.held() == count);
+    let held = origin.held();
+    origin.release_held();
+    let responses = join_all(&proxy, threads);
+    assert!(
+        all_held,
+        "only {held} of {count} requests reached the origin at once"
+    );
+    let mut per_conn: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &responses {
+        *per_conn
+            .entry(r.header("x-conn").unwrap_or("?").to_string())
+            .or_default() += 1;
+    }
+    eprintln!(
+        "streams per upstream connection: {per_conn:?}; {} connections",
+        origin.connections()
+    );
+    // All 20 at once need at least 4 connections of 5 streams; opening one per
+    // request would defeat HTTP/2.
+    assert!(
+        (4..=8).contains(&origin.connections()),
+        "{} upstream connections for {count} requests of at most 5 streams each: {per_conn:?}",
+        origin.connections()
+    );
+}
+
+/// `rounds` rounds of `per_round` concurrent GETs (ids unique across rounds); every one
+/// must succeed, and the origin must have served each exactly once.
+fn run_load_expecting_no_failure(
+    proxy: &Proxy,
+    origin: &H2Origin,
+    rounds: usize,
+    per_round: usize,
+) {
+    let mut ids = Vec::new();
+    for round in 0..rounds {
+        let threads: Vec<_> = (0..per_round)
+            .map(|k| {
+                let id = round * per_round + k;
+                ids.push(id.to_string());
+                let mut c = h1_client(proxy);
+                thread::spawn(move || {
+                    c.send(
+                        format!("GET /r/{id} HTTP/1.1\r\nHost: test\r\nx-request-id: {id}\r\n\r\n")
+                            .as_bytes(),
+                    )?;
+                    c.read_final_response()
+                })
+            })
+            .collect();
+        for (k, t) in threads.into_iter().enumerate() {
+            let id = round * per_round + k;
+            let r = t.join().expect("client thread");
+            let r = r.unwrap_or_else(|e| panic!("request {id} failed: {e}\nlog:\n{}", proxy.log()));
+            assert_eq!(r.status, 200, "request {id}: {r:?}\nlog:\n{}", proxy.log());
+            assert_eq!(r.header("x-path"), Some(format!("/r/{id}").as_str()));
+        }
+    }
+    let mut served = origin.served_ids();
+    served.sort();
+    ids.sort();
+    assert_eq!(
+        served, ids,
+        "the origin must serve every request exactly once"
+    );
+}
+
+#[test]
+fn goaway_from_the_upstream_mid_load_loses_no_request() {
+    let origin = H2Origin::builder().goaway_after(7).start();
+    let proxy = h2_upstream_proxy(&origin);
+    run_load_expecting_no_failure(&proxy, &origin, 6, 10);
+    eprintln!(
+        "{} upstream connections, {} streams for 60 requests",
+        origin.connections(),
+        origin.streams()
+    );
+    assert!(
+        origin.connections() >= 60 / 7 / 2,
+        "GOAWAY after 7 streams, yet only {} connections for 60 requests",
+        origin.connections()
+    );
+}
+
+#[test]
+fn refused_streams_are_retried_and_no_request_fails() {
+    let origin = H2Origin::builder().refuse_after(3).start();
+    let proxy = h2_upstream_proxy(&origin);
+    run_load_expecting_no_failure(&proxy, &origin, 4, 8);
+    eprintln!(
+        "{} streams refused, {} upstream connections for 32 requests",
+        origin.refused(),
+        origin.connections()
+    );
+    assert!(
+        origin.refused() > 0,
+        "the test should have made the origin refuse streams"
+    );
+    // A request is refused at most twice: once on the connection it was given, once
+    // more if the pool offers that connection again; then it gets a new connection,
+    // whose first stream the origin serves.
+    assert!(
+        origin.refused() <= 2 * 32,
+        "{} refusals for 32 requests: retries keep going to the refusing connection",
+        origin.refused()
+    );
+}
+
+// ---- Full duplex: the response flows while the request body is blocked ----
+//
+// Known bug (ignored until fixed): the proxy's exchange loop awaits each upstream
+// write of request body inside its select, so while the upstream does not take more
+// request body (its window or socket buffer is full) the proxy reads no response.
+// An upstream that answers before reading the whole request (allowed by HTTP, and
+// what gRPC bidi streams and echo services do) then blocks on its own writes: both
+// sides wait for each other until the write timeout. Seen here with a body larger than
+// the upstream windows (HTTP/2: 1 MiB stream window) or socket buffers (HTTP/1: a few
+// MiB, timing-dependent). Run with `cargo test --test http2 -- --ignored`.
+
+/// A request with an `len`-byte body to an HTTP/2 origin that sends `len` bytes
+/// before it reads the body at all.
+fn answer_before_reading_the_body(client: &H2Client, proxy: &Proxy, len: u64) {
+    let r = must(
+        proxy,
+        client.request(
+            H2Request::new("POST", &format!("/bytes/{len}"))
+                .body(H2Body::Pattern { len, seed: SEED }),
+        ),
+    );
+    assert_eq!(
+        (r.status, r.body_len, r.body_checksum),
+        (200, len, deterministic_checksum(len, LARGE_STREAM_SEED))
+    );
+    assert_eq!(
+        r.trailer("x-body-checksum"),
+        Some(deterministic_checksum(len, SEED).to_string().as_str())
+    );
+}
+
+#[test]
+fn full_duplex_within_the_windows_works() {
+    let origin = H2Origin::start();
+    let proxy = h2_upstream_proxy(&origin);
+    let client = h2_client(&proxy);
+    answer_before_reading_the_body(&client, &proxy, 512 * 1024);
+}
+
+#[test]
+#[ignore = "known bug: the exchange stops reading the response while a request body write waits"]
+fn full_duplex_upstream_answering_before_reading_the_body() {
+    let origin = H2Origin::start();
+    let proxy = h2_upstream_proxy(&origin);
+    let mut client = h2_client(&proxy);
+    // Directly against the origin this takes a few seconds in a debug build.
+    client.set_timeout(Duration::from_secs(20));
+    answer_before_reading_the_body(&client, &proxy, 8 * MIB);
+}
+
+#[test]
+#[ignore = "known bug: the exchange stops reading the response while a request body write waits"]
+fn full_duplex_echo_from_an_http1_origin() {
+    // Timing-dependent: fails about one run in seven on a loaded 2-core machine.
+    let len = 24 * MIB;
+    let origin = Origin::start(|_| Reply::StreamEcho);
+    let proxy = proxy_to(Setup::new(origin.addr()));
+    let client = h2_client(&proxy);
+    for _ in 0..5 {
+        let r = must(
+            &proxy,
+            client
+                .request(H2Request::new("POST", "/echo").body(H2Body::Pattern { len, seed: SEED })),
+        );
+        assert_eq!(
+            (r.status, r.body_len, r.body_checksum),
+            (200, len, deterministic_checksum(len, SEED))
+        );
+    }
+}
