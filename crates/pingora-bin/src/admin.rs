@@ -155,6 +155,7 @@ fn session_options() -> ServerSessionOptions {
         body_timeout: Duration::from_secs(10),
         keepalive_timeout: Duration::from_secs(60),
         write_timeout: Duration::from_secs(10),
+        h2c_prior_knowledge: false,
     }
 }
 
@@ -168,7 +169,8 @@ async fn serve_connection(
     loop {
         match session.read_request().await {
             Ok(NextRequest::Request) => {}
-            Ok(NextRequest::Closed) => return,
+            // Not offered here (h2c_prior_knowledge is off).
+            Ok(NextRequest::Closed | NextRequest::Http2) => return,
             Err(e) => {
                 if !matches!(
                     e.kind,

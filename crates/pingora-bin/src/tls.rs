@@ -12,9 +12,8 @@ use pingora_core::protocols::tls::{
     UpstreamTls, UpstreamTlsOptions,
 };
 
-/// What TLS listeners offer in ALPN. HTTP/1.1 only until the proxy serves HTTP/2
-/// downstream; then `ServerAlpn::H2AndHttp1` (h2 preferred).
-pub const LISTENER_ALPN: ServerAlpn = ServerAlpn::Http1Only;
+/// What TLS listeners offer in ALPN: HTTP/2 (preferred) and HTTP/1.1.
+pub const LISTENER_ALPN: ServerAlpn = ServerAlpn::H2AndHttp1;
 
 /// Most time a client gets for the TLS handshake (less if the service's
 /// `client_header_timeout_ms` is shorter).

@@ -35,20 +35,6 @@ const PASSIVE_BACKOFF: Duration = Duration::from_secs(10);
 /// the upstream starts empty (503) and the background discovery keeps trying.
 const FIRST_RESOLUTION_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The options of a peer of `conf` that this module can build alone: timeouts and
-/// HTTP/2. TLS settings need the server's configuration (CA file): callers that have
-/// them build the options themselves and use [`Upstream::with_options`].
-pub fn peer_options(conf: &UpstreamConf) -> PeerOptions {
-    PeerOptions {
-        connect_timeout: Duration::from_millis(conf.connect_timeout_ms),
-        read_timeout: Duration::from_millis(conf.read_timeout_ms),
-        write_timeout: Duration::from_millis(conf.write_timeout_ms),
-        idle_timeout: Duration::from_millis(conf.idle_timeout_ms),
-        tls: None,
-        http2: conf.http2,
-    }
-}
-
 /// The connection targets of an upstream's backends.
 enum Peers {
     /// The `peers:` list, in the order of the (never updated) backend set.
@@ -104,18 +90,11 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    /// Builds the upstream `name` from its configuration and its resolved `peers`
-    /// (same order as `conf.peers`; empty with `discovery`, whose first answer is
-    /// fetched here, before any request is served). Discovered peers get
-    /// [`peer_options`] (no TLS: the validation refuses `tls` with `discovery` until the
-    /// caller passes its options through [`Upstream::with_options`]).
-    pub fn new(name: String, conf: &UpstreamConf, peers: Vec<HttpPeer>) -> Self {
-        Self::with_options(name, conf, peers, peer_options(conf))
-    }
-
-    /// Like [`Upstream::new`], with the `options` discovered peers are built with
-    /// (the same as the listed `peers` have, TLS included).
-    pub fn with_options(
+    /// Builds the upstream `name` from its configuration, its resolved `peers` (same
+    /// order as `conf.peers`; empty with `discovery`, whose first answer is fetched
+    /// here, before any request is served) and the `options` discovered peers are built
+    /// with (the same as the listed peers have, TLS included).
+    pub fn new(
         name: String,
         conf: &UpstreamConf,
         peers: Vec<HttpPeer>,

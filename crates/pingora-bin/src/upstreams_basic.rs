@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pingora_config::UpstreamConf;
-use pingora_core::connector::HttpPeer;
+use pingora_core::connector::{HttpPeer, PeerOptions};
 use pingora_proxy::Session;
 
 /// Tells whether a backend may be picked now (for metrics).
@@ -27,8 +27,13 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Builds the upstream `name` over its resolved `peers`.
-    pub fn new(name: String, _conf: &UpstreamConf, peers: Vec<HttpPeer>) -> Self {
+    /// Builds the upstream `name` over its resolved `peers` (built with `_options`).
+    pub fn new(
+        name: String,
+        _conf: &UpstreamConf,
+        peers: Vec<HttpPeer>,
+        _options: PeerOptions,
+    ) -> Self {
         Upstream {
             name,
             peers,

@@ -106,6 +106,7 @@ fn build_service(
         },
         max_retries: conf.max_retries,
         upstream_keepalive_pool_size: conf.upstream_keepalive_pool_size,
+        ..ProxyOptions::default()
     };
     if let Some(metrics) = metrics {
         for u in &routes.upstreams {
@@ -173,7 +174,7 @@ fn build_routes(conf: &ServerConf, service: &ServiceConf) -> Result<ServiceRoute
             write_timeout: Duration::from_millis(up.write_timeout_ms),
             idle_timeout: Duration::from_millis(up.idle_timeout_ms),
             tls: crate::tls::upstream_tls(conf, up).map_err(|e| format!("upstream {name}: {e}"))?,
-            ..PeerOptions::default()
+            http2: up.http2,
         };
         let mut peers = Vec::new();
         for p in &up.peers {
@@ -181,7 +182,7 @@ fn build_routes(conf: &ServerConf, service: &ServiceConf) -> Result<ServiceRoute
                 .ok_or_else(|| format!("upstream {name}: bad peer address {}", p.addr))?;
             peers.push(HttpPeer::new(addr, options.clone()));
         }
-        upstreams.push(Upstream::new(name.to_string(), up, peers));
+        upstreams.push(Upstream::new(name.to_string(), up, peers, options));
     }
     let mut routes = Vec::new();
     for r in &service.routes {

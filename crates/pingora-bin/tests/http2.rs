@@ -413,7 +413,6 @@ fn bad_prefaces_are_refused_without_harming_the_proxy() {
 // ---- HTTP/2 over TLS, chosen by ALPN ----
 
 #[test]
-#[ignore = "TLS listeners offer ALPN http/1.1 only until pingora-bin's tls::LISTENER_ALPN becomes H2AndHttp1"]
 fn h2_over_tls_chosen_by_alpn() {
     let origin = H2Origin::start();
     let ca = test_support::TestCa::new("h2 test CA");

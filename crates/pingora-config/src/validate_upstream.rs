@@ -36,14 +36,6 @@ pub(crate) fn validate_upstream(
             ));
         }
         validate_discovery(discovery, &at("discovery"), r)?;
-        // Discovered peers are built without the upstream's TLS settings for now: refuse
-        // rather than speak plain TCP to peers that expect TLS.
-        if upstream.tls.is_some() {
-            return Err(r.invalid(
-                &at("tls"),
-                "`tls` is not available yet for an upstream with `discovery` (list the peers in `peers` instead)",
-            ));
-        }
     } else if upstream.peers.is_empty() {
         return Err(r.invalid(
             &at("peers"),

@@ -76,6 +76,7 @@ impl<'a, P: ProxyHttp> Exchange<'a, P> {
         let mut filtered = false;
         let mut retries = 0;
         let mut allow_reuse = true;
+        let mut refused_before = false;
         let mut last_failed: Option<(HttpPeer, ErrorKind)> = None;
         loop {
             let peer = self
@@ -135,6 +136,22 @@ impl<'a, P: ProxyHttp> Exchange<'a, P> {
                         ))
                     }
                 },
+                Err(e)
+                    if e.kind == ErrorKind::H2StreamRefused
+                        && !self.body_started
+                        && retries < self.proxy.max_retries() =>
+                {
+                    // The upstream did not process the stream (GOAWAY, REFUSED_STREAM):
+                    // safe to send again. The pool no longer offers a connection that
+                    // got GOAWAY, but it still offers one that refused a stream, which
+                    // may refuse every retry: after a second refusal, use a new one.
+                    retries += 1;
+                    if refused_before {
+                        allow_reuse = false;
+                    }
+                    refused_before = true;
+                    log::debug!("retry {retries} after: {e}");
+                }
                 Err(e)
                     if reused
                         && allow_reuse

@@ -29,6 +29,7 @@ mod proxy;
 mod session;
 pub mod status;
 mod tunnel;
+mod upstream;
 
 pub use phases::ProxyHttp;
 pub use proxy::{HttpProxy, ProxyOptions};

@@ -3,8 +3,10 @@
 use std::future::Future;
 
 use bytes::Bytes;
+use http::StatusCode;
 use pingora_core::connector::HttpPeer;
 use pingora_core::protocols::http::{RequestHeader, ResponseHeader};
+use pingora_core::protocols::PeerAddr;
 use pingora_core::{Error, Result};
 
 use crate::session::Session;
@@ -175,6 +177,13 @@ pub trait ProxyHttp: Send + Sync + 'static {
     ) -> impl Future<Output = u16> + Send {
         let _ = ctx;
         async move { session.respond_error_for(error).await }
+    }
+
+    /// Called when a request could not be read and the proxy answered it itself with
+    /// `status` (400 malformed, 408 too slow, 431 head too large) before closing the
+    /// connection. Such a request reaches no other phase. The default does nothing.
+    fn request_rejected(&self, client: &PeerAddr, status: StatusCode, error: &Error) {
+        let _ = (client, status, error);
     }
 
     /// Called once at the end of every request, with the error that ended it, if any.

@@ -2,10 +2,15 @@
 
 use std::sync::Arc;
 
-use pingora_core::connector::{Connector, HttpConnector, HttpPeer};
+use bytes::Bytes;
+
+use pingora_core::connector::{Connector, HttpPeer};
 use pingora_core::protocols::http::v1::client::HttpClientSession;
 use pingora_core::protocols::http::v1::server::{
     HttpServerSession, NextRequest, ServerSessionOptions,
+};
+use pingora_core::protocols::http::v2::server::{
+    H2ServerConnection, H2ServerOptions, H2ServerStream,
 };
 use pingora_core::protocols::http::{ClientSession, ServerSession};
 use pingora_core::protocols::{PeerAddr, Stream};
@@ -17,12 +22,18 @@ use crate::exchange::{Exchange, Outcome};
 use crate::phases::ProxyHttp;
 use crate::session::Session;
 use crate::tunnel;
+use crate::upstream::Upstreams;
 
 /// Settings of an [`HttpProxy`].
 #[derive(Debug, Clone)]
 pub struct ProxyOptions {
-    /// Client-side limits and timeouts.
+    /// Client-side limits and timeouts of HTTP/1.x connections.
     pub downstream: ServerSessionOptions,
+    /// Client-side limits and timeouts of HTTP/2 connections.
+    pub downstream_h2: H2ServerOptions,
+    /// Serve HTTP/2 to clients that open a plain connection with the HTTP/2 preface
+    /// (h2c with prior knowledge). Over TLS, HTTP/2 is chosen by ALPN instead.
+    pub h2c: bool,
     /// Most retries after a retryable upstream failure.
     pub max_retries: usize,
     /// Idle upstream connections kept for reuse.
@@ -33,6 +44,8 @@ impl Default for ProxyOptions {
     fn default() -> Self {
         ProxyOptions {
             downstream: ServerSessionOptions::default(),
+            downstream_h2: H2ServerOptions::default(),
+            h2c: true,
             max_retries: 16,
             upstream_keepalive_pool_size: 128,
         }
@@ -50,7 +63,7 @@ pub struct HttpProxy<P> {
 struct Shared<P> {
     inner: P,
     opts: ProxyOptions,
-    upstreams: HttpConnector,
+    upstreams: Upstreams,
 }
 
 impl<P> Clone for HttpProxy<P> {
@@ -64,7 +77,7 @@ impl<P> Clone for HttpProxy<P> {
 impl<P: ProxyHttp> HttpProxy<P> {
     /// A proxy with `opts`, connecting upstream with `connector`.
     pub fn new(inner: P, opts: ProxyOptions, connector: Connector) -> Self {
-        let upstreams = HttpConnector::new(connector, opts.upstream_keepalive_pool_size);
+        let upstreams = Upstreams::new(connector, opts.upstream_keepalive_pool_size);
         HttpProxy {
             shared: Arc::new(Shared {
                 inner,
@@ -154,12 +167,9 @@ impl<P: ProxyHttp> HttpProxy<P> {
         &self.shared.inner
     }
 
-    /// Gives an upstream session back once its exchange is over: an HTTP/1.x
-    /// connection goes to the keep-alive pool.
+    /// Gives an upstream session back once its exchange is over.
     pub(crate) fn release(&self, peer: &HttpPeer, upstream: ClientSession) {
-        if let Some(h1) = upstream.into_http1() {
-            self.shared.upstreams.release(peer, h1);
-        }
+        self.shared.upstreams.release(peer, upstream);
     }
 
     pub(crate) fn max_retries(&self) -> usize {
@@ -173,13 +183,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         peer: &HttpPeer,
         allow_reuse: bool,
     ) -> pingora_core::Result<(ClientSession, bool)> {
-        if allow_reuse {
-            if let Some(mut s) = self.shared.upstreams.reused(peer) {
-                s.set_timeouts(peer.options.client_timeouts());
-                return Ok((s.into(), true));
-            }
-        }
-        Ok((self.shared.upstreams.connect(peer).await?.into(), false))
+        self.shared.upstreams.connect(peer, allow_reuse).await
     }
 }
 
@@ -191,26 +195,38 @@ enum AfterRequest {
 
 impl<P: ProxyHttp> ServerApp for HttpProxy<P> {
     async fn process_connection(&self, stream: Stream, peer: PeerAddr, shutdown: ShutdownWatch) {
-        let downstream =
-            HttpServerSession::new(stream, peer, self.shared.opts.downstream, shutdown);
-        self.serve_http1(downstream).await;
+        if stream.alpn() == Some(b"h2".as_slice()) {
+            self.serve_h2(stream, Bytes::new(), peer, shutdown).await;
+            return;
+        }
+        let mut opts = self.shared.opts.downstream;
+        opts.h2c_prior_knowledge = self.shared.opts.h2c;
+        let downstream = HttpServerSession::new(stream, peer, opts, shutdown.clone());
+        if let Some(h1) = self.serve_http1(downstream).await {
+            // The client opened with the HTTP/2 preface: serve the rest as HTTP/2.
+            let peer = h1.peer().clone();
+            let (stream, read) = h1.into_tunnel();
+            self.serve_h2(stream, read.freeze(), peer, shutdown).await;
+        }
     }
 }
 
 impl<P: ProxyHttp> HttpProxy<P> {
-    /// Serves the requests of an HTTP/1.x connection, one after the other.
-    async fn serve_http1(&self, downstream: HttpServerSession) {
+    /// Serves the requests of an HTTP/1.x connection, one after the other. Hands the
+    /// connection back when it turns out to be HTTP/2 with prior knowledge.
+    async fn serve_http1(&self, downstream: HttpServerSession) -> Option<HttpServerSession> {
         let mut session = Session::new(ServerSession::H1(downstream));
         loop {
-            let Some(h1) = session.downstream.as_http1_mut() else {
-                return;
-            };
+            let h1 = session.downstream.as_http1_mut()?;
             match h1.read_request().await {
                 Ok(NextRequest::Request) => {}
-                Ok(NextRequest::Closed) => return,
+                Ok(NextRequest::Closed) => return None,
+                Ok(NextRequest::Http2) => return session.into_downstream().into_http1(),
                 Err(e) => {
-                    bad_request(h1, e).await;
-                    return;
+                    if let Some(status) = bad_request(h1, &e).await {
+                        self.shared.inner.request_rejected(h1.peer(), status, &e);
+                    }
+                    return None;
                 }
             }
             match self.serve_request(&mut session).await {
@@ -219,37 +235,85 @@ impl<P: ProxyHttp> HttpProxy<P> {
                     if let Some(h1) = session.downstream.as_http1_mut() {
                         h1.shutdown().await;
                     }
-                    return;
+                    return None;
                 }
                 AfterRequest::Tunnel(upstream) => {
                     if let Some(h1) = session.into_downstream().into_http1() {
                         tunnel::run(h1, *upstream).await;
                     }
-                    return;
+                    return None;
                 }
             }
         }
     }
+
+    /// Serves an HTTP/2 connection: each stream is a request of its own, served on a
+    /// task of its own, until the client or a drain ends the connection. `prefix` holds
+    /// bytes already read from `stream`.
+    async fn serve_h2(
+        &self,
+        stream: Stream,
+        prefix: Bytes,
+        peer: PeerAddr,
+        shutdown: ShutdownWatch,
+    ) {
+        let opts = self.shared.opts.downstream_h2;
+        let mut conn =
+            match H2ServerConnection::handshake(stream, prefix, peer, opts, shutdown).await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    log::debug!("HTTP/2 handshake failed: {e}");
+                    return;
+                }
+            };
+        let mut requests = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                next = conn.accept() => match next {
+                    Some(Ok(stream)) => {
+                        let proxy = self.clone();
+                        requests.spawn(async move { proxy.serve_h2_stream(stream).await });
+                    }
+                    Some(Err(e)) => log::debug!("client {}: HTTP/2 connection failed: {e}", conn.peer()),
+                    None => break,
+                },
+                Some(_) = requests.join_next(), if !requests.is_empty() => {}
+            }
+        }
+        // The connection is over; streams still running end with its errors.
+        while requests.join_next().await.is_some() {}
+    }
+
+    async fn serve_h2_stream(&self, stream: H2ServerStream) {
+        let mut session = Session::new(ServerSession::H2(stream));
+        // One stream, one request: nothing to keep, and no tunnel over HTTP/2.
+        let _ = self.serve_request(&mut session).await;
+    }
 }
 
-/// Answers a request that could not be read (400, 431, 408) and logs why.
-async fn bad_request(downstream: &mut HttpServerSession, e: Error) {
+/// Answers a request that could not be read (400, 431, 408), logs why and closes the
+/// connection; returns the status the request was rejected with (None when the client
+/// just went away).
+async fn bad_request(downstream: &mut HttpServerSession, e: &Error) -> Option<http::StatusCode> {
     let quiet = matches!(
         e.kind,
         ErrorKind::ConnectionClosed | ErrorKind::ConnectionReset
     );
     if quiet {
         log::debug!("client {}: {e}", downstream.peer());
-        return;
+        return None;
     }
-    let status = crate::status::for_error(&e);
+    let status = crate::status::for_error(e);
     log::warn!(
         "client {}: bad request, answered {}: {e}",
         downstream.peer(),
         status.as_u16()
     );
-    if e.kind != ErrorKind::ReadTimeout || downstream.requests_served() == 0 {
+    // A keep-alive connection that went quiet mid-head is just closed.
+    let answered = e.kind != ErrorKind::ReadTimeout || downstream.requests_served() == 0;
+    if answered {
         let _ = downstream.respond_error(status).await;
     }
     downstream.shutdown().await;
+    answered.then_some(status)
 }

@@ -236,19 +236,6 @@ fn discovery_mistakes_name_the_key_and_line() {
 }
 
 #[test]
-fn discovery_refuses_tls_for_now() {
-    assert_err(
-        &upstream(
-            "        discovery: { type: dns, name: a.b, port: 1 }\n        tls: { sni: a.b }\n",
-        ),
-        Invalid,
-        10,
-        "services[0].upstreams.api.tls",
-        "not available yet for an upstream with `discovery`",
-    );
-}
-
-#[test]
 fn discovery_needs_the_lb_feature() {
     let yaml = upstream("        discovery: { type: dns, name: a.b, port: 1 }\n");
     let opts = ValidateOptions {

@@ -5,13 +5,19 @@ use http::HeaderMap;
 
 use super::v1::client::{ClientTimeouts, HttpClientSession};
 use super::v1::BodyFraming;
+use super::v2::client::H2ClientStream;
 use super::{RequestHeader, ResponseHeader};
 use crate::error::Result;
 
 /// The upstream side of one request: an HTTP/1.x connection, or one HTTP/2 stream.
+// Held by value for one exchange: boxing the larger variant would cost an allocation
+// per request and save nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum ClientSession {
     /// An exchange on an HTTP/1.x connection (pooled whole once it is over).
     H1(HttpClientSession),
+    /// One stream of a shared HTTP/2 connection.
+    H2(H2ClientStream),
 }
 
 /// Runs `$body` with `$s` bound to the session of whichever version `$self` is.
@@ -19,6 +25,7 @@ macro_rules! each_version {
     ($self:expr, $s:ident => $body:expr) => {
         match $self {
             ClientSession::H1($s) => $body,
+            ClientSession::H2($s) => $body,
         }
     };
 }
@@ -28,6 +35,7 @@ impl ClientSession {
     pub fn into_http1(self) -> Option<HttpClientSession> {
         match self {
             ClientSession::H1(s) => Some(s),
+            ClientSession::H2(_) => None,
         }
     }
 

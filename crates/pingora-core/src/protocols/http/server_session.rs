@@ -11,6 +11,7 @@ use http::{HeaderMap, StatusCode, Version};
 use super::detached::DetachedRequest;
 use super::v1::server::HttpServerSession;
 use super::v1::BodyFraming;
+use super::v2::server::H2ServerStream;
 use super::{RequestHeader, ResponseHeader};
 use crate::error::Result;
 use crate::protocols::PeerAddr;
@@ -23,6 +24,8 @@ use crate::protocols::PeerAddr;
 pub enum ServerSession {
     /// A request on an HTTP/1.x connection.
     H1(HttpServerSession),
+    /// A request on one stream of an HTTP/2 connection.
+    H2(H2ServerStream),
     /// A request the proxy makes itself, with no client waiting (its response is dropped).
     Detached(DetachedRequest),
 }
@@ -32,6 +35,7 @@ macro_rules! each_version {
     ($self:expr, $s:ident => $body:expr) => {
         match $self {
             ServerSession::H1($s) => $body,
+            ServerSession::H2($s) => $body,
             ServerSession::Detached($s) => $body,
         }
     };
@@ -164,6 +168,7 @@ impl ServerSession {
     pub fn requests_served(&self) -> u64 {
         match self {
             ServerSession::H1(s) => s.requests_served(),
+            ServerSession::H2(s) => s.requests_served(),
             ServerSession::Detached(_) => 1,
         }
     }

@@ -29,6 +29,9 @@ pub struct ServerSessionOptions {
     pub keepalive_timeout: Duration,
     /// Most time for one write to the client to complete.
     pub write_timeout: Duration,
+    /// Recognise the HTTP/2 preface at the start of a connection and report
+    /// [`NextRequest::Http2`] instead of answering 400.
+    pub h2c_prior_knowledge: bool,
 }
 
 impl Default for ServerSessionOptions {
@@ -39,6 +42,7 @@ impl Default for ServerSessionOptions {
             body_timeout: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(75),
             write_timeout: Duration::from_secs(60),
+            h2c_prior_knowledge: false,
         }
     }
 }
@@ -48,11 +52,43 @@ const DISCARD_LIMIT: u64 = 64 * 1024;
 /// Most time spent doing so.
 const DISCARD_TIME: Duration = Duration::from_secs(1);
 
+/// The bytes an HTTP/2 client opens a connection with (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How far the start of a connection matches the HTTP/2 preface.
+enum Preface {
+    /// All of it is there.
+    Complete,
+    /// What arrived so far is a start of it.
+    Partial,
+    /// It is not an HTTP/2 connection.
+    Absent,
+}
+
+fn h2c_preface(buf: &[u8]) -> Preface {
+    if buf.len() >= H2_PREFACE.len() {
+        if buf.starts_with(H2_PREFACE) {
+            Preface::Complete
+        } else {
+            Preface::Absent
+        }
+    } else if H2_PREFACE.starts_with(buf) {
+        Preface::Partial
+    } else {
+        Preface::Absent
+    }
+}
+
 /// What reading the next request produced.
 #[derive(Debug)]
 pub enum NextRequest {
     /// A request head was read; see [`HttpServerSession::req_header`].
     Request,
+    /// The client opened the connection with the HTTP/2 preface (h2c with prior
+    /// knowledge; only when [`ServerSessionOptions::h2c_prior_knowledge`] is set). Take
+    /// the stream and the bytes read so far, preface included, with
+    /// [`HttpServerSession::into_tunnel`] and serve them as HTTP/2.
+    Http2,
     /// The connection ended cleanly between requests (closed, idle timeout, or shutdown).
     Closed,
 }
@@ -125,8 +161,19 @@ impl HttpServerSession {
         let mut started: Option<Instant> = None;
         loop {
             if !self.buf.is_empty() {
-                if let Some(req) = parse_request(&mut self.buf, &self.opts.limits)? {
-                    return self.begin_exchange(req);
+                let preface = if self.requests == 0 && self.opts.h2c_prior_knowledge {
+                    h2c_preface(&self.buf)
+                } else {
+                    Preface::Absent
+                };
+                match preface {
+                    Preface::Complete => return Ok(NextRequest::Http2),
+                    Preface::Partial => {}
+                    Preface::Absent => {
+                        if let Some(req) = parse_request(&mut self.buf, &self.opts.limits)? {
+                            return self.begin_exchange(req);
+                        }
+                    }
                 }
                 started.get_or_insert_with(Instant::now);
             }
@@ -578,4 +625,27 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 fn placeholder_request() -> &'static RequestHeader {
     static PLACEHOLDER: std::sync::OnceLock<RequestHeader> = std::sync::OnceLock::new();
     PLACEHOLDER.get_or_init(|| RequestHeader::new(Method::GET, http::Uri::from_static("/")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_the_http2_preface_whole_and_in_part() {
+        assert!(matches!(h2c_preface(H2_PREFACE), Preface::Complete));
+        let mut more = H2_PREFACE.to_vec();
+        more.extend_from_slice(b"\x00\x00\x12\x04");
+        assert!(matches!(h2c_preface(&more), Preface::Complete));
+        assert!(matches!(h2c_preface(b"PRI * HT"), Preface::Partial));
+        assert!(matches!(h2c_preface(b"P"), Preface::Partial));
+        assert!(matches!(
+            h2c_preface(b"POST / HTTP/1.1\r\n"),
+            Preface::Absent
+        ));
+        assert!(matches!(
+            h2c_preface(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n"),
+            Preface::Absent
+        ));
+    }
 }
