@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use pingora_config::{AccessLogConf, AccessLogFormat};
+use pingora_core::protocols::PeerAddr;
 use pingora_proxy::Session;
 
 use crate::metrics::{Finished, RouteSlot};
@@ -254,9 +255,22 @@ impl ServiceAccessLog {
         let Some(tx) = self.log.inner.queue.get() else {
             return;
         };
+        self.send(tx, &Fields::new(session, done), done);
+    }
+
+    /// Queues the line of a request rejected from `client` before it could be read
+    /// (method, path and version are `-`).
+    pub fn write_rejected(&self, client: &PeerAddr, done: &Finished) {
+        let Some(tx) = self.log.inner.queue.get() else {
+            return;
+        };
+        self.send(tx, &Fields::rejected(client), done);
+    }
+
+    fn send(&self, tx: &SyncSender<Msg>, fields: &Fields<'_>, done: &Finished) {
         let line = match self.log.inner.format {
-            AccessLogFormat::Text => text_line(&self.service, session, done),
-            AccessLogFormat::Json => json_line(&self.service, session, done),
+            AccessLogFormat::Text => text_line(&self.service, fields, done),
+            AccessLogFormat::Json => json_line(&self.service, fields, done),
         };
         if tx.try_send(Msg::Line(line)).is_err() {
             self.log.inner.dropped.fetch_add(1, Ordering::Relaxed);
@@ -295,6 +309,21 @@ impl<'a> Fields<'a> {
             route: route_label(done.route),
         }
     }
+
+    fn rejected(client: &PeerAddr) -> Fields<'static> {
+        Fields {
+            time: crate::log::utc_timestamp(SystemTime::now()),
+            client: client.to_string(),
+            method: "-",
+            path: "-",
+            version: "-",
+            referer: None,
+            user_agent: None,
+            upstream: None,
+            upstream_status: None,
+            route: route_label(RouteSlot::Rejected),
+        }
+    }
 }
 
 fn version_str(v: http::Version) -> &'static str {
@@ -312,6 +341,7 @@ fn route_label(route: RouteSlot) -> String {
         RouteSlot::Route(i) => i.to_string(),
         RouteSlot::Health => "health_path".to_string(),
         RouteSlot::Unmatched => "unmatched".to_string(),
+        RouteSlot::Rejected => "rejected".to_string(),
     }
 }
 
@@ -321,8 +351,7 @@ fn error_label(done: &Finished) -> Option<&'static str> {
 
 /// `CLIENT - - [TIME] "METHOD PATH VERSION" STATUS BYTES_OUT "REFERER" "USER_AGENT"`
 /// followed by `key=value` fields.
-fn text_line(service: &str, session: &Session, done: &Finished) -> String {
-    let f = Fields::new(session, done);
+fn text_line(service: &str, f: &Fields<'_>, done: &Finished) -> String {
     let mut s = String::with_capacity(256);
     let _ = write!(s, "{} - - [{}] \"", f.client, f.time);
     escape_text(&mut s, f.method.as_bytes());
@@ -370,8 +399,7 @@ fn text_line(service: &str, session: &Session, done: &Finished) -> String {
 }
 
 /// One JSON object; absent values are `null`.
-fn json_line(service: &str, session: &Session, done: &Finished) -> String {
-    let f = Fields::new(session, done);
+fn json_line(service: &str, f: &Fields<'_>, done: &Finished) -> String {
     let mut s = String::with_capacity(320);
     let str_field = |s: &mut String, key: &str, value: Option<&[u8]>| {
         let _ = write!(s, "\"{key}\":");

@@ -21,6 +21,9 @@ pub enum RouteSlot {
     /// No route matched (label `unmatched`).
     #[default]
     Unmatched,
+    /// The request could not be read and was answered 400/408/431 before routing
+    /// (label `rejected`).
+    Rejected,
 }
 
 /// The `status_class` label values, indexed by [`status_class_index`].
@@ -100,6 +103,21 @@ impl Finished {
             bytes_out,
             error: error.map(|e| (e.kind, e.side)),
             upstream_reused: session.upstream_reused(),
+            cache_status: None,
+        }
+    }
+
+    /// Sums up a request rejected with `status` before it could be read in full.
+    pub fn rejected(status: u16, error: &Error) -> Finished {
+        Finished {
+            route: RouteSlot::Rejected,
+            status: Some(status),
+            total: Duration::ZERO,
+            upstream: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            error: Some((error.kind, error.side)),
+            upstream_reused: None,
             cache_status: None,
         }
     }
@@ -318,6 +336,7 @@ impl Metrics {
         let mut route_labels: Vec<String> = (0..routes).map(|r| r.to_string()).collect();
         route_labels.push("health_path".to_string());
         route_labels.push("unmatched".to_string());
+        route_labels.push("rejected".to_string());
         let requests = route_labels
             .iter()
             .map(|route| {
@@ -418,12 +437,16 @@ impl ServiceMetrics {
         let slot = match done.route {
             RouteSlot::Route(r) if r < self.routes => r,
             RouteSlot::Health => self.routes,
+            RouteSlot::Rejected => self.routes + 2,
             _ => self.routes + 1,
         };
         if let Some(row) = self.requests.get(slot) {
             row[status_class_index(done.status)].inc();
         }
-        self.duration.observe(done.total.as_secs_f64());
+        if done.route != RouteSlot::Rejected {
+            // A rejected request has no start to measure from.
+            self.duration.observe(done.total.as_secs_f64());
+        }
         self.bytes_in.inc_by(done.bytes_in);
         self.bytes_out.inc_by(done.bytes_out);
         if let Some(st) = done.cache_status {

@@ -6,6 +6,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::StatusCode;
 use pingora_core::connector::HttpPeer;
+use pingora_core::protocols::PeerAddr;
 use pingora_core::{Error, ErrorKind, Result, Side};
 use pingora_proxy::{ProxyHttp, RequestHeader, ResponseHeader, Session};
 
@@ -297,6 +298,16 @@ impl ProxyHttp for RouterProxy {
     ) -> Result<()> {
         ctx.upstream_head_at = Some(Instant::now());
         Ok(())
+    }
+
+    fn request_rejected(&self, client: &PeerAddr, status: StatusCode, error: &Error) {
+        let done = Finished::rejected(status.as_u16(), error);
+        if let Some(metrics) = &self.metrics {
+            metrics.record(&done);
+        }
+        if let Some(log) = &self.access_log {
+            log.write_rejected(client, &done);
+        }
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {

@@ -631,3 +631,48 @@ services:
     assert_eq!(status(&after, "HIT"), 2.0);
     assert_eq!(origin.requests(), 1);
 }
+
+#[test]
+fn rejected_requests_are_logged_and_counted() {
+    let origin = Origin::start(|_| Reply::ok("hello"));
+    let (proxy, admin) = start_with_admin(
+        Setup::new(origin.addr()).top("access_log: { path: \"{dir}/access.log\", format: json }"),
+    );
+    let log = proxy.process.dir().join("access.log");
+    let mut answers = Vec::new();
+    for raw in [
+        // Content-Length together with Transfer-Encoding.
+        "GET /smuggle HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+            .to_string(),
+        // A head far past the size limit.
+        format!(
+            "GET /big HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+            "x".repeat(64 * 1024)
+        ),
+    ] {
+        let mut client = test_support::RawClient::connect(proxy.addr).expect("connect");
+        client.set_read_timeout(EXCHANGE_TIMEOUT).expect("timeout");
+        client.send(raw.as_bytes()).expect("send");
+        answers.push(client.read_response().expect("an answer").status);
+    }
+    assert_eq!(answers, [400, 431]);
+    assert_eq!(get(proxy.addr, "/fine").unwrap().status, 200);
+
+    let lines = wait_for_lines(&log, 3);
+    let parsed: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    for (line, status) in parsed[..2].iter().zip([400, 431]) {
+        assert_eq!(line["status"], status, "{line}");
+        assert_eq!(line["route"], "rejected", "{line}");
+        assert_eq!(line["method"], "-", "{line}");
+        assert!(line["error"].is_string(), "{line}");
+        assert!(line["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    }
+    assert_eq!(parsed[2]["path"], "/fine");
+
+    let scrape = Scrape::take(admin);
+    assert_eq!(requests(&scrape, "rejected", "4xx"), 2.0);
+    assert_eq!(requests(&scrape, "1", "2xx"), 1.0);
+}
