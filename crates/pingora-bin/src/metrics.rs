@@ -31,10 +31,12 @@ const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
 
 /// Error kinds that get their own `kind` label in `pingora_upstream_errors_total`;
 /// any other upstream failure is counted as `other`.
-const UPSTREAM_ERROR_KINDS: [ErrorKind; 10] = [
+const UPSTREAM_ERROR_KINDS: [ErrorKind; 12] = [
     ErrorKind::ConnectRefused,
     ErrorKind::ConnectTimeout,
     ErrorKind::ConnectError,
+    ErrorKind::TlsHandshake,
+    ErrorKind::H2StreamRefused,
     ErrorKind::ReadTimeout,
     ErrorKind::WriteTimeout,
     ErrorKind::ConnectionClosed,
@@ -524,19 +526,30 @@ mod tests {
             None,
             Some((ErrorKind::ConnectionClosed, Side::Downstream)),
         ));
+        s.record(&finished(
+            RouteSlot::Route(0),
+            Some(502),
+            Some((ErrorKind::TlsHandshake, Side::Upstream)),
+        ));
+        s.record(&Finished::rejected(
+            431,
+            &Error::new(ErrorKind::HeadTooLarge, Side::Downstream, "too large"),
+        ));
         let t = text(&m);
         for line in [
             r#"pingora_requests_total{route="1",service="web",status_class="2xx"} 2"#,
             r#"pingora_requests_total{route="health_path",service="web",status_class="2xx"} 1"#,
             r#"pingora_requests_total{route="unmatched",service="web",status_class="4xx"} 1"#,
-            r#"pingora_requests_total{route="0",service="web",status_class="5xx"} 1"#,
+            r#"pingora_requests_total{route="0",service="web",status_class="5xx"} 2"#,
+            r#"pingora_requests_total{route="rejected",service="web",status_class="4xx"} 1"#,
             r#"pingora_requests_total{route="0",service="web",status_class="none"} 1"#,
             r#"pingora_requests_total{route="0",service="web",status_class="2xx"} 0"#,
             r#"pingora_upstream_errors_total{kind="connect_refused",service="web"} 1"#,
             r#"pingora_upstream_errors_total{kind="connection_closed",service="web"} 0"#,
-            r#"pingora_request_body_bytes_total{service="web"} 60"#,
-            r#"pingora_response_body_bytes_total{service="web"} 120"#,
-            r#"pingora_request_duration_seconds_count{service="web"} 6"#,
+            r#"pingora_upstream_errors_total{kind="tls_handshake",service="web"} 1"#,
+            r#"pingora_request_body_bytes_total{service="web"} 70"#,
+            r#"pingora_response_body_bytes_total{service="web"} 140"#,
+            r#"pingora_request_duration_seconds_count{service="web"} 7"#,
         ] {
             assert!(t.lines().any(|l| l == line), "missing {line} in\n{t}");
         }
