@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 
-use super::io::{read_more, write_all, BODY_CHUNK, HEAD_CHUNK};
+use super::io::{read_more, write_all, write_all_taking_replies, BODY_CHUNK, HEAD_CHUNK};
 use super::{
     parse_response, response_framing, wants_keepalive, write_request_head, BodyDecoder,
     BodyEncoder, BodyEvent, BodyFraming, HeadLimits,
@@ -143,9 +143,12 @@ impl HttpClientSession {
             IoSlice::new(data),
             IoSlice::new(frame.suffix()),
         ];
-        write_all(
+        // The server may answer before it has read the whole body: take its answer in
+        // while it does not read, rather than both sides waiting on each other.
+        write_all_taking_replies(
             &mut self.stream,
             &mut bufs,
+            &mut self.buf,
             self.timeouts.write,
             Side::Upstream,
         )

@@ -1,10 +1,12 @@
 //! Buffered reads and writes with timeouts, shared by the server and client sessions.
 
 use std::io::IoSlice;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use crate::error::{Error, ErrorKind, Result, Side};
 use crate::protocols::stream::{write_all_vectored, Stream};
@@ -56,6 +58,66 @@ pub(crate) async fn write_all(
     side: Side,
 ) -> Result<()> {
     match tokio::time::timeout(timeout, write_all_vectored(stream, bufs)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Error::from_io(side, "writing", e)),
+        Err(_) => Err(Error::new(
+            ErrorKind::WriteTimeout,
+            side,
+            format!("write blocked for {}ms", timeout.as_millis()),
+        )),
+    }
+}
+
+/// Most bytes [`write_all_taking_replies`] takes in while a write is blocked.
+pub(crate) const REPLY_INBOX_MAX: usize = 1024 * 1024;
+
+/// Like [`write_all`], but while the peer does not take our bytes, takes in what it
+/// sends meanwhile (into `inbox`, up to [`REPLY_INBOX_MAX`] bytes in it), so that a peer
+/// that answers while it reads (an echo, a streaming service) is never stuck writing
+/// to us while we are stuck writing to it. Only for plain TCP and unix streams; over
+/// TLS it is [`write_all`].
+pub(crate) async fn write_all_taking_replies(
+    stream: &mut Stream,
+    bufs: &mut [IoSlice<'_>],
+    inbox: &mut BytesMut,
+    timeout: Duration,
+    side: Side,
+) -> Result<()> {
+    if stream.is_tls() {
+        return write_all(stream, bufs, timeout, side).await;
+    }
+    let work = async {
+        let mut bufs = bufs;
+        IoSlice::advance_slices(&mut bufs, 0);
+        let mut reading = true;
+        let mut scratch = [0u8; 16 * 1024];
+        while !bufs.is_empty() {
+            let n = std::future::poll_fn(|cx| loop {
+                if let Poll::Ready(r) = Pin::new(&mut *stream).poll_write_vectored(cx, bufs) {
+                    return Poll::Ready(r);
+                }
+                if !reading || inbox.len() >= REPLY_INBOX_MAX {
+                    return Poll::Pending;
+                }
+                let room = scratch.len().min(REPLY_INBOX_MAX - inbox.len());
+                let mut rb = ReadBuf::new(&mut scratch[..room]);
+                match Pin::new(&mut *stream).poll_read(cx, &mut rb) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(())) if rb.filled().is_empty() => reading = false,
+                    Poll::Ready(Ok(())) => inbox.extend_from_slice(rb.filled()),
+                    // Left for the next read of the response to report.
+                    Poll::Ready(Err(_)) => reading = false,
+                }
+            })
+            .await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            IoSlice::advance_slices(&mut bufs, n);
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(timeout, work).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(Error::from_io(side, "writing", e)),
         Err(_) => Err(Error::new(
