@@ -6,6 +6,7 @@ use http::{header, StatusCode, Version};
 use pingora_core::connector::HttpPeer;
 use pingora_core::protocols::http::v1::client::HttpClientSession;
 use pingora_core::protocols::http::v1::{is_upgrade_request, BodyFraming};
+use pingora_core::protocols::http::v2::H2BodyWriter;
 use pingora_core::protocols::http::ClientSession;
 use pingora_core::protocols::http::{RequestHeader, ResponseHeader};
 use pingora_core::{Error, ErrorKind, Result, Side};
@@ -196,6 +197,13 @@ impl<'a, P: ProxyHttp> Exchange<'a, P> {
         if !req_done {
             self.session.downstream.send_continue().await?;
         }
+        // Towards HTTP/2 the body goes out through its own writer, piece by piece as
+        // the window allows, while the response is read.
+        let mut h2_out = if req_done {
+            None
+        } else {
+            up.take_body_writer().map(H2BodyOut::new)
+        };
         let mut resp = loop {
             tokio::select! {
                 biased;
@@ -211,9 +219,13 @@ impl<'a, P: ProxyHttp> Exchange<'a, P> {
                     }
                     break head;
                 }
-                r = self.session.downstream.read_body(), if !req_done => {
+                r = self.session.downstream.read_body(), if !req_done && H2BodyOut::can_take(&h2_out) => {
                     self.body_started = true;
-                    req_done = self.forward_request_body(up, r?).await?;
+                    req_done = self.take_request_body(up, &mut h2_out, r?).await?;
+                }
+                r = H2BodyOut::send(&mut h2_out), if H2BodyOut::has_pending(&h2_out) => {
+                    r?;
+                    req_done = self.finish_h2_body(&mut h2_out)?;
                 }
             }
         };
@@ -280,24 +292,71 @@ impl<'a, P: ProxyHttp> Exchange<'a, P> {
                         break;
                     }
                 }
-                r = self.session.downstream.read_body(), if !req_done => {
+                r = self.session.downstream.read_body(), if !req_done && H2BodyOut::can_take(&h2_out) => {
                     self.body_started = true;
-                    match self.forward_request_body(up, r?).await {
-                        Ok(done) => req_done = done,
-                        Err(e) if e.side == Side::Upstream => {
-                            // The upstream stopped reading the body but is answering:
-                            // let its response through, then close both connections.
-                            log::debug!("upstream stopped reading the request body: {e}");
-                            up.set_no_reuse();
-                            self.session.downstream.set_keepalive(false);
-                            req_done = true;
-                        }
-                        Err(e) => return Err(e),
-                    }
+                    let sent = self.take_request_body(up, &mut h2_out, r?).await;
+                    req_done = self.upstream_took_body(up, sent)?;
+                }
+                r = H2BodyOut::send(&mut h2_out), if H2BodyOut::has_pending(&h2_out) => {
+                    let sent = r.and_then(|()| self.finish_h2_body(&mut h2_out));
+                    req_done = self.upstream_took_body(up, sent)?;
                 }
             }
         }
         Ok(ExchangeEnd::Done)
+    }
+
+    /// Whether the request body is all sent, after an attempt to send more of it. An
+    /// upstream that stopped reading the body is answering anyway: its response goes
+    /// through, then both connections close.
+    fn upstream_took_body(&mut self, up: &mut ClientSession, sent: Result<bool>) -> Result<bool> {
+        match sent {
+            Ok(done) => Ok(done),
+            Err(e) if e.side == Side::Upstream => {
+                log::debug!("upstream stopped reading the request body: {e}");
+                up.set_no_reuse();
+                self.session.downstream.set_keepalive(false);
+                Ok(true)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes one piece of request body from the client: sent at once through `up`
+    /// (HTTP/1.x), or left in `h2_out` to be sent as the window allows (HTTP/2).
+    /// True once the body ended and was sent.
+    async fn take_request_body(
+        &mut self,
+        up: &mut ClientSession,
+        h2_out: &mut Option<H2BodyOut>,
+        chunk: Option<Bytes>,
+    ) -> Result<bool> {
+        let Some(out) = h2_out.as_mut() else {
+            return self.forward_request_body(up, chunk).await;
+        };
+        let end = chunk.is_none();
+        let mut chunk = chunk;
+        self.proxy
+            .phases()
+            .request_body_filter(self.session, &mut chunk, end, self.ctx)
+            .await?;
+        if let Some(data) = chunk {
+            out.pending = data;
+        }
+        out.ended = end;
+        self.finish_h2_body(h2_out)
+    }
+
+    /// Ends the HTTP/2 request body once the client's ended and all of it was sent;
+    /// true then.
+    fn finish_h2_body(&self, h2_out: &mut Option<H2BodyOut>) -> Result<bool> {
+        match h2_out {
+            Some(out) if out.ended && out.pending.is_empty() => {
+                out.writer.finish(self.session.downstream.req_trailers())?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// Runs the body filter on one piece of request body and sends it upstream;
@@ -355,6 +414,43 @@ impl<'a, P: ProxyHttp> Exchange<'a, P> {
                 cache.on_response_head(self.proxy.phases(), self.session, self.ctx, resp)
             }
             None => false,
+        }
+    }
+}
+
+/// The request body on its way to an HTTP/2 upstream.
+struct H2BodyOut {
+    writer: H2BodyWriter,
+    /// Taken from the client, not yet sent.
+    pending: Bytes,
+    /// The client's body ended: the stream ends once `pending` is sent.
+    ended: bool,
+}
+
+impl H2BodyOut {
+    fn new(writer: H2BodyWriter) -> Self {
+        H2BodyOut {
+            writer,
+            pending: Bytes::new(),
+            ended: false,
+        }
+    }
+
+    /// Whether another piece may be taken from the client (HTTP/1.x: always).
+    fn can_take(out: &Option<H2BodyOut>) -> bool {
+        out.as_ref()
+            .is_none_or(|o| o.pending.is_empty() && !o.ended)
+    }
+
+    fn has_pending(out: &Option<H2BodyOut>) -> bool {
+        out.as_ref().is_some_and(|o| !o.pending.is_empty())
+    }
+
+    /// Sends what the window allows of the pending piece. Cancel-safe.
+    async fn send(out: &mut Option<H2BodyOut>) -> Result<()> {
+        match out {
+            Some(o) => o.writer.send_some(&mut o.pending).await,
+            None => std::future::pending().await,
         }
     }
 }

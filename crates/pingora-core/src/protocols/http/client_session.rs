@@ -5,6 +5,7 @@ use http::HeaderMap;
 
 use super::v1::client::{ClientTimeouts, HttpClientSession};
 use super::v1::BodyFraming;
+use super::v2::body_writer::H2BodyWriter;
 use super::v2::client::H2ClientStream;
 use super::{RequestHeader, ResponseHeader};
 use crate::error::Result;
@@ -36,6 +37,16 @@ impl ClientSession {
         match self {
             ClientSession::H1(s) => Some(s),
             ClientSession::H2(_) => None,
+        }
+    }
+
+    /// For HTTP/2, the sending half of the request body, taken out so that the body
+    /// can be sent while the response is read (see [`H2BodyWriter`]); None for
+    /// HTTP/1.x, whose body goes through [`ClientSession::write_body`].
+    pub fn take_body_writer(&mut self) -> Option<H2BodyWriter> {
+        match self {
+            ClientSession::H1(_) => None,
+            ClientSession::H2(s) => s.take_body_writer(),
         }
     }
 

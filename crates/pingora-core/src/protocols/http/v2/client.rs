@@ -28,6 +28,7 @@ use h2::{Reason, RecvStream, SendStream};
 use http::HeaderMap;
 use tokio::sync::watch;
 
+use super::body_writer::H2BodyWriter;
 use super::convert::{request_to_h2, response_from_h2};
 use super::flow::{self, h2_error, FlowError};
 use super::io::{FrameObserver, FrameWatch};
@@ -506,6 +507,15 @@ impl H2ClientStream {
         };
         let r = flow::send_data(send, data, self.timeouts.write).await;
         r.map_err(|e| self.flow_failure("writing the request body", e))
+    }
+
+    /// Takes the sending half of the request body out of the stream (after the request
+    /// head, before the body ended), so that the body can be sent while the response
+    /// is read. The stream then only reads.
+    pub fn take_body_writer(&mut self) -> Option<H2BodyWriter> {
+        let send = self.send.take()?;
+        self.req_done = true;
+        Some(H2BodyWriter::new(send, self.timeouts.write))
     }
 
     /// Ends the request body: with `trailers` when there are any, else END_STREAM.

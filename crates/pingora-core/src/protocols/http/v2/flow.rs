@@ -15,7 +15,7 @@ use http::HeaderMap;
 use crate::error::{Error, ErrorKind, Side};
 
 /// Most window asked for at once while sending one piece of body.
-const MAX_RESERVE: usize = 1 << 20;
+pub(crate) const MAX_RESERVE: usize = 1 << 20;
 
 /// Why moving body bytes failed, before it is told apart per side.
 #[derive(Debug)]
@@ -47,8 +47,8 @@ pub(crate) async fn send_data(
     Ok(())
 }
 
-/// Waits until `send` has window (the amount granted), or the stream ends.
-async fn wait_capacity(send: &mut SendStream<Bytes>) -> Result<usize, FlowError> {
+/// Waits until `send` has window (the amount granted), or the stream ends. Cancel-safe.
+pub(crate) async fn wait_capacity(send: &mut SendStream<Bytes>) -> Result<usize, FlowError> {
     poll_fn(|cx| loop {
         let cap = send.capacity();
         if cap > 0 {

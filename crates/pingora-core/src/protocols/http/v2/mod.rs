@@ -13,6 +13,7 @@
 //! [`server::H2ServerConnection::handshake`] as its `prefix`; the bytes are replayed
 //! to `h2` before the rest of the stream.
 
+pub mod body_writer;
 pub mod client;
 pub mod convert;
 mod flow;
@@ -29,6 +30,7 @@ use tokio::io::AsyncReadExt;
 use crate::error::{Error, ErrorKind, Result, Side};
 use crate::protocols::Stream;
 
+pub use body_writer::H2BodyWriter;
 pub use client::{H2ClientConnection, H2ClientOptions, H2ClientStream};
 pub use keepalive::KeepalivePing;
 pub use pool::H2Pool;
