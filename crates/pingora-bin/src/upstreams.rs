@@ -12,6 +12,7 @@ use pingora_config::{
     LbAlgorithm, UpstreamConf,
 };
 use pingora_core::connector::{HttpPeer, PeerAddress, PeerOptions};
+use pingora_core::protocols::tls::UpstreamTls;
 use pingora_lb::{
     read_backend_file, run_discovery, AddressFamily, Algorithm, Backend, BackendId, Discovery,
     DnsDiscovery, DnsDiscoveryOptions, DnsQuery, FileDiscovery, HealthCheck, HealthCheckKind,
@@ -109,6 +110,8 @@ impl Upstream {
             LbAlgorithm::P2c => Algorithm::PowerOfTwo,
         };
         let hash_key = (conf.lb == LbAlgorithm::ConsistentHash).then(|| conf.hash_key.clone());
+        // Backends spoken to over TLS are checked over TLS, with the same settings.
+        let health = (conf.health_check.as_ref()).map(|h| health_check(h, options.tls.clone()));
         let source = conf.discovery.as_ref().and_then(|d| source(&name, d));
         let (backends, peers) = match &source {
             None => {
@@ -124,7 +127,7 @@ impl Upstream {
             peers,
             lb: Arc::new(LoadBalancer::new(backends, algorithm)),
             hash_key,
-            health: conf.health_check.as_ref().map(health_check),
+            health,
             source,
         }
     }
@@ -318,7 +321,7 @@ fn first_resolution(options: &DnsDiscoveryOptions) -> Result<Vec<Backend>, Strin
     })
 }
 
-fn health_check(conf: &HealthCheckConf) -> HealthCheck {
+fn health_check(conf: &HealthCheckConf, tls: Option<Arc<UpstreamTls>>) -> HealthCheck {
     let expected = conf.expected_status();
     HealthCheck {
         kind: match conf.kind {
@@ -335,6 +338,7 @@ fn health_check(conf: &HealthCheckConf) -> HealthCheck {
             healthy_after: conf.healthy_threshold,
             unhealthy_after: conf.unhealthy_threshold,
         },
+        tls,
     }
 }
 

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use common::bin;
 use test_support::{
-    checksum, deterministic_checksum, free_addr, run_command, ByteStream, CommandOutput, Origin,
-    ProxyProcess, Reply, TestCa, TestDir, TlsClient, TlsClientConfig, TlsFront, LARGE_STREAM_SEED,
+    checksum, deterministic_checksum, free_addr, run_command, wait_until, ByteStream,
+    CommandOutput, Origin, ProxyProcess, Reply, TestCa, TestDir, TlsClient, TlsClientConfig,
+    TlsFront, LARGE_STREAM_SEED,
 };
 
 /// Longest any curl or pingora command here may run.
@@ -332,6 +333,40 @@ fn upstream_tls_with_a_test_ca_and_pooled_connections() {
         listen2,
     );
     assert_eq!(get(listen2, "/server-ca").status, 200);
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn health_checks_of_a_tls_upstream_go_over_tls() {
+    let files = Files::new();
+    let origin = Origin::start(|req| Reply::ok(format!("origin saw {}", req.path)));
+    let front = TlsFront::start(origin.addr(), &files.ca.issue(&["origin.test"]));
+    let listen = free_addr();
+    let tls_and_check = format!(
+        "          sni: origin.test\n          ca_file: {}\n        health_check: {{ type: http, path: /health, interval_ms: 100, unhealthy_threshold: 1 }}\n",
+        files.ca_file().display()
+    );
+    let proxy = start(
+        &tls_upstream_yaml(listen, front.addr(), &tls_and_check, ""),
+        listen,
+    );
+    let checks = || {
+        origin
+            .received()
+            .iter()
+            .filter(|r| r.path == "/health")
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || checks() >= 3),
+        "no health checks reached the origin through TLS; front failures {:?}; log:\n{}",
+        front.failures(),
+        proxy.stderr_text()
+    );
+    assert!(front.failures().is_empty(), "{:?}", front.failures());
+    let r = get(listen, "/after-checks");
+    assert_eq!(r.status, 200, "{}", proxy.stderr_text());
+    assert_eq!(r.text(), "origin saw /after-checks");
 }
 
 #[cfg(feature = "tls")]

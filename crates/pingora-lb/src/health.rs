@@ -6,6 +6,9 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pingora_core::connector::PeerAddress;
+use pingora_core::protocols::tls::UpstreamTls;
+use pingora_core::protocols::Stream;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
@@ -71,6 +74,10 @@ pub struct HealthCheck {
     pub timeout: Duration,
     /// State change thresholds.
     pub thresholds: Thresholds,
+    /// Speak TLS to the backend (with these settings, usually the upstream's own) before
+    /// the probe: a TCP check then needs a completed handshake, an HTTP check goes over
+    /// TLS. `None`: plain.
+    pub tls: Option<Arc<UpstreamTls>>,
 }
 
 /// Most probes of one checker in progress at once.
@@ -123,7 +130,7 @@ impl HealthChecker {
             let backend = backend.clone();
             probes.spawn(async move {
                 let ok = matches!(
-                    tokio::time::timeout(check.timeout, probe(&backend.addr, &check.kind)).await,
+                    tokio::time::timeout(check.timeout, probe(&backend.addr, &check)).await,
                     Ok(true)
                 );
                 apply_result(&backend, &state, ok, check.thresholds);
@@ -152,18 +159,33 @@ fn apply_result(backend: &Backend, state: &BackendState, ok: bool, t: Thresholds
 }
 
 /// One probe of the backend at `addr`: a connection (TCP, or a unix socket for
-/// `unix:/path`) and, for HTTP, a status line with an expected status.
-async fn probe(addr: &str, kind: &HealthCheckKind) -> bool {
-    match addr.strip_prefix("unix:") {
+/// `unix:/path`), a TLS handshake when the check asks for one, and, for HTTP, a status
+/// line with an expected status.
+async fn probe(addr: &str, check: &HealthCheck) -> bool {
+    let (stream, host) = match addr.strip_prefix("unix:") {
         Some(path) => match UnixStream::connect(path).await {
-            Ok(stream) => probe_on(stream, "localhost", kind).await,
-            Err(_) => false,
+            Ok(s) => (Stream::Unix(s), "localhost"),
+            Err(_) => return false,
         },
         None => match TcpStream::connect(addr).await {
-            Ok(stream) => probe_on(stream, addr, kind).await,
-            Err(_) => false,
+            Ok(s) => (Stream::Tcp(s), addr),
+            Err(_) => return false,
         },
-    }
+    };
+    let stream = match &check.tls {
+        None => stream,
+        Some(tls) => {
+            let name = PeerAddress::parse(addr).and_then(|a| a.host());
+            match tls.connect(stream, name.as_deref(), false).await {
+                Ok(s) => s,
+                Err(e) => {
+                    log::debug!("health check of {addr}: {e}");
+                    return false;
+                }
+            }
+        }
+    };
+    probe_on(stream, host, &check.kind).await
 }
 
 async fn probe_on<S>(mut stream: S, default_host: &str, kind: &HealthCheckKind) -> bool

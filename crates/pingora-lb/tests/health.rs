@@ -101,6 +101,7 @@ fn run_with(
         interval: INTERVAL,
         timeout,
         thresholds,
+        tls: None,
     };
     tokio::spawn(HealthChecker::new(lb.clone(), check).run(async {
         let _ = rx.await;
