@@ -172,6 +172,37 @@ struct Inner {
     draining: IntGauge,
     access_log_dropped: IntCounter,
     polled: Mutex<Vec<PolledGauge>>,
+    polled_backends: Mutex<Vec<PolledBackends>>,
+}
+
+/// The backends of one upstream, listed from elsewhere each time metrics are rendered.
+struct PolledBackends {
+    /// `service` and `upstream` label values.
+    labels: [String; 2],
+    read: Box<dyn Fn() -> Vec<(String, bool)> + Send + Sync>,
+    /// The backends that have a series now.
+    shown: Vec<String>,
+}
+
+impl PolledBackends {
+    /// Sets one series per current backend, and removes those of departed ones.
+    fn update(&mut self, gauge: &IntGaugeVec) {
+        let [service, upstream] = &self.labels;
+        let now = (self.read)();
+        for gone in self
+            .shown
+            .iter()
+            .filter(|s| !now.iter().any(|(a, _)| a == *s))
+        {
+            let _ = gauge.remove_label_values(&[service, upstream, gone]);
+        }
+        for (addr, usable) in &now {
+            gauge
+                .with_label_values(&[service.as_str(), upstream.as_str(), addr.as_str()])
+                .set(i64::from(*usable));
+        }
+        self.shown = now.into_iter().map(|(a, _)| a).collect();
+    }
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(
@@ -327,6 +358,7 @@ impl Metrics {
                 draining,
                 access_log_dropped,
                 polled: Mutex::new(Vec::new()),
+                polled_backends: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -363,24 +395,24 @@ impl Metrics {
         }
     }
 
-    /// Reports whether each backend may be picked, read by `usable` at each scrape.
+    /// Reports whether each backend of `upstream` may be picked: `backends` lists the
+    /// current set at each scrape, so backends that discovery adds get a series and
+    /// those it removes lose theirs.
     pub fn poll_backend_health(
         &self,
         service: &str,
         upstream: &str,
-        backend: &str,
-        usable: impl Fn() -> bool + Send + Sync + 'static,
+        backends: impl Fn() -> Vec<(String, bool)> + Send + Sync + 'static,
     ) {
-        let gauge = self
-            .inner
-            .backend_healthy
-            .with_label_values(&[service, upstream, backend]);
-        let read = Box::new(move || i64::from(usable()));
         self.inner
-            .polled
+            .polled_backends
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(PolledGauge { gauge, read });
+            .push(PolledBackends {
+                labels: [service.to_string(), upstream.to_string()],
+                read: Box::new(backends),
+                shown: Vec::new(),
+            });
     }
 
     /// Reports the idle upstream connections of service `name`, read by `read` at each scrape.
@@ -407,6 +439,14 @@ impl Metrics {
         }
         for p in i.polled.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             p.gauge.set((p.read)());
+        }
+        for p in i
+            .polled_backends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter_mut()
+        {
+            p.update(&i.backend_healthy);
         }
         let mut out = Vec::with_capacity(8192);
         if let Err(e) = TextEncoder::new().encode(&i.registry.gather(), &mut out) {
@@ -497,6 +537,38 @@ mod tests {
 
     fn text(m: &Metrics) -> String {
         String::from_utf8(m.render(&ServerSnapshot::default())).unwrap()
+    }
+
+    #[test]
+    fn backend_series_follow_the_current_set() {
+        let m = Metrics::new().unwrap();
+        let set = Arc::new(Mutex::new(vec![
+            ("a:1".to_string(), true),
+            ("b:1".to_string(), false),
+        ]));
+        let read = Arc::clone(&set);
+        m.poll_backend_health("web", "api", move || read.lock().unwrap().clone());
+        let series = |t: &str| -> Vec<String> {
+            t.lines()
+                .filter(|l| l.starts_with("pingora_upstream_backend_healthy{"))
+                .map(String::from)
+                .collect()
+        };
+        assert_eq!(
+            series(&text(&m)),
+            [
+                r#"pingora_upstream_backend_healthy{backend="a:1",service="web",upstream="api"} 1"#,
+                r#"pingora_upstream_backend_healthy{backend="b:1",service="web",upstream="api"} 0"#,
+            ]
+        );
+        *set.lock().unwrap() = vec![("b:1".to_string(), true), ("c:1".to_string(), true)];
+        assert_eq!(
+            series(&text(&m)),
+            [
+                r#"pingora_upstream_backend_healthy{backend="b:1",service="web",upstream="api"} 1"#,
+                r#"pingora_upstream_backend_healthy{backend="c:1",service="web",upstream="api"} 1"#,
+            ]
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use pingora_proxy::Session;
 pub use pingora_lb::InFlight;
 
 /// Tells whether a backend may be picked now (for metrics).
-pub type BackendProbe = Box<dyn Fn() -> bool + Send + Sync>;
+pub type BackendProbe = Box<dyn Fn() -> Vec<(String, bool)> + Send + Sync>;
 
 /// The name `wire.rs` and `main.rs` know the background work of an upstream by.
 pub type HealthChecker = UpstreamTasks;
@@ -186,17 +186,18 @@ impl Upstream {
         }
     }
 
-    /// Each backend's address (as of now: a discovered set changes later) with a probe
-    /// telling whether it may be picked (false once it left the set).
-    pub fn backend_health(&self) -> Vec<(String, BackendProbe)> {
-        (self.lb.backends().into_iter())
-            .map(|backend| {
-                let lb = self.lb.clone();
-                let addr = backend.addr.clone();
-                let probe: BackendProbe = Box::new(move || lb.is_usable_addr(&addr));
-                (backend.addr, probe)
-            })
-            .collect()
+    /// A probe listing the backends of the current set (discovery changes it) with
+    /// whether each may be picked.
+    pub fn backend_health(&self) -> Option<BackendProbe> {
+        let lb = self.lb.clone();
+        Some(Box::new(move || {
+            (lb.backends().into_iter())
+                .map(|b| {
+                    let usable = lb.is_usable_addr(&b.addr);
+                    (b.addr, usable)
+                })
+                .collect()
+        }))
     }
 
     /// The background work of this upstream (its health checks, its discovery), if it

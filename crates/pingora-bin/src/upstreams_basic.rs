@@ -8,7 +8,7 @@ use pingora_core::connector::{HttpPeer, PeerOptions};
 use pingora_proxy::Session;
 
 /// Tells whether a backend may be picked now (for metrics).
-pub type BackendProbe = Box<dyn Fn() -> bool + Send + Sync>;
+pub type BackendProbe = Box<dyn Fn() -> Vec<(String, bool)> + Send + Sync>;
 
 /// Nothing to count without load balancing.
 #[derive(Debug)]
@@ -54,8 +54,8 @@ impl Upstream {
     pub fn connect_failed(&self, _i: usize) {}
 
     /// No backend health without load balancing.
-    pub fn backend_health(&self) -> Vec<(String, BackendProbe)> {
-        Vec::new()
+    pub fn backend_health(&self) -> Option<BackendProbe> {
+        None
     }
 
     /// No health checks without load balancing.

@@ -110,8 +110,8 @@ fn build_service(
     };
     if let Some(metrics) = metrics {
         for u in &routes.upstreams {
-            for (addr, usable) in u.backend_health() {
-                metrics.poll_backend_health(&service.name, &u.name, &addr, usable);
+            if let Some(probe) = u.backend_health() {
+                metrics.poll_backend_health(&service.name, &u.name, probe);
             }
         }
     }
