@@ -15,7 +15,7 @@ use common::{Proxy, Setup};
 use http2_support::*;
 use test_support::{
     checksum, chunked_body, deterministic_checksum, wait_until, H2Body, H2Client, H2Origin,
-    H2Request, Origin, Reply, Response, LARGE_STREAM_SEED,
+    H2Request, Origin, Reply, Response, TestCa, TestDir, TlsFront, LARGE_STREAM_SEED,
 };
 
 // ---- HTTP/1 clients in front of an HTTP/2 origin (`http2: true`) ----
@@ -134,6 +134,46 @@ fn h2_upstream_multiplexes_50_concurrent_requests_on_one_connection() {
         .collect();
     assert_eq!(origin.connections(), 1, "connections used: {conns:?}");
     assert_eq!(origin.peak_concurrent_streams(), count);
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn h2_upstream_over_tls_chosen_by_alpn() {
+    let count = 20;
+    let origin = H2Origin::start();
+    let ca = TestCa::new("h2 upstream CA");
+    let dir = TestDir::new().expect("cert dir");
+    let ca_file = ca.write(dir.path(), "ca").expect("CA file");
+    let front = TlsFront::builder(&ca.issue(&["origin.test"]))
+        .alpn(&["h2", "http/1.1"])
+        .start(origin.addr());
+    let proxy = proxy_to(
+        Setup::new(front.addr())
+            .upstream("http2: true")
+            .upstream(&format!(
+                "tls: {{ sni: origin.test, ca_file: \"{}\" }}",
+                ca_file.display()
+            )),
+    );
+    let threads = spawn_h1_gets(&proxy, count, |i| format!("/hold/{i}"));
+    let all_held = wait_until(SETTLE, || origin.held() == count);
+    origin.release_held();
+    let responses = join_all(&proxy, threads);
+    assert!(
+        all_held,
+        "only {} requests reached the origin at once",
+        origin.held()
+    );
+    for r in &responses {
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-scheme"), Some("https"));
+    }
+    // One TLS connection, h2 agreed by ALPN, carrying every request.
+    let handshakes = front.handshakes();
+    assert_eq!(handshakes.len(), 1, "{handshakes:?}");
+    assert_eq!(handshakes[0].alpn.as_deref(), Some("h2"));
+    assert_eq!(handshakes[0].server_name.as_deref(), Some("origin.test"));
+    assert_eq!(origin.connections(), 1);
 }
 
 #[test]
