@@ -222,6 +222,18 @@ fn http10_client_without_keep_alive_is_closed_after_the_response() {
 }
 
 #[test]
+fn http10_request_without_host_gets_the_upstream_as_host() {
+    let origin = framing_origin();
+    let proxy = Setup::new(origin.addr()).start();
+    let mut c = proxy.client();
+    c.send(b"GET /nohost HTTP/1.0\r\n\r\n").unwrap();
+    let r = c.read_final_response().unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "GET /nohost"));
+    let seen = origin.last_received().unwrap();
+    assert_eq!(seen.header("host"), Some(origin.addr().to_string().as_str()));
+}
+
+#[test]
 fn http10_client_with_keep_alive_keeps_its_connection() {
     let origin = framing_origin();
     let proxy = Setup::new(origin.addr()).start();

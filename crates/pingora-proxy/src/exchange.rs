@@ -2,8 +2,8 @@
 //! request head and body, stream the response back, all while both sides may talk.
 
 use bytes::Bytes;
-use http::{header, StatusCode, Version};
-use pingora_core::connector::HttpPeer;
+use http::{header, HeaderValue, StatusCode, Version};
+use pingora_core::connector::{HttpPeer, PeerAddress};
 use pingora_core::protocols::http::v1::client::HttpClientSession;
 use pingora_core::protocols::http::v1::{is_upgrade_request, BodyFraming};
 use pingora_core::protocols::http::v2::H2BodyWriter;
@@ -87,6 +87,10 @@ impl<'a, P: ProxyHttp> Exchange<'a, P> {
                 .await?;
             self.session.set_upstream(peer.address.to_string());
             if !filtered {
+                if !up_req.headers.contains_key(header::HOST) {
+                    // An HTTP/1.0 client may send none; HTTP/1.1 and HTTP/2 need one.
+                    set_host_from_peer(&mut up_req, &peer);
+                }
                 self.proxy
                     .phases()
                     .upstream_request_filter(self.session, &mut up_req, self.ctx)
@@ -416,6 +420,19 @@ impl<'a, P: ProxyHttp> Exchange<'a, P> {
             None => false,
         }
     }
+}
+
+/// Names the upstream peer in `Host` (as nginx's `proxy_pass` does): its `host:port`,
+/// or `localhost` for a unix socket.
+fn set_host_from_peer(req: &mut RequestHeader, peer: &HttpPeer) {
+    let host = match &peer.address {
+        PeerAddress::Unix(_) => HeaderValue::from_static("localhost"),
+        other => match HeaderValue::try_from(other.to_string()) {
+            Ok(v) => v,
+            Err(_) => return,
+        },
+    };
+    req.headers.insert(header::HOST, host);
 }
 
 /// The request body on its way to an HTTP/2 upstream.
