@@ -230,7 +230,10 @@ fn http10_request_without_host_gets_the_upstream_as_host() {
     let r = c.read_final_response().unwrap();
     assert_eq!((r.status, r.text().as_str()), (200, "GET /nohost"));
     let seen = origin.last_received().unwrap();
-    assert_eq!(seen.header("host"), Some(origin.addr().to_string().as_str()));
+    assert_eq!(
+        seen.header("host"),
+        Some(origin.addr().to_string().as_str())
+    );
 }
 
 #[test]
