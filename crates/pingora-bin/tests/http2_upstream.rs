@@ -15,7 +15,7 @@ use common::{Proxy, Setup};
 use http2_support::*;
 use test_support::{
     checksum, chunked_body, deterministic_checksum, wait_until, H2Body, H2Client, H2Origin,
-    H2Request, Origin, Reply, Response, TestCa, TestDir, TlsFront, LARGE_STREAM_SEED,
+    H2Request, Origin, Reply, Response, Signal, TestCa, TestDir, TlsFront, LARGE_STREAM_SEED,
 };
 
 // ---- HTTP/1 clients in front of an HTTP/2 origin (`http2: true`) ----
@@ -356,4 +356,37 @@ fn full_duplex_echo_from_an_http1_origin() {
             (200, len, deterministic_checksum(len, SEED))
         );
     }
+}
+
+// ---- Shutdown ----
+
+#[test]
+fn a_drain_lets_open_http2_streams_finish() {
+    let origin = H2Origin::start();
+    let mut proxy = h2_upstream_proxy(&origin);
+    let client = h2_client(&proxy);
+    let response = thread::scope(|s| {
+        let held = s.spawn(|| client.request(H2Request::get("/hold/drain")));
+        assert!(
+            wait_until(SETTLE, || origin.held() == 1),
+            "the request did not reach the origin"
+        );
+        proxy.process.signal(Signal::SIGTERM).expect("SIGTERM");
+        assert!(
+            proxy.process.wait_for_stderr("draining", SETTLE),
+            "no drain; log:\n{}",
+            proxy.log()
+        );
+        origin.release_held();
+        held.join().expect("client thread")
+    });
+    let r = must(&proxy, response);
+    assert_eq!(r.status, 200);
+    // The client's connection was told to go away, so the drain ends at once.
+    let status = proxy.process.wait_exit(SETTLE);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit {status:?}; log:\n{}",
+        proxy.log()
+    );
 }
