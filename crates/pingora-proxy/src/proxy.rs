@@ -32,7 +32,8 @@ pub struct ProxyOptions {
     /// Client-side limits and timeouts of HTTP/2 connections.
     pub downstream_h2: H2ServerOptions,
     /// Serve HTTP/2 to clients that open a plain connection with the HTTP/2 preface
-    /// (h2c with prior knowledge). Over TLS, HTTP/2 is chosen by ALPN instead.
+    /// (h2c with prior knowledge). Over TLS, HTTP/2 is chosen by ALPN instead. Wins
+    /// over `downstream.h2c_prior_knowledge`.
     pub h2c: bool,
     /// Most retries after a retryable upstream failure.
     pub max_retries: usize,
@@ -76,7 +77,8 @@ impl<P> Clone for HttpProxy<P> {
 
 impl<P: ProxyHttp> HttpProxy<P> {
     /// A proxy with `opts`, connecting upstream with `connector`.
-    pub fn new(inner: P, opts: ProxyOptions, connector: Connector) -> Self {
+    pub fn new(inner: P, mut opts: ProxyOptions, connector: Connector) -> Self {
+        opts.downstream.h2c_prior_knowledge = opts.h2c;
         let upstreams = Upstreams::new(connector, opts.upstream_keepalive_pool_size);
         HttpProxy {
             shared: Arc::new(Shared {
@@ -199,8 +201,7 @@ impl<P: ProxyHttp> ServerApp for HttpProxy<P> {
             self.serve_h2(stream, Bytes::new(), peer, shutdown).await;
             return;
         }
-        let mut opts = self.shared.opts.downstream;
-        opts.h2c_prior_knowledge = self.shared.opts.h2c;
+        let opts = self.shared.opts.downstream;
         let downstream = HttpServerSession::new(stream, peer, opts, shutdown.clone());
         if let Some(h1) = self.serve_http1(downstream).await {
             // The client opened with the HTTP/2 preface: serve the rest as HTTP/2.

@@ -1,7 +1,7 @@
 //! HTTP message heads: the request and response types the proxy passes around.
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, StatusCode, Uri, Version};
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 
 /// A request head: method, target, version and headers.
 #[derive(Debug, Clone)]
@@ -69,11 +69,43 @@ impl ResponseHeader {
             reason: None,
         }
     }
+
+    /// The head of a complete small response the server makes up itself (errors,
+    /// built-in answers): `Content-Type` (when it is a valid header value) and
+    /// `Content-Length: body_len`.
+    pub fn for_local_body(status: StatusCode, content_type: &str, body_len: usize) -> Self {
+        let mut resp = ResponseHeader::new(status);
+        if let Ok(v) = HeaderValue::from_str(content_type) {
+            resp.headers.insert(header::CONTENT_TYPE, v);
+        }
+        resp.headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
+        resp
+    }
 }
+
+/// The text body of an error response the server makes up itself: `"502 Bad Gateway\n"`.
+pub fn error_body(status: StatusCode) -> Bytes {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    Bytes::from(format!("{} {}\n", status.as_u16(), reason))
+}
+
+/// The content type of [`error_body`].
+pub const ERROR_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_answers_have_type_length_and_a_reason() {
+        let head = ResponseHeader::for_local_body(StatusCode::BAD_GATEWAY, ERROR_CONTENT_TYPE, 16);
+        assert_eq!(head.headers[header::CONTENT_TYPE], ERROR_CONTENT_TYPE);
+        assert_eq!(head.headers[header::CONTENT_LENGTH], "16");
+        assert_eq!(error_body(StatusCode::BAD_GATEWAY), "502 Bad Gateway\n");
+        let odd = ResponseHeader::for_local_body(StatusCode::OK, "bad\ntype", 0);
+        assert!(!odd.headers.contains_key(header::CONTENT_TYPE));
+    }
 
     #[test]
     fn new_heads_are_http11_and_empty() {

@@ -57,7 +57,16 @@ pub(crate) async fn write_all(
     timeout: Duration,
     side: Side,
 ) -> Result<()> {
-    match tokio::time::timeout(timeout, write_all_vectored(stream, bufs)).await {
+    within_write_timeout(write_all_vectored(stream, bufs), timeout, side).await
+}
+
+/// Runs a write within `timeout`, as an error of `side` when it fails or times out.
+async fn within_write_timeout(
+    write: impl std::future::Future<Output = std::io::Result<()>>,
+    timeout: Duration,
+    side: Side,
+) -> Result<()> {
+    match tokio::time::timeout(timeout, write).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(Error::from_io(side, "writing", e)),
         Err(_) => Err(Error::new(
@@ -117,13 +126,5 @@ pub(crate) async fn write_all_taking_replies(
         }
         Ok(())
     };
-    match tokio::time::timeout(timeout, work).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(Error::from_io(side, "writing", e)),
-        Err(_) => Err(Error::new(
-            ErrorKind::WriteTimeout,
-            side,
-            format!("write blocked for {}ms", timeout.as_millis()),
-        )),
-    }
+    within_write_timeout(work, timeout, side).await
 }

@@ -12,6 +12,7 @@ use super::{
     BodyDecoder, BodyEncoder, BodyEvent, BodyFraming, HeadLimits,
 };
 use crate::error::{Error, ErrorKind, Result, Side};
+use crate::protocols::http::header::{error_body, ERROR_CONTENT_TYPE};
 use crate::protocols::http::{RequestHeader, ResponseHeader};
 use crate::protocols::{PeerAddr, Stream};
 use crate::shutdown::{Phase, ShutdownWatch};
@@ -514,12 +515,7 @@ impl HttpServerSession {
             self.discard_body(DISCARD_LIMIT, DISCARD_TIME.min(self.opts.body_timeout))
                 .await;
         }
-        let mut resp = ResponseHeader::new(status);
-        if let Ok(v) = HeaderValue::from_str(content_type) {
-            resp.headers.insert(header::CONTENT_TYPE, v);
-        }
-        resp.headers
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        let mut resp = ResponseHeader::for_local_body(status, content_type, body.len());
         self.write_response_header(&mut resp).await?;
         if self.resp_encoder.as_ref().is_some_and(|e| !e.is_done()) {
             self.write_body(&body).await?;
@@ -568,9 +564,7 @@ impl HttpServerSession {
     /// Answers an error status and marks the connection to close.
     pub async fn respond_error(&mut self, status: StatusCode) -> Result<()> {
         self.keepalive = false;
-        let reason = status.canonical_reason().unwrap_or("Error");
-        let body = Bytes::from(format!("{} {}\n", status.as_u16(), reason));
-        self.respond(status, "text/plain; charset=utf-8", body)
+        self.respond(status, ERROR_CONTENT_TYPE, error_body(status))
             .await
     }
 

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use h2::SendStream;
 use http::HeaderMap;
 
-use super::flow::{self, FlowError};
+use super::flow;
 use crate::error::{Result, Side};
 
 /// Sends the rest of a request body on its own, under flow control.
@@ -26,20 +26,9 @@ impl H2BodyWriter {
     /// write timeout) until it allows some; what was sent is taken off the front of
     /// `data`. Cancel-safe: if dropped while waiting, nothing was sent.
     pub async fn send_some(&mut self, data: &mut Bytes) -> Result<()> {
-        if data.is_empty() {
-            return Ok(());
-        }
-        self.send
-            .reserve_capacity(data.len().min(flow::MAX_RESERVE));
-        let granted = tokio::time::timeout(self.timeout, flow::wait_capacity(&mut self.send))
+        flow::send_some(&mut self.send, data, self.timeout)
             .await
-            .map_err(|_| FlowError::Timeout)
-            .and_then(|r| r)
-            .map_err(|e| flow::flow_error(Side::Upstream, "writing the request body", e))?;
-        let piece = data.split_to(granted.min(data.len()));
-        self.send
-            .send_data(piece, false)
-            .map_err(|e| flow::h2_error(Side::Upstream, "writing the request body", e))
+            .map_err(|e| flow::flow_error(Side::Upstream, "writing the request body", e))
     }
 
     /// Ends the body: with `trailers` when there are any, else END_STREAM.

@@ -15,7 +15,7 @@ use http::HeaderMap;
 use crate::error::{Error, ErrorKind, Side};
 
 /// Most window asked for at once while sending one piece of body.
-pub(crate) const MAX_RESERVE: usize = 1 << 20;
+const MAX_RESERVE: usize = 1 << 20;
 
 /// Why moving body bytes failed, before it is told apart per side.
 #[derive(Debug)]
@@ -37,18 +37,32 @@ pub(crate) async fn send_data(
 ) -> Result<(), FlowError> {
     let mut rest = data.clone();
     while !rest.is_empty() {
-        send.reserve_capacity(rest.len().min(MAX_RESERVE));
-        let granted = tokio::time::timeout(timeout, wait_capacity(send))
-            .await
-            .map_err(|_| FlowError::Timeout)??;
-        let piece = rest.split_to(granted.min(rest.len()));
-        send.send_data(piece, false).map_err(FlowError::H2)?;
+        send_some(send, &mut rest, timeout).await?;
     }
     Ok(())
 }
 
+/// Sends as much of `data` as the window allows, waiting up to `timeout` until it
+/// allows some; what was sent is taken off the front of `data`. Cancel-safe: if
+/// dropped while waiting, nothing was sent.
+pub(crate) async fn send_some(
+    send: &mut SendStream<Bytes>,
+    data: &mut Bytes,
+    timeout: Duration,
+) -> Result<(), FlowError> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    send.reserve_capacity(data.len().min(MAX_RESERVE));
+    let granted = tokio::time::timeout(timeout, wait_capacity(send))
+        .await
+        .map_err(|_| FlowError::Timeout)??;
+    let piece = data.split_to(granted.min(data.len()));
+    send.send_data(piece, false).map_err(FlowError::H2)
+}
+
 /// Waits until `send` has window (the amount granted), or the stream ends. Cancel-safe.
-pub(crate) async fn wait_capacity(send: &mut SendStream<Bytes>) -> Result<usize, FlowError> {
+async fn wait_capacity(send: &mut SendStream<Bytes>) -> Result<usize, FlowError> {
     poll_fn(|cx| loop {
         let cap = send.capacity();
         if cap > 0 {

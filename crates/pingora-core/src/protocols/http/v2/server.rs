@@ -33,7 +33,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
-use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode, Version};
+use http::{header, HeaderMap, Method, Response, StatusCode, Version};
 use tokio::time::{Instant, Sleep};
 
 use super::convert::{request_body_framing, request_from_h2, response_to_h2};
@@ -41,6 +41,7 @@ use super::flow::{self, flow_error, h2_error};
 use super::io::PrefixedIo;
 use super::keepalive::{Keepalive, KeepalivePing};
 use crate::error::{Error, ErrorKind, Result, Side};
+use crate::protocols::http::header::{error_body, ERROR_CONTENT_TYPE};
 use crate::protocols::http::v1::BodyFraming;
 use crate::protocols::http::{RequestHeader, ResponseHeader};
 use crate::protocols::{PeerAddr, Stream};
@@ -538,12 +539,7 @@ impl H2ServerStream {
         content_type: &str,
         body: Bytes,
     ) -> Result<()> {
-        let mut resp = ResponseHeader::new(status);
-        if let Ok(v) = HeaderValue::from_str(content_type) {
-            resp.headers.insert(header::CONTENT_TYPE, v);
-        }
-        resp.headers
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        let mut resp = ResponseHeader::for_local_body(status, content_type, body.len());
         self.write_response_header(&mut resp).await?;
         self.write_body(&body).await?;
         self.finish_response(None).await
@@ -551,9 +547,7 @@ impl H2ServerStream {
 
     /// Answers an error status with a short text body.
     pub async fn respond_error(&mut self, status: StatusCode) -> Result<()> {
-        let reason = status.canonical_reason().unwrap_or("Error");
-        let body = Bytes::from(format!("{} {}\n", status.as_u16(), reason));
-        self.respond(status, "text/plain; charset=utf-8", body)
+        self.respond(status, ERROR_CONTENT_TYPE, error_body(status))
             .await
     }
 
