@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use pingora_config::ServerConf;
 
 fn example_files() -> Vec<PathBuf> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples"));
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples"));
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
         .map(|entry| entry.unwrap().path())
@@ -39,7 +39,7 @@ fn every_example_loads() {
 fn quickstart_is_what_the_guide_says() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/quickstart.yaml"
+        "/../examples/quickstart.yaml"
     );
     let conf = ServerConf::load(path).unwrap();
     assert_eq!(conf.services.len(), 1);
@@ -61,7 +61,7 @@ fn quickstart_is_what_the_guide_says() {
 
 #[test]
 fn proxy_example_routes_to_the_origin() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/proxy.yaml");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/proxy.yaml");
     let conf = ServerConf::load(path).unwrap();
     let proxy = &conf.services[0];
     for (_, upstream) in proxy.upstreams.iter() {

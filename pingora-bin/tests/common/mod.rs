@@ -16,7 +16,7 @@ pub fn bin() -> &'static Path {
 
 /// The repository's `examples/` directory.
 pub fn examples_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
 }
 
 /// Time any single exchange in these tests may take before it counts as hung.
