@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use pingora_config::{AccessLogConf, AccessLogFormat};
-use pingora_core::protocols::PeerAddr;
+use pingora_core::protocols::ClientAddr;
 use pingora_proxy::Session;
 
 use crate::metrics::{Finished, RouteSlot};
@@ -260,7 +260,7 @@ impl ServiceAccessLog {
 
     /// Queues the line of a request rejected from `client` before it could be read
     /// (method, path and version are `-`).
-    pub fn write_rejected(&self, client: &PeerAddr, done: &Finished) {
+    pub fn write_rejected(&self, client: &ClientAddr, done: &Finished) {
         let Some(tx) = self.log.inner.queue.get() else {
             return;
         };
@@ -310,7 +310,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn rejected(client: &PeerAddr) -> Fields<'static> {
+    fn rejected(client: &ClientAddr) -> Fields<'static> {
         Fields {
             time: crate::log::utc_timestamp(SystemTime::now()),
             client: client.to_string(),

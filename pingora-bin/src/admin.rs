@@ -14,10 +14,10 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use pingora_core::listener::{AsyncListener, BoundListener, ListenAddr, ListenOptions};
 use pingora_core::protocols::http::v1::server::{
-    HttpServerSession, NextRequest, ServerSessionOptions,
+    H1ServerSession, NextRequest, ServerSessionOptions,
 };
 use pingora_core::protocols::http::v1::HeadLimits;
-use pingora_core::protocols::{PeerAddr, Stream};
+use pingora_core::protocols::{ClientAddr, Stream};
 use pingora_core::service::Service;
 use pingora_core::shutdown::{Phase, ShutdownController};
 use pingora_core::ErrorKind;
@@ -161,11 +161,11 @@ fn session_options() -> ServerSessionOptions {
 
 async fn serve_connection(
     stream: Stream,
-    peer: PeerAddr,
+    peer: ClientAddr,
     state: Arc<AdminState>,
     shutdown: ShutdownController,
 ) {
-    let mut session = HttpServerSession::new(stream, peer, session_options(), shutdown.watch());
+    let mut session = H1ServerSession::new(stream, peer, session_options(), shutdown.watch());
     loop {
         match session.read_request().await {
             Ok(NextRequest::Request) => {}
@@ -203,7 +203,7 @@ async fn serve_connection(
 
 /// The response to the current request.
 fn answer(
-    session: &HttpServerSession,
+    session: &H1ServerSession,
     state: &AdminState,
     shutdown: &ShutdownController,
 ) -> (StatusCode, &'static str, Bytes) {

@@ -6,7 +6,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::StatusCode;
 use pingora_core::connector::HttpPeer;
-use pingora_core::protocols::PeerAddr;
+use pingora_core::protocols::ClientAddr;
 use pingora_core::{Error, ErrorKind, Result, Side};
 use pingora_proxy::{ProxyHttp, RequestHeader, ResponseHeader, Session};
 
@@ -300,7 +300,7 @@ impl ProxyHttp for RouterProxy {
         Ok(())
     }
 
-    fn request_rejected(&self, client: &PeerAddr, status: StatusCode, error: &Error) {
+    fn request_rejected(&self, client: &ClientAddr, status: StatusCode, error: &Error) {
         let done = Finished::rejected(status.as_u16(), error);
         if let Some(metrics) = &self.metrics {
             metrics.record(&done);

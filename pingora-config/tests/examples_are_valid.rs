@@ -37,10 +37,7 @@ fn every_example_loads() {
 
 #[test]
 fn quickstart_is_what_the_guide_says() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/quickstart.yaml"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/quickstart.yaml");
     let conf = ServerConf::load(path).unwrap();
     assert_eq!(conf.services.len(), 1);
     let hello = &conf.services[0];

@@ -10,7 +10,7 @@ use tokio::net::{TcpSocket, TcpStream, UnixStream};
 
 use crate::error::{Error, ErrorKind, Result, Side};
 use crate::pool::{ConnectionPool, Reusable};
-use crate::protocols::http::v1::client::{ClientTimeouts, HttpClientSession};
+use crate::protocols::http::v1::client::{ClientTimeouts, H1ClientSession};
 use crate::protocols::tls::UpstreamTls;
 use crate::protocols::Stream;
 
@@ -239,7 +239,7 @@ impl Connector {
     }
 }
 
-impl Reusable for HttpClientSession {
+impl Reusable for H1ClientSession {
     fn is_reusable(&self) -> bool {
         self.is_idle_and_open()
     }
@@ -248,7 +248,7 @@ impl Reusable for HttpClientSession {
 /// Upstream HTTP/1 connections: fresh ones from a [`Connector`], idle ones from a pool.
 pub struct HttpConnector {
     connector: Connector,
-    pool: ConnectionPool<HttpClientSession>,
+    pool: ConnectionPool<H1ClientSession>,
 }
 
 impl HttpConnector {
@@ -261,21 +261,18 @@ impl HttpConnector {
     }
 
     /// An idle pooled connection to `peer` if one is usable.
-    pub fn reused(&self, peer: &HttpPeer) -> Option<HttpClientSession> {
+    pub fn reused(&self, peer: &HttpPeer) -> Option<H1ClientSession> {
         self.pool.get(peer.pool_key())
     }
 
     /// A new connection to `peer`.
-    pub async fn connect(&self, peer: &HttpPeer) -> Result<HttpClientSession> {
+    pub async fn connect(&self, peer: &HttpPeer) -> Result<H1ClientSession> {
         let stream = self.connector.connect(peer).await?;
-        Ok(HttpClientSession::new(
-            stream,
-            peer.options.client_timeouts(),
-        ))
+        Ok(H1ClientSession::new(stream, peer.options.client_timeouts()))
     }
 
     /// Gives a connection back after a complete exchange; kept only if reusable.
-    pub fn release(&self, peer: &HttpPeer, session: HttpClientSession) {
+    pub fn release(&self, peer: &HttpPeer, session: H1ClientSession) {
         if session.is_idle_and_open() {
             self.pool
                 .put(peer.pool_key(), session, peer.options.idle_timeout);

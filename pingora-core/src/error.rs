@@ -15,6 +15,7 @@ pub enum Side {
 
 /// What went wrong, as data a caller can match on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// A message head that does not parse or breaks the protocol (answered with 400).
     InvalidHead,

@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, UnixListener};
 
 use crate::error::{Error, ErrorKind, Result, Side};
 use crate::protocols::tls::TlsAcceptor;
-use crate::protocols::{PeerAddr, Stream};
+use crate::protocols::{ClientAddr, Stream};
 
 /// Where a listener listens.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -208,16 +208,16 @@ impl AsyncListener {
     }
 
     /// Waits for the next connection. TCP connections get `TCP_NODELAY`.
-    pub async fn accept(&self) -> std::io::Result<(Stream, PeerAddr)> {
+    pub async fn accept(&self) -> std::io::Result<(Stream, ClientAddr)> {
         match &self.inner {
             AcceptSocket::Tcp(l) => {
                 let (s, peer) = l.accept().await?;
                 s.set_nodelay(true)?;
-                Ok((Stream::Tcp(s), PeerAddr::Tcp(peer)))
+                Ok((Stream::Tcp(s), ClientAddr::Tcp(peer)))
             }
             AcceptSocket::Unix(l) => {
                 let (s, _) = l.accept().await?;
-                Ok((Stream::Unix(s), PeerAddr::Unix))
+                Ok((Stream::Unix(s), ClientAddr::Unix))
             }
         }
     }

@@ -9,7 +9,7 @@ use tokio::runtime::Handle;
 use crate::error::Result;
 use crate::listener::{AsyncListener, BoundListener, ListenAddr, ListenOptions};
 use crate::protocols::tls::TlsAcceptor;
-use crate::protocols::{PeerAddr, Stream};
+use crate::protocols::{ClientAddr, Stream};
 use crate::shutdown::{Phase, ShutdownController, ShutdownWatch};
 
 /// An application that serves accepted connections (for example an HTTP proxy).
@@ -19,7 +19,7 @@ pub trait ServerApp: Send + Sync + 'static {
     fn process_connection(
         &self,
         stream: Stream,
-        peer: PeerAddr,
+        peer: ClientAddr,
         shutdown: ShutdownWatch,
     ) -> impl Future<Output = ()> + Send;
 }

@@ -15,7 +15,7 @@ use pingora_core::protocols::http::v2::server::{
 };
 use pingora_core::protocols::http::v2::{is_h2c_preface, read_h2c_preface};
 use pingora_core::protocols::http::ResponseHeader;
-use pingora_core::protocols::{PeerAddr, Stream};
+use pingora_core::protocols::{ClientAddr, Stream};
 use pingora_core::shutdown::{Phase, ShutdownController};
 use pingora_core::{ErrorKind, Side};
 use test_support::{checksum, deterministic_bytes, Checksum, LARGE_STREAM_SEED};
@@ -97,10 +97,15 @@ async fn start(opts: H2ServerOptions, sniff: Sniff) -> Server {
                         Bytes::from(buf)
                     }
                 };
-                let mut conn =
-                    H2ServerConnection::handshake(stream, prefix, PeerAddr::Tcp(peer), opts, watch)
-                        .await
-                        .unwrap();
+                let mut conn = H2ServerConnection::handshake(
+                    stream,
+                    prefix,
+                    ClientAddr::Tcp(peer),
+                    opts,
+                    watch,
+                )
+                .await
+                .unwrap();
                 while let Some(next) = conn.accept().await {
                     let Ok(s) = next else { break };
                     tokio::spawn(handle(s, seen_tx.clone(), rel.clone()));
@@ -578,7 +583,7 @@ async fn keepalive_ping_ends_a_connection_whose_client_went_silent() {
     let mut conn = H2ServerConnection::handshake(
         Stream::Tcp(tcp),
         Bytes::new(),
-        PeerAddr::Tcp(peer),
+        ClientAddr::Tcp(peer),
         opts,
         shutdown.watch(),
     )

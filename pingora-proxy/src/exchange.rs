@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode, Version};
 use pingora_core::connector::{HttpPeer, PeerAddress};
-use pingora_core::protocols::http::v1::client::HttpClientSession;
+use pingora_core::protocols::http::v1::client::H1ClientSession;
 use pingora_core::protocols::http::v1::{is_upgrade_request, BodyFraming};
 use pingora_core::protocols::http::v2::H2BodyWriter;
 use pingora_core::protocols::http::ClientSession;
@@ -21,7 +21,7 @@ pub(crate) enum Outcome {
     /// The response was sent in full.
     Done,
     /// The upstream switched protocols: relay raw bytes from now on.
-    Tunnel(Box<HttpClientSession>),
+    Tunnel(Box<H1ClientSession>),
 }
 
 /// The state of proxying one request.

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use pingora_core::connector::HttpPeer;
 use pingora_core::protocols::http::{RequestHeader, ResponseHeader};
-use pingora_core::protocols::PeerAddr;
+use pingora_core::protocols::ClientAddr;
 use pingora_core::{Error, Result};
 
 use crate::session::Session;
@@ -182,7 +182,7 @@ pub trait ProxyHttp: Send + Sync + 'static {
     /// Called when a request could not be read and the proxy answered it itself with
     /// `status` (400 malformed, 408 too slow, 431 head too large) before closing the
     /// connection. Such a request reaches no other phase. The default does nothing.
-    fn request_rejected(&self, client: &PeerAddr, status: StatusCode, error: &Error) {
+    fn request_rejected(&self, client: &ClientAddr, status: StatusCode, error: &Error) {
         let _ = (client, status, error);
     }
 

@@ -5,15 +5,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use pingora_core::connector::{Connector, HttpPeer};
-use pingora_core::protocols::http::v1::client::HttpClientSession;
+use pingora_core::protocols::http::v1::client::H1ClientSession;
 use pingora_core::protocols::http::v1::server::{
-    HttpServerSession, NextRequest, ServerSessionOptions,
+    H1ServerSession, NextRequest, ServerSessionOptions,
 };
 use pingora_core::protocols::http::v2::server::{
     H2ServerConnection, H2ServerOptions, H2ServerStream,
 };
 use pingora_core::protocols::http::{ClientSession, ServerSession};
-use pingora_core::protocols::{PeerAddr, Stream};
+use pingora_core::protocols::{ClientAddr, Stream};
 use pingora_core::service::ServerApp;
 use pingora_core::shutdown::ShutdownWatch;
 use pingora_core::{Error, ErrorKind, Side};
@@ -192,17 +192,17 @@ impl<P: ProxyHttp> HttpProxy<P> {
 enum AfterRequest {
     Continue,
     Close,
-    Tunnel(Box<HttpClientSession>),
+    Tunnel(Box<H1ClientSession>),
 }
 
 impl<P: ProxyHttp> ServerApp for HttpProxy<P> {
-    async fn process_connection(&self, stream: Stream, peer: PeerAddr, shutdown: ShutdownWatch) {
+    async fn process_connection(&self, stream: Stream, peer: ClientAddr, shutdown: ShutdownWatch) {
         if stream.alpn() == Some(b"h2".as_slice()) {
             self.serve_h2(stream, Bytes::new(), peer, shutdown).await;
             return;
         }
         let opts = self.shared.opts.downstream;
-        let downstream = HttpServerSession::new(stream, peer, opts, shutdown.clone());
+        let downstream = H1ServerSession::new(stream, peer, opts, shutdown.clone());
         if let Some(h1) = self.serve_http1(downstream).await {
             // The client opened with the HTTP/2 preface: serve the rest as HTTP/2.
             let peer = h1.peer().clone();
@@ -215,7 +215,7 @@ impl<P: ProxyHttp> ServerApp for HttpProxy<P> {
 impl<P: ProxyHttp> HttpProxy<P> {
     /// Serves the requests of an HTTP/1.x connection, one after the other. Hands the
     /// connection back when it turns out to be HTTP/2 with prior knowledge.
-    async fn serve_http1(&self, downstream: HttpServerSession) -> Option<HttpServerSession> {
+    async fn serve_http1(&self, downstream: H1ServerSession) -> Option<H1ServerSession> {
         let mut session = Session::new(ServerSession::H1(downstream));
         loop {
             let h1 = session.downstream.as_http1_mut()?;
@@ -255,7 +255,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         &self,
         stream: Stream,
         prefix: Bytes,
-        peer: PeerAddr,
+        peer: ClientAddr,
         shutdown: ShutdownWatch,
     ) {
         let opts = self.shared.opts.downstream_h2;
@@ -295,7 +295,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
 /// Answers a request that could not be read (400, 431, 408), logs why and closes the
 /// connection; returns the status the request was rejected with (None when the client
 /// just went away).
-async fn bad_request(downstream: &mut HttpServerSession, e: &Error) -> Option<http::StatusCode> {
+async fn bad_request(downstream: &mut H1ServerSession, e: &Error) -> Option<http::StatusCode> {
     let quiet = matches!(
         e.kind,
         ErrorKind::ConnectionClosed | ErrorKind::ConnectionReset

@@ -5,7 +5,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::StatusCode;
 use pingora_core::protocols::http::{RequestHeader, ResponseHeader, ServerSession};
-use pingora_core::protocols::PeerAddr;
+use pingora_core::protocols::ClientAddr;
 use pingora_core::Error;
 
 use crate::status;
@@ -53,7 +53,7 @@ impl Session {
     }
 
     /// The client's address.
-    pub fn client_addr(&self) -> &PeerAddr {
+    pub fn client_addr(&self) -> &ClientAddr {
         self.downstream.peer()
     }
 

@@ -1,11 +1,11 @@
 //! Passing bytes both ways after a `101 Switching Protocols` (WebSocket and friends).
 
-use pingora_core::protocols::http::v1::client::HttpClientSession;
-use pingora_core::protocols::http::v1::server::HttpServerSession;
+use pingora_core::protocols::http::v1::client::H1ClientSession;
+use pingora_core::protocols::http::v1::server::H1ServerSession;
 use tokio::io::AsyncWriteExt;
 
 /// Relays bytes between the client and the upstream until both sides are done.
-pub(crate) async fn run(downstream: HttpServerSession, upstream: HttpClientSession) {
+pub(crate) async fn run(downstream: H1ServerSession, upstream: H1ClientSession) {
     let client = downstream.peer().clone();
     let (mut down, early_from_client) = downstream.into_tunnel();
     let (mut up, early_from_upstream) = upstream.into_tunnel();

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pingora_core::connector::{Connector, HttpConnector, HttpPeer};
-use pingora_core::protocols::http::v1::client::HttpClientSession;
+use pingora_core::protocols::http::v1::client::H1ClientSession;
 use pingora_core::protocols::http::v2::client::{H2ClientConnection, H2ClientOptions};
 use pingora_core::protocols::http::v2::pool::H2Pool;
 use pingora_core::protocols::http::ClientSession;
@@ -177,7 +177,7 @@ impl Upstreams {
         let stream = self.connector.connect(peer).await?;
         let https = peer.options.tls.is_some();
         if https && stream.alpn() != Some(b"h2".as_slice()) {
-            return Ok(Opened::H1(Box::new(HttpClientSession::new(
+            return Ok(Opened::H1(Box::new(H1ClientSession::new(
                 stream,
                 peer.options.client_timeouts(),
             ))));
@@ -219,5 +219,5 @@ impl Drop for Opener<'_> {
 /// A new connection to a peer that may speak HTTP/2.
 enum Opened {
     H2(H2ClientConnection),
-    H1(Box<HttpClientSession>),
+    H1(Box<H1ClientSession>),
 }

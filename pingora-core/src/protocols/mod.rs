@@ -4,4 +4,4 @@ pub mod http;
 pub mod stream;
 pub mod tls;
 
-pub use stream::{PeerAddr, Stream};
+pub use stream::{ClientAddr, Stream};

@@ -10,28 +10,28 @@ use tokio::net::{TcpStream, UnixStream};
 
 /// The address of the far end of a [`Stream`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PeerAddr {
+pub enum ClientAddr {
     /// A TCP peer.
     Tcp(std::net::SocketAddr),
     /// A unix-socket peer (usually unnamed).
     Unix,
 }
 
-impl PeerAddr {
+impl ClientAddr {
     /// The peer's IP address, when it has one.
     pub fn ip(&self) -> Option<std::net::IpAddr> {
         match self {
-            PeerAddr::Tcp(a) => Some(a.ip()),
-            PeerAddr::Unix => None,
+            ClientAddr::Tcp(a) => Some(a.ip()),
+            ClientAddr::Unix => None,
         }
     }
 }
 
-impl std::fmt::Display for PeerAddr {
+impl std::fmt::Display for ClientAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PeerAddr::Tcp(a) => write!(f, "{a}"),
-            PeerAddr::Unix => f.write_str("unix"),
+            ClientAddr::Tcp(a) => write!(f, "{a}"),
+            ClientAddr::Unix => f.write_str("unix"),
         }
     }
 }
@@ -86,10 +86,13 @@ impl Stream {
     }
 
     /// The address of the far end.
-    pub fn peer_addr(&self) -> PeerAddr {
+    pub fn peer_addr(&self) -> ClientAddr {
         match self {
-            Stream::Tcp(s) => s.peer_addr().map(PeerAddr::Tcp).unwrap_or(PeerAddr::Unix),
-            Stream::Unix(_) => PeerAddr::Unix,
+            Stream::Tcp(s) => s
+                .peer_addr()
+                .map(ClientAddr::Tcp)
+                .unwrap_or(ClientAddr::Unix),
+            Stream::Unix(_) => ClientAddr::Unix,
             #[cfg(feature = "tls")]
             Stream::Tls(s) => s.get_ref().peer_addr(),
         }

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use http::HeaderMap;
 
-use super::v1::client::{ClientTimeouts, HttpClientSession};
+use super::v1::client::{ClientTimeouts, H1ClientSession};
 use super::v1::BodyFraming;
 use super::v2::body_writer::H2BodyWriter;
 use super::v2::client::H2ClientStream;
@@ -16,7 +16,7 @@ use crate::error::Result;
 #[allow(clippy::large_enum_variant)]
 pub enum ClientSession {
     /// An exchange on an HTTP/1.x connection (pooled whole once it is over).
-    H1(HttpClientSession),
+    H1(H1ClientSession),
     /// One stream of a shared HTTP/2 connection.
     H2(H2ClientStream),
 }
@@ -33,7 +33,7 @@ macro_rules! each_version {
 
 impl ClientSession {
     /// The HTTP/1.x session, for pooling or a tunnel (None for other versions).
-    pub fn into_http1(self) -> Option<HttpClientSession> {
+    pub fn into_http1(self) -> Option<H1ClientSession> {
         match self {
             ClientSession::H1(s) => Some(s),
             ClientSession::H2(_) => None,
@@ -107,8 +107,8 @@ impl ClientSession {
     }
 }
 
-impl From<HttpClientSession> for ClientSession {
-    fn from(s: HttpClientSession) -> Self {
+impl From<H1ClientSession> for ClientSession {
+    fn from(s: H1ClientSession) -> Self {
         ClientSession::H1(s)
     }
 }

@@ -7,20 +7,20 @@ use http::{HeaderMap, StatusCode};
 use super::v1::BodyFraming;
 use super::{RequestHeader, ResponseHeader};
 use crate::error::Result;
-use crate::protocols::PeerAddr;
+use crate::protocols::ClientAddr;
 
 /// The client side of a request nobody waits for: it has a head and no body, and the
 /// response written to it is counted and dropped.
 pub struct DetachedRequest {
     req: RequestHeader,
-    peer: PeerAddr,
+    peer: ClientAddr,
     status: Option<StatusCode>,
     body_bytes_sent: u64,
 }
 
 impl DetachedRequest {
     /// A request with head `req`, made on behalf of the client at `peer`.
-    pub fn new(req: RequestHeader, peer: PeerAddr) -> Self {
+    pub fn new(req: RequestHeader, peer: ClientAddr) -> Self {
         DetachedRequest {
             req,
             peer,
@@ -30,7 +30,7 @@ impl DetachedRequest {
     }
 
     /// The address of the client the request is made for.
-    pub fn peer(&self) -> &PeerAddr {
+    pub fn peer(&self) -> &ClientAddr {
         &self.peer
     }
 

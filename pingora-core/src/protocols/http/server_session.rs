@@ -9,12 +9,12 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode, Version};
 
 use super::detached::DetachedRequest;
-use super::v1::server::HttpServerSession;
+use super::v1::server::H1ServerSession;
 use super::v1::BodyFraming;
 use super::v2::server::H2ServerStream;
 use super::{RequestHeader, ResponseHeader};
 use crate::error::Result;
-use crate::protocols::PeerAddr;
+use crate::protocols::ClientAddr;
 
 /// The client side of one request: an HTTP/1.x connection, one HTTP/2 stream, or
 /// nobody (a request the proxy makes on its own behalf).
@@ -23,7 +23,7 @@ use crate::protocols::PeerAddr;
 #[allow(clippy::large_enum_variant)]
 pub enum ServerSession {
     /// A request on an HTTP/1.x connection.
-    H1(HttpServerSession),
+    H1(H1ServerSession),
     /// A request on one stream of an HTTP/2 connection.
     H2(H2ServerStream),
     /// A request the proxy makes itself, with no client waiting (its response is dropped).
@@ -43,7 +43,7 @@ macro_rules! each_version {
 
 impl ServerSession {
     /// The HTTP/1.x session, for connection-level operations.
-    pub fn as_http1_mut(&mut self) -> Option<&mut HttpServerSession> {
+    pub fn as_http1_mut(&mut self) -> Option<&mut H1ServerSession> {
         match self {
             ServerSession::H1(s) => Some(s),
             _ => None,
@@ -51,7 +51,7 @@ impl ServerSession {
     }
 
     /// The HTTP/1.x session, given up for a tunnel (None for other versions).
-    pub fn into_http1(self) -> Option<HttpServerSession> {
+    pub fn into_http1(self) -> Option<H1ServerSession> {
         match self {
             ServerSession::H1(s) => Some(s),
             _ => None,
@@ -73,7 +73,7 @@ impl ServerSession {
     }
 
     /// The client's address.
-    pub fn peer(&self) -> &PeerAddr {
+    pub fn peer(&self) -> &ClientAddr {
         each_version!(self, s => s.peer())
     }
 
@@ -179,8 +179,8 @@ impl ServerSession {
     }
 }
 
-impl From<HttpServerSession> for ServerSession {
-    fn from(s: HttpServerSession) -> Self {
+impl From<H1ServerSession> for ServerSession {
+    fn from(s: H1ServerSession) -> Self {
         ServerSession::H1(s)
     }
 }

@@ -25,7 +25,7 @@ pub struct ClientTimeouts {
 }
 
 /// One connection to an upstream server speaking HTTP/1.x, one exchange at a time.
-pub struct HttpClientSession {
+pub struct H1ClientSession {
     stream: Stream,
     timeouts: ClientTimeouts,
     limits: HeadLimits,
@@ -43,10 +43,10 @@ pub struct HttpClientSession {
     exchanges: u64,
 }
 
-impl HttpClientSession {
+impl H1ClientSession {
     /// Wraps a fresh connection.
     pub fn new(stream: Stream, timeouts: ClientTimeouts) -> Self {
-        HttpClientSession {
+        H1ClientSession {
             stream,
             timeouts,
             limits: HeadLimits::default(),

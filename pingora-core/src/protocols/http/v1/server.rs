@@ -14,7 +14,7 @@ use super::{
 use crate::error::{Error, ErrorKind, Result, Side};
 use crate::protocols::http::header::{error_body, ERROR_CONTENT_TYPE};
 use crate::protocols::http::{RequestHeader, ResponseHeader};
-use crate::protocols::{PeerAddr, Stream};
+use crate::protocols::{ClientAddr, Stream};
 use crate::shutdown::{Phase, ShutdownWatch};
 
 /// Limits and timeouts for serving one client connection.
@@ -83,21 +83,21 @@ fn h2c_preface(buf: &[u8]) -> Preface {
 /// What reading the next request produced.
 #[derive(Debug)]
 pub enum NextRequest {
-    /// A request head was read; see [`HttpServerSession::req_header`].
+    /// A request head was read; see [`H1ServerSession::req_header`].
     Request,
     /// The client opened the connection with the HTTP/2 preface (h2c with prior
     /// knowledge; only when [`ServerSessionOptions::h2c_prior_knowledge`] is set). Take
     /// the stream and the bytes read so far, preface included, with
-    /// [`HttpServerSession::into_tunnel`] and serve them as HTTP/2.
+    /// [`H1ServerSession::into_tunnel`] and serve them as HTTP/2.
     Http2,
     /// The connection ended cleanly between requests (closed, idle timeout, or shutdown).
     Closed,
 }
 
 /// One client connection speaking HTTP/1.x, one request at a time.
-pub struct HttpServerSession {
+pub struct H1ServerSession {
     stream: Stream,
-    peer: PeerAddr,
+    peer: ClientAddr,
     shutdown: ShutdownWatch,
     opts: ServerSessionOptions,
     buf: BytesMut,
@@ -116,17 +116,17 @@ pub struct HttpServerSession {
     body_bytes_sent: u64,
 }
 
-impl HttpServerSession {
+impl H1ServerSession {
     /// Starts serving `stream` from `peer`. Once `shutdown` reaches [`Phase::Draining`],
     /// every response says `Connection: close`; at [`Phase::Closing`] an idle
     /// connection ends.
     pub fn new(
         stream: Stream,
-        peer: PeerAddr,
+        peer: ClientAddr,
         opts: ServerSessionOptions,
         shutdown: ShutdownWatch,
     ) -> Self {
-        HttpServerSession {
+        H1ServerSession {
             stream,
             peer,
             shutdown,
@@ -149,7 +149,7 @@ impl HttpServerSession {
     }
 
     /// The client's address.
-    pub fn peer(&self) -> &PeerAddr {
+    pub fn peer(&self) -> &ClientAddr {
         &self.peer
     }
 
@@ -266,7 +266,7 @@ impl HttpServerSession {
     /// The current request head.
     ///
     /// # Panics
-    /// Never after [`HttpServerSession::read_request`] returned `Request`; before that the
+    /// Never after [`H1ServerSession::read_request`] returned `Request`; before that the
     /// head is a placeholder `GET /`.
     pub fn req_header(&self) -> &RequestHeader {
         self.req.as_ref().unwrap_or_else(|| placeholder_request())
@@ -294,7 +294,7 @@ impl HttpServerSession {
     }
 
     /// Sends `100 Continue` if the client asked for it and has not started sending
-    /// the body yet. [`HttpServerSession::read_body`] calls it; call it yourself before
+    /// the body yet. [`H1ServerSession::read_body`] calls it; call it yourself before
     /// racing `read_body` against other work, since a write cannot be cancelled safely.
     pub async fn send_continue(&mut self) -> Result<()> {
         if self.continue_pending {
@@ -316,7 +316,7 @@ impl HttpServerSession {
 
     /// Reads the next piece of the request body; `None` at its end. Sends
     /// `100 Continue` first when the client asked for it. Cancel-safe once
-    /// [`HttpServerSession::send_continue`] was called.
+    /// [`H1ServerSession::send_continue`] was called.
     pub async fn read_body(&mut self) -> Result<Option<Bytes>> {
         self.send_continue().await?;
         loop {

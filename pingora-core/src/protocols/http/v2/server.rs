@@ -44,7 +44,7 @@ use crate::error::{Error, ErrorKind, Result, Side};
 use crate::protocols::http::header::{error_body, ERROR_CONTENT_TYPE};
 use crate::protocols::http::v1::BodyFraming;
 use crate::protocols::http::{RequestHeader, ResponseHeader};
-use crate::protocols::{PeerAddr, Stream};
+use crate::protocols::{ClientAddr, Stream};
 use crate::shutdown::{Phase, ShutdownWatch};
 
 /// Settings, limits and timeouts for serving HTTP/2 client connections.
@@ -94,7 +94,7 @@ impl Default for H2ServerOptions {
 /// must be driven.
 pub struct H2ServerConnection {
     conn: h2::server::Connection<PrefixedIo<Stream>, Bytes>,
-    peer: PeerAddr,
+    peer: ClientAddr,
     opts: H2ServerOptions,
     shutdown: ShutdownWatch,
     streams: u64,
@@ -127,7 +127,7 @@ impl H2ServerConnection {
     pub async fn handshake(
         stream: Stream,
         prefix: Bytes,
-        peer: PeerAddr,
+        peer: ClientAddr,
         opts: H2ServerOptions,
         shutdown: ShutdownWatch,
     ) -> Result<Self> {
@@ -168,7 +168,7 @@ impl H2ServerConnection {
     }
 
     /// The client's address.
-    pub fn peer(&self) -> &PeerAddr {
+    pub fn peer(&self) -> &ClientAddr {
         &self.peer
     }
 
@@ -314,7 +314,7 @@ fn expects_continue(headers: &HeaderMap) -> bool {
 /// the HTTP/1 server session, with the same names and meaning.
 pub struct H2ServerStream {
     req: RequestHeader,
-    peer: PeerAddr,
+    peer: ClientAddr,
     index: u64,
     body_timeout: Duration,
     write_timeout: Duration,
@@ -356,7 +356,7 @@ impl H2ServerStream {
     }
 
     /// The client's address.
-    pub fn peer(&self) -> &PeerAddr {
+    pub fn peer(&self) -> &ClientAddr {
         &self.peer
     }
 
