@@ -11,4 +11,4 @@ mod sender;
 pub use error::{Result, UpgradeError};
 pub use peer::peer_uid_allowed;
 pub use receiver::{HandedListener, UpgradeReceiver, DEFAULT_PEER_IO_TIMEOUT};
-pub use sender::{send_listeners, SendOptions};
+pub use sender::{send_listeners, SendOptions, MAX_CONNECT_BACKOFF};

@@ -13,13 +13,23 @@ use crate::protocol::{
     decode_ack_header, encode_hello, ACK_ACCEPTED, ACK_HEADER_LEN, MAX_FDS_PER_MESSAGE,
 };
 
+/// First pause after a failed connect to the upgrade socket.
+const FIRST_CONNECT_BACKOFF: Duration = Duration::from_millis(2);
+
+/// Longest pause between two connects to the upgrade socket.
+pub const MAX_CONNECT_BACKOFF: Duration = Duration::from_millis(25);
+
 /// How [`send_listeners`] connects and how long it waits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendOptions {
-    /// Extra connection attempts after the first one fails because nobody
-    /// listens at the path yet (default 5).
+    /// How many `retry_interval`s to keep trying to connect while nobody
+    /// listens at the path yet (default 5): the connect gives up after
+    /// `connect_retries × retry_interval`.
     pub connect_retries: u32,
-    /// Pause between two connection attempts (default 1 s).
+    /// The unit of that wait (default 1 s). Within it, connecting is tried
+    /// again after a short back-off (a few milliseconds, doubling up to
+    /// [`MAX_CONNECT_BACKOFF`]), so the hand-over starts as soon as the new
+    /// instance listens rather than at the next whole interval.
     pub retry_interval: Duration,
     /// Time allowed for the whole exchange once connected, acknowledgement
     /// included (default 10 s).
@@ -39,9 +49,10 @@ impl Default for SendOptions {
 /// Hands `listeners` (each with the address it listens on) to the new
 /// instance waiting at `path`, and returns once it acknowledged them.
 ///
-/// Connecting is retried `opts.connect_retries` times, `opts.retry_interval`
-/// apart, while the socket is missing or nobody listens on it, so the new
-/// instance may start before or after this call. The descriptors are
+/// Connecting is retried for up to `opts.connect_retries × opts.retry_interval`
+/// while the socket is missing or nobody listens on it, with a back-off of a
+/// few milliseconds, so the new instance may start before or after this call
+/// and the hand-over begins within milliseconds of it listening. The descriptors are
 /// duplicated into the receiver; the caller's copies stay open and are the
 /// caller's to close once this returns `Ok`.
 ///
@@ -120,13 +131,16 @@ fn worth_retrying(err: &io::Error) -> bool {
 /// Connects to `path`, retrying while nobody listens there yet.
 fn connect_with_retries(path: &Path, opts: &SendOptions) -> Result<UnixStream> {
     let started = Instant::now();
+    let deadline = started + opts.retry_interval.saturating_mul(opts.connect_retries);
+    let mut backoff = FIRST_CONNECT_BACKOFF.min(opts.retry_interval);
     let mut attempts: u32 = 0;
     loop {
         attempts += 1;
         match UnixStream::connect(path) {
             Ok(stream) => return Ok(stream),
             Err(e) if worth_retrying(&e) => {
-                if attempts > opts.connect_retries {
+                let now = Instant::now();
+                if now >= deadline {
                     return Err(UpgradeError::Timeout {
                         path: path.to_path_buf(),
                         waited: started.elapsed(),
@@ -135,13 +149,16 @@ fn connect_with_retries(path: &Path, opts: &SendOptions) -> Result<UnixStream> {
                         ),
                     });
                 }
-                log::debug!(
-                    "upgrade socket {} not ready ({e}); retrying in {:?}",
-                    path.display(),
-                    opts.retry_interval
-                );
-                // Nothing to poll on before the file exists: wait out the interval.
-                std::thread::sleep(opts.retry_interval);
+                if attempts == 1 {
+                    log::debug!(
+                        "upgrade socket {} not ready ({e}); retrying for up to {:?}",
+                        path.display(),
+                        deadline - now
+                    );
+                }
+                // Nothing to poll on before the file exists: a short sleep, growing.
+                std::thread::sleep(backoff.min(deadline - now));
+                backoff = (backoff * 2).min(MAX_CONNECT_BACKOFF.max(FIRST_CONNECT_BACKOFF));
             }
             Err(e) => {
                 return Err(UpgradeError::io(

@@ -101,6 +101,37 @@ fn sender_first_retries_until_the_receiver_appears() {
     assert_handed(received, &expected);
 }
 
+/// With the default one-second retry interval, a sender that started before the
+/// receiver must not wait out a whole interval once the receiver listens: the
+/// hand-over of a reload should take effect in well under a second.
+#[test]
+fn sender_first_connects_soon_after_the_receiver_appears_with_default_options() {
+    let dir = TempDir::new("send-first-default");
+    let path = dir.join("upgrade.sock");
+    let (listener, addr) = tcp_listener();
+    let sender_path = path.clone();
+    let sending = spawn(move || {
+        send_listeners(
+            &sender_path,
+            &[(addr.as_str(), listener.as_fd())],
+            pingora_upgrade::SendOptions::default(),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let receiver = UpgradeReceiver::bind(&path).unwrap();
+    let bound = std::time::Instant::now();
+    let received = within(LIMIT, move || receiver.receive(Duration::from_secs(10))).unwrap();
+    let waited = bound.elapsed();
+    join_within(sending, LIMIT).unwrap();
+    assert_eq!(received.len(), 1);
+    // The back-off is capped at MAX_CONNECT_BACKOFF (25 ms); a sender still pausing a
+    // whole second between attempts takes about 900 ms here.
+    assert!(
+        waited < Duration::from_millis(500),
+        "the sender connected {waited:?} after the receiver listened"
+    );
+}
+
 #[test]
 fn socket_file_has_mode_0600_and_is_removed_on_drop() {
     let dir = TempDir::new("mode");
