@@ -227,6 +227,7 @@ fn answer(
                 live_connections: shutdown.live(),
                 draining,
                 access_log_dropped: crate::access_log::dropped(),
+                log_lines_suppressed: crate::log::suppressed_lines(),
             };
             (
                 StatusCode::OK,

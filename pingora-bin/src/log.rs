@@ -1,5 +1,7 @@
 //! The server's own log (`error_log`): one line per event, to stderr or a file that
-//! can be reopened after log rotation.
+//! can be reopened after log rotation. At most 10 lines per call site and second get
+//! through (see [`pingora_core::log_limit`]); the rest are counted, reported in a
+//! summary line and in `pingora_log_lines_suppressed_total`.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -8,6 +10,7 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::{LevelFilter, Log, Metadata, Record};
+use pingora_core::log_limit::{LogLimits, RateLimitedLog};
 
 /// Where log lines go.
 enum Sink {
@@ -21,7 +24,7 @@ pub struct ErrorLog {
     level: LevelFilter,
 }
 
-static LOGGER: std::sync::OnceLock<ErrorLog> = std::sync::OnceLock::new();
+static LOGGER: std::sync::OnceLock<RateLimitedLog<ErrorLog>> = std::sync::OnceLock::new();
 
 /// Whether the logger is installed.
 pub fn is_installed() -> bool {
@@ -32,7 +35,7 @@ pub fn is_installed() -> bool {
 pub fn logs_to_file() -> bool {
     LOGGER.get().is_some_and(|l| {
         matches!(
-            *l.sink.lock().unwrap_or_else(|p| p.into_inner()),
+            *l.inner().sink.lock().unwrap_or_else(|p| p.into_inner()),
             Sink::File { .. }
         )
     })
@@ -54,11 +57,20 @@ pub fn init(path: Option<&Path>, default_level: &str) -> std::io::Result<()> {
         .and_then(|s| s.parse().ok())
         .or_else(|| default_level.parse().ok())
         .unwrap_or(LevelFilter::Info);
-    let logger = LOGGER.get_or_init(|| ErrorLog {
-        sink: Mutex::new(Sink::Stderr),
-        level,
+    let logger = LOGGER.get_or_init(|| {
+        RateLimitedLog::new(
+            ErrorLog {
+                sink: Mutex::new(Sink::Stderr),
+                level,
+            },
+            LogLimits::default(),
+        )
     });
-    *logger.sink.lock().unwrap_or_else(|p| p.into_inner()) = sink;
+    *logger
+        .inner()
+        .sink
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = sink;
     // A second init only swaps the sink: the logger is already installed.
     let _ = log::set_logger(logger);
     log::set_max_level(level);
@@ -70,11 +82,27 @@ pub fn reopen() -> std::io::Result<()> {
     let Some(logger) = LOGGER.get() else {
         return Ok(());
     };
-    let mut sink = logger.sink.lock().unwrap_or_else(|p| p.into_inner());
+    let mut sink = logger
+        .inner()
+        .sink
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     if let Sink::File { path, file } = &mut *sink {
         *file = open_append(path)?;
     }
     Ok(())
+}
+
+/// Log lines held back by the rate limit since start.
+pub fn suppressed_lines() -> u64 {
+    LOGGER.get().map_or(0, |l| l.suppressed_total())
+}
+
+/// Writes the summaries of lines held back that are still unreported (at exit).
+pub fn flush_suppressed() {
+    if let Some(l) = LOGGER.get() {
+        l.flush_summaries();
+    }
 }
 
 fn open_append(path: &Path) -> std::io::Result<File> {

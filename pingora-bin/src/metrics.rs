@@ -143,6 +143,8 @@ pub struct ServerSnapshot {
     pub draining: bool,
     /// Access-log lines dropped so far because the writer fell behind.
     pub access_log_dropped: u64,
+    /// Error-log lines held back by the rate limit since start.
+    pub log_lines_suppressed: u64,
 }
 
 /// A gauge whose value is read from elsewhere each time metrics are rendered.
@@ -171,6 +173,7 @@ struct Inner {
     live_connections: IntGauge,
     draining: IntGauge,
     access_log_dropped: IntCounter,
+    log_lines_suppressed: IntCounter,
     polled: Mutex<Vec<PolledGauge>>,
     polled_backends: Mutex<Vec<PolledBackends>>,
 }
@@ -331,6 +334,14 @@ impl Metrics {
             )
             .map_err(metric_error)?,
         )?;
+        let log_lines_suppressed = register(
+            &registry,
+            IntCounter::new(
+                "pingora_log_lines_suppressed_total",
+                "Error-log lines held back because their call site logged more than 10 in a second.",
+            )
+            .map_err(metric_error)?,
+        )?;
         let build_info = register(
             &registry,
             IntGaugeVec::new(
@@ -357,6 +368,7 @@ impl Metrics {
                 live_connections,
                 draining,
                 access_log_dropped,
+                log_lines_suppressed,
                 polled: Mutex::new(Vec::new()),
                 polled_backends: Mutex::new(Vec::new()),
             }),
@@ -436,6 +448,11 @@ impl Metrics {
         if server.access_log_dropped > counted {
             i.access_log_dropped
                 .inc_by(server.access_log_dropped - counted);
+        }
+        let counted = i.log_lines_suppressed.get();
+        if server.log_lines_suppressed > counted {
+            i.log_lines_suppressed
+                .inc_by(server.log_lines_suppressed - counted);
         }
         for p in i.polled.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             p.gauge.set((p.read)());
@@ -635,6 +652,7 @@ mod tests {
             live_connections: 4,
             draining: true,
             access_log_dropped: 5,
+            log_lines_suppressed: 6,
         };
         m.render(&snap);
         let t = String::from_utf8(m.render(&snap)).unwrap();
@@ -643,6 +661,7 @@ mod tests {
             "pingora_downstream_connections_active 4",
             "pingora_draining 1",
             "pingora_access_log_dropped_lines_total 5",
+            "pingora_log_lines_suppressed_total 6",
         ] {
             assert!(t.lines().any(|l| l == line), "missing {line} in\n{t}");
         }

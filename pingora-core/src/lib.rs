@@ -9,6 +9,7 @@
 pub mod connector;
 pub mod error;
 pub mod listener;
+pub mod log_limit;
 pub mod pool;
 pub mod process;
 pub mod protocols;

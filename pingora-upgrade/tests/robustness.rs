@@ -131,7 +131,9 @@ fn sender_without_receiver_times_out_after_its_retries() {
     .unwrap_err();
     let elapsed = started.elapsed();
     assert!(matches!(err, UpgradeError::Timeout { .. }), "{err:?}");
-    assert!(err.to_string().contains("4 attempts"), "{err}");
+    // It kept trying (a short back-off, not one attempt per interval) for the whole
+    // connect_retries x retry_interval window.
+    assert!(err.to_string().contains("attempts"), "{err}");
     assert!(elapsed >= Duration::from_millis(90), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
 
