@@ -70,7 +70,13 @@ impl<B: BackgroundService> Service for Background<B> {
         _tasks_per_fd: usize,
         shutdown: &ShutdownController,
     ) -> Result<()> {
-        let internal = |what: &str| Error::new(ErrorKind::Internal, Side::Internal, format!("background service {}: {what}", self.name));
+        let internal = |what: &str| {
+            Error::new(
+                ErrorKind::Internal,
+                Side::Internal,
+                format!("background service {}: {what}", self.name),
+            )
+        };
         let task = self
             .task
             .lock()

@@ -38,7 +38,9 @@ fn parse_address(addr: &str) -> Result<PeerAddress> {
         Error::new(
             ErrorKind::Internal,
             Side::Internal,
-            format!("invalid peer address `{addr}`: expected `host:port`, `IP:PORT` or `unix:/path`"),
+            format!(
+                "invalid peer address `{addr}`: expected `host:port`, `IP:PORT` or `unix:/path`"
+            ),
         )
     })
 }
@@ -50,7 +52,10 @@ mod tests {
     #[test]
     fn parses_plain_peers() {
         let peer = HttpPeer::parse("127.0.0.1:8000").unwrap();
-        assert_eq!(peer.address, PeerAddress::Inet("127.0.0.1:8000".parse().unwrap()));
+        assert_eq!(
+            peer.address,
+            PeerAddress::Inet("127.0.0.1:8000".parse().unwrap())
+        );
         assert!(peer.options.tls.is_none());
         let named = HttpPeer::parse("origin.example:80").unwrap();
         assert_eq!(named.address, PeerAddress::Host("origin.example:80".into()));

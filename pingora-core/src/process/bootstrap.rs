@@ -139,10 +139,11 @@ impl Server {
         let services = self.service_count();
         let mut running = self.start()?;
         running.set_upgrade(UpgradeOptions::from(&conf));
-        let pid_file = PidFile::write(&conf.pid_file).map_err(|source| BootstrapError::PidFile {
-            path: conf.pid_file.clone(),
-            source,
-        })?;
+        let pid_file =
+            PidFile::write(&conf.pid_file).map_err(|source| BootstrapError::PidFile {
+                path: conf.pid_file.clone(),
+                source,
+            })?;
         log::info!(
             "{} {} started (pid {}, {services} service(s))",
             setup.program,

@@ -159,7 +159,10 @@ mod tests {
         assert_eq!(server.grace_period, Duration::from_secs(2));
         assert_eq!(server.graceful_shutdown_timeout, Duration::from_secs(30));
         let upgrade = UpgradeOptions::from(&conf);
-        assert_eq!((upgrade.sock.as_path(), upgrade.connect_retries), (Path::new("/tmp/u.sock"), 7));
+        assert_eq!(
+            (upgrade.sock.as_path(), upgrade.connect_retries),
+            (Path::new("/tmp/u.sock"), 7)
+        );
         assert!(DaemonOptions::from(&conf).wait_for_ready);
     }
 

@@ -13,7 +13,10 @@ pub struct UpgradeOptions {
 
 /// Sends a copy of every listener to the new instance; true when it took them. Every
 /// failure is logged, and the caller goes on serving.
-pub(super) async fn hand_over(upgrade: Option<&UpgradeOptions>, listeners: &[BoundListener]) -> bool {
+pub(super) async fn hand_over(
+    upgrade: Option<&UpgradeOptions>,
+    listeners: &[BoundListener],
+) -> bool {
     let Some(upgrade) = upgrade.cloned() else {
         log::error!("no upgrade socket configured; still serving");
         return false;

@@ -136,7 +136,9 @@ impl RunningServer {
     /// instance is to drain and exit.
     async fn upgrade_to_new_instance(&self, hooks: &mut dyn Lifecycle) -> bool {
         hooks.upgrading();
-        if hand_over(self.upgrade.as_ref(), &self.listeners).await && self.confirm_new_instance(hooks) {
+        if hand_over(self.upgrade.as_ref(), &self.listeners).await
+            && self.confirm_new_instance(hooks)
+        {
             hooks.handed_over();
             return true;
         }
