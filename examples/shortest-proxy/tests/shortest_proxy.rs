@@ -324,3 +324,58 @@ fn graceful_upgrade_under_keepalive_load_fails_no_request() {
     assert!(status.success(), "second copy: {status}");
     assert!(!pid_file.exists(), "the pid file is left behind");
 }
+
+#[test]
+fn sighup_starts_a_new_copy_that_takes_over() {
+    let origin = origin();
+    let listen = free_addr();
+    let dir = TestDir::new().unwrap();
+    let conf = write_conf(&dir, "");
+    let pid_file = dir.join("proxy.pid");
+    let mut first = Proxy::start(dir.path(), &conf, &[], listen, origin.addr());
+    assert!(
+        wait_for_port(listen, TIMEOUT),
+        "the first copy does not listen"
+    );
+    assert!(wait_until(TIMEOUT, || pid_in(&pid_file) == Some(first.pid())));
+
+    let load = Load::start(listen, 4);
+    assert!(load.wait_progress(50), "no traffic through the first copy");
+    // The process re-reads its file and starts `<itself> -c FILE -u`, then hands over.
+    first.signal(Signal::SIGHUP);
+    let status = first
+        .wait_exit(TIMEOUT)
+        .expect("the first copy exits after the reload");
+    assert!(status.success(), "first copy: {status}");
+    let new_pid = pid_in(&pid_file).expect("the new copy wrote its pid");
+    assert_ne!(new_pid, first.pid());
+    assert!(load.wait_progress(50), "no traffic through the new copy");
+    let (_, failures) = load.stop();
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+
+    kill(Pid::from_raw(new_pid as i32), Signal::SIGTERM).unwrap();
+    assert!(
+        wait_until(TIMEOUT, || !pid_file.exists()),
+        "the new copy did not stop on SIGTERM"
+    );
+}
+
+#[test]
+fn sighup_with_an_invalid_file_keeps_serving() {
+    let origin = origin();
+    let listen = free_addr();
+    let dir = TestDir::new().unwrap();
+    let conf = write_conf(&dir, "");
+    let pid_file = dir.join("proxy.pid");
+    let mut proxy = Proxy::start(dir.path(), &conf, &[], listen, origin.addr());
+    assert!(wait_until(TIMEOUT, || pid_in(&pid_file) == Some(proxy.pid())));
+    std::fs::write(&conf, "version: 1\nno_such_key: 1\n").unwrap();
+    proxy.signal(Signal::SIGHUP);
+    // Refused: the same process goes on serving and answers the next signal.
+    let resp = get(listen, "/still").expect("still serving after the refused reload");
+    assert_eq!(resp.status, 200);
+    assert_eq!(pid_in(&pid_file), Some(proxy.pid()));
+    proxy.signal(Signal::SIGTERM);
+    let status = proxy.wait_exit(TIMEOUT).expect("exits on SIGTERM");
+    assert!(status.success(), "{status}");
+}
