@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pingora_proxy::{Error, ErrorKind, Session, Side};
+
+use crate::error::BinError;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -211,20 +213,20 @@ impl PolledBackends {
 fn register<C: prometheus::core::Collector + Clone + 'static>(
     registry: &Registry,
     metric: C,
-) -> Result<C, String> {
+) -> Result<C, BinError> {
     registry
         .register(Box::new(metric.clone()))
-        .map_err(|e| format!("cannot register metric: {e}"))?;
+        .map_err(BinError::MetricRegister)?;
     Ok(metric)
 }
 
-fn metric_error(e: prometheus::Error) -> String {
-    format!("cannot create metric: {e}")
+fn metric_error(e: prometheus::Error) -> BinError {
+    BinError::MetricCreate(e)
 }
 
 impl Metrics {
     /// A registry with every metric of the binary, and no services yet.
-    pub fn new() -> Result<Metrics, String> {
+    pub fn new() -> Result<Metrics, BinError> {
         let registry = Registry::new();
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
             IntCounterVec::new(Opts::new(name, help), labels).map_err(metric_error)

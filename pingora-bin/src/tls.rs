@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::error::BinError;
 use pingora_config::{ListenerTlsConf, ServerConf, ServiceConf, UpstreamConf};
 use pingora_core::protocols::tls::{
     ClientCertificate, ServerAlpn, TlsAcceptor, TlsAcceptorOptions, TlsCertificate, TrustRoots,
@@ -24,19 +25,17 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn listener_acceptor(
     service: &ServiceConf,
     tls: &ListenerTlsConf,
-) -> Result<Arc<TlsAcceptor>, String> {
+) -> Result<Arc<TlsAcceptor>, BinError> {
     let mut certs = Vec::new();
     for pair in tls.all_certs() {
-        certs.push(TlsCertificate::from_files(&pair.cert, &pair.key).map_err(|e| e.to_string())?);
+        certs.push(TlsCertificate::from_files(&pair.cert, &pair.key)?);
     }
     let opts = TlsAcceptorOptions {
         alpn: LISTENER_ALPN,
         handshake_timeout: HANDSHAKE_TIMEOUT
             .min(Duration::from_millis(service.client_header_timeout_ms)),
     };
-    TlsAcceptor::new(certs, opts)
-        .map(Arc::new)
-        .map_err(|e| e.to_string())
+    Ok(Arc::new(TlsAcceptor::new(certs, opts)?))
 }
 
 /// The TLS settings of an upstream (`None`: plain), built once and shared by its peers.
@@ -44,7 +43,7 @@ pub fn listener_acceptor(
 pub fn upstream_tls(
     conf: &ServerConf,
     upstream: &UpstreamConf,
-) -> Result<Option<Arc<UpstreamTls>>, String> {
+) -> Result<Option<Arc<UpstreamTls>>, BinError> {
     let Some(tls) = &upstream.tls else {
         return Ok(None);
     };
@@ -66,24 +65,28 @@ pub fn upstream_tls(
         client_cert,
         keylog: conf.upstream_debug_ssl_keylog,
     };
-    UpstreamTls::new(options)
-        .map(|t| Some(Arc::new(t)))
-        .map_err(|e| e.to_string())
+    Ok(Some(Arc::new(UpstreamTls::new(options)?)))
 }
 
 /// Loads every TLS certificate, key and CA bundle the configuration names, so that a bad
 /// PEM file is a configuration error (`-t` included) rather than a failure at start.
-pub fn check(conf: &ServerConf) -> Result<(), String> {
+pub fn check(conf: &ServerConf) -> Result<(), BinError> {
+    let at = |key: String| {
+        move |e: BinError| BinError::Tls {
+            key,
+            source: Box::new(e),
+        }
+    };
     for (i, service) in conf.services.iter().enumerate() {
         for (j, listener) in service.listeners.iter().enumerate() {
             if let Some(tls) = &listener.tls {
                 listener_acceptor(service, tls)
-                    .map_err(|e| format!("services[{i}].listeners[{j}].tls: {e}"))?;
+                    .map_err(at(format!("services[{i}].listeners[{j}].tls")))?;
             }
         }
         for (name, upstream) in service.upstreams.iter() {
             upstream_tls(conf, upstream)
-                .map_err(|e| format!("services[{i}].upstreams.{name}.tls: {e}"))?;
+                .map_err(at(format!("services[{i}].upstreams.{name}.tls")))?;
         }
     }
     Ok(())

@@ -13,12 +13,15 @@ use pingora_config::{
 };
 use pingora_core::connector::{HttpPeer, PeerAddress, PeerOptions};
 use pingora_core::protocols::tls::UpstreamTls;
+use pingora_core::shutdown::ShutdownWatch;
 use pingora_lb::{
     read_backend_file, run_discovery, AddressFamily, Algorithm, Backend, BackendId, Discovery,
     DnsDiscovery, DnsDiscoveryOptions, DnsQuery, FileDiscovery, HealthCheck, HealthCheckKind,
     LoadBalancer, Thresholds,
 };
 use pingora_proxy::Session;
+
+use crate::error::BinError;
 
 pub use pingora_lb::InFlight;
 
@@ -281,7 +284,7 @@ fn source(name: &str, d: &DiscoveryConf) -> Option<Source> {
 /// starts empty, and the background discovery fills it when it can.
 fn first_backends(name: &str, source: &Source) -> Vec<Backend> {
     let found = match source {
-        Source::File { path, .. } => read_backend_file(path).map_err(|e| e.to_string()),
+        Source::File { path, .. } => read_backend_file(path).map_err(BinError::from),
         Source::Dns(options) => first_resolution(options),
     };
     match found {
@@ -301,23 +304,22 @@ fn first_backends(name: &str, source: &Source) -> Vec<Backend> {
 
 /// One DNS resolution on a runtime of its own (start-up runs before any runtime),
 /// with a resolver of its own (a resolver's connections belong to one runtime).
-fn first_resolution(options: &DnsDiscoveryOptions) -> Result<Vec<Backend>, String> {
+fn first_resolution(options: &DnsDiscoveryOptions) -> Result<Vec<Backend>, BinError> {
     if tokio::runtime::Handle::try_current().is_ok() {
-        return Err("first resolution skipped inside a runtime".to_string());
+        return Err(BinError::ResolveInsideRuntime);
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot resolve at start-up: {e}"))?;
-    let discovery = DnsDiscovery::new(options.clone()).map_err(|e| e.to_string())?;
+        .map_err(BinError::ResolverRuntime)?;
+    let discovery = DnsDiscovery::new(options.clone())?;
     rt.block_on(async {
         match tokio::time::timeout(FIRST_RESOLUTION_TIMEOUT, discovery.discover()).await {
-            Ok(result) => result.map_err(|e| e.to_string()),
-            Err(_) => Err(format!(
-                "no DNS answer for {} within {} s",
-                options.name,
-                FIRST_RESOLUTION_TIMEOUT.as_secs()
-            )),
+            Ok(result) => Ok(result?),
+            Err(_) => Err(BinError::ResolveTimeout {
+                name: options.name.clone(),
+                seconds: FIRST_RESOLUTION_TIMEOUT.as_secs(),
+            }),
         }
     })
 }
@@ -391,26 +393,14 @@ async fn follow(name: String, lb: Arc<LoadBalancer>, discovery: impl Discovery, 
     run_discovery(lb, discovery, every, std::future::pending()).await;
 }
 
-/// Runs the background work of every upstream on a thread of its own (a small
-/// single-threaded runtime: probes and DNS queries wait on the network, not the CPU)
-/// for the life of the process. Call after any fork.
-pub fn spawn_health_checks(checkers: Vec<UpstreamTasks>) -> std::io::Result<()> {
-    if checkers.is_empty() {
-        return Ok(());
+/// Runs the background work of every upstream (health checks, discovery) until the
+/// server stops: the server's background service `health-checks`, on a single-threaded
+/// runtime of its own (probes and DNS queries wait on the network, not the CPU). It
+/// goes on through a drain, so that backends are still judged while connections finish.
+pub async fn run_background(checkers: Vec<UpstreamTasks>, _shutdown: ShutdownWatch) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in checkers {
+        c.spawn(&mut tasks);
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    std::thread::Builder::new()
-        .name("health-checks".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                let mut tasks = tokio::task::JoinSet::new();
-                for c in checkers {
-                    c.spawn(&mut tasks);
-                }
-                while tasks.join_next().await.is_some() {}
-            })
-        })?;
-    Ok(())
+    while tasks.join_next().await.is_some() {}
 }

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pingora_config::UpstreamConf;
 use pingora_core::connector::{HttpPeer, PeerOptions};
+use pingora_core::shutdown::ShutdownWatch;
 use pingora_proxy::Session;
 
 /// Tells whether a backend may be picked now (for metrics).
@@ -64,8 +65,7 @@ impl Upstream {
     }
 }
 
-/// Nothing to run without load balancing.
-pub fn spawn_health_checks(checkers: Vec<HealthChecker>) -> std::io::Result<()> {
+/// Nothing to run without load balancing (no [`HealthChecker`] can exist).
+pub async fn run_background(checkers: Vec<HealthChecker>, _shutdown: ShutdownWatch) {
     debug_assert!(checkers.is_empty());
-    Ok(())
 }

@@ -6,16 +6,16 @@ use bytes::Bytes;
 use http::StatusCode;
 use pingora_config::{ServerConf, ServiceConf, ValidateOptions};
 use pingora_core::connector::{BindAddrs, Connector, HttpPeer, PeerAddress, PeerOptions};
-use pingora_core::listener::{ListenAddr, ListenOptions};
+use pingora_core::listener::ListenOptions;
 use pingora_core::protocols::http::v1::server::ServerSessionOptions;
 use pingora_core::protocols::http::v1::HeadLimits;
-use pingora_core::runtime::RuntimeOptions;
-use pingora_core::server::{Server, ServerOptions};
+use pingora_core::server::Server;
 use pingora_core::service::ListeningService;
 use pingora_proxy::{HttpProxy, ProxyOptions};
 
 use crate::access_log::ServiceAccessLog;
 use crate::admin::AdminService;
+use crate::error::BinError;
 use crate::metrics::Metrics;
 use crate::router::{Action, Route, RouterProxy, ServiceRoutes};
 use crate::upstreams::{HealthChecker, Upstream};
@@ -29,10 +29,9 @@ pub fn validate_options() -> ValidateOptions {
     }
 }
 
-/// Builds the server with one proxy service per configured service, and the health
-/// checkers of their upstreams (to start once the process is in its final form).
-pub fn build_server(conf: &ServerConf) -> Result<(Server, Vec<HealthChecker>), String> {
-    let mut server = Server::new(server_options(conf));
+/// Adds one proxy service per configured service, the admin endpoint, and the
+/// background work of the upstreams (health checks, discovery) to `server`.
+pub fn add_services(server: &mut Server, conf: &ServerConf) -> Result<(), BinError> {
     let mut checkers = Vec::new();
     // Metrics are only kept when the admin listener can show them.
     let metrics = conf.admin.as_ref().map(|_| Metrics::new()).transpose()?;
@@ -45,35 +44,14 @@ pub fn build_server(conf: &ServerConf) -> Result<(Server, Vec<HealthChecker>), S
         )?);
     }
     if let (Some(admin), Some(metrics)) = (&conf.admin, metrics) {
-        server.add_service(AdminService::new(listen_addr(&admin.addr), metrics));
+        server.add_service(AdminService::new(admin.addr.clone(), metrics));
     }
-    Ok((server, checkers))
-}
-
-fn server_options(conf: &ServerConf) -> ServerOptions {
-    let defaults = ServerOptions::default();
-    ServerOptions {
-        runtime: RuntimeOptions {
-            threads: conf.threads,
-            work_stealing: conf.work_stealing,
-            max_blocking_threads: conf.max_blocking_threads,
-            blocking_threads_ttl: conf.blocking_threads_ttl_seconds.map(Duration::from_secs),
-        },
-        listener_tasks_per_fd: conf.listener_tasks_per_fd,
-        grace_period: conf
-            .grace_period_seconds
-            .map_or(defaults.grace_period, Duration::from_secs),
-        graceful_shutdown_timeout: conf
-            .graceful_shutdown_timeout_seconds
-            .map_or(defaults.graceful_shutdown_timeout, Duration::from_secs),
+    if !checkers.is_empty() {
+        server.add_background("health-checks", move |shutdown| {
+            crate::upstreams::run_background(checkers, shutdown)
+        });
     }
-}
-
-fn listen_addr(addr: &pingora_config::ListenAddr) -> ListenAddr {
-    match addr {
-        pingora_config::ListenAddr::Tcp(a) => ListenAddr::Tcp(*a),
-        pingora_config::ListenAddr::Unix(p) => ListenAddr::Unix(p.clone()),
-    }
+    Ok(())
 }
 
 fn build_service(
@@ -81,7 +59,7 @@ fn build_service(
     service: &ServiceConf,
     metrics: Option<&Metrics>,
     checkers: &mut Vec<HealthChecker>,
-) -> Result<ListeningService<HttpProxy<RouterProxy>>, String> {
+) -> Result<ListeningService<HttpProxy<RouterProxy>>, BinError> {
     let routes = build_routes(conf, service)?;
     #[cfg(not(feature = "cache"))]
     if service.cache.is_some() {
@@ -140,7 +118,7 @@ fn build_service(
             None => None,
         };
         svc.add_listener(
-            listen_addr(&l.addr),
+            l.addr.clone(),
             ListenOptions {
                 backlog: l.backlog,
                 tls,
@@ -150,12 +128,14 @@ fn build_service(
     Ok(svc)
 }
 
-fn bind_addrs(conf: &ServerConf) -> Result<BindAddrs, String> {
-    let parse = |list: &[String]| -> Result<Vec<std::net::IpAddr>, String> {
+fn bind_addrs(conf: &ServerConf) -> Result<BindAddrs, BinError> {
+    let parse = |list: &[String]| -> Result<Vec<std::net::IpAddr>, BinError> {
         list.iter()
             .map(|s| {
-                s.parse()
-                    .map_err(|e| format!("bad client bind address {s}: {e}"))
+                s.parse().map_err(|source| BinError::ClientBindAddress {
+                    addr: s.clone(),
+                    source,
+                })
             })
             .collect()
     };
@@ -165,7 +145,7 @@ fn bind_addrs(conf: &ServerConf) -> Result<BindAddrs, String> {
     })
 }
 
-fn build_routes(conf: &ServerConf, service: &ServiceConf) -> Result<ServiceRoutes, String> {
+fn build_routes(conf: &ServerConf, service: &ServiceConf) -> Result<ServiceRoutes, BinError> {
     let mut upstreams = Vec::new();
     for (name, up) in service.upstreams.iter() {
         let options = PeerOptions {
@@ -173,13 +153,13 @@ fn build_routes(conf: &ServerConf, service: &ServiceConf) -> Result<ServiceRoute
             read_timeout: Duration::from_millis(up.read_timeout_ms),
             write_timeout: Duration::from_millis(up.write_timeout_ms),
             idle_timeout: Duration::from_millis(up.idle_timeout_ms),
-            tls: crate::tls::upstream_tls(conf, up).map_err(|e| format!("upstream {name}: {e}"))?,
+            tls: crate::tls::upstream_tls(conf, up).map_err(|e| e.in_upstream(name))?,
             http2: up.http2,
         };
         let mut peers = Vec::new();
         for p in &up.peers {
             let addr = PeerAddress::parse(&p.addr)
-                .ok_or_else(|| format!("upstream {name}: bad peer address {}", p.addr))?;
+                .ok_or_else(|| BinError::PeerAddress(p.addr.clone()).in_upstream(name))?;
             peers.push(HttpPeer::new(addr, options.clone()));
         }
         upstreams.push(Upstream::new(name.to_string(), up, peers, options));
@@ -189,7 +169,7 @@ fn build_routes(conf: &ServerConf, service: &ServiceConf) -> Result<ServiceRoute
         let action = if let Some(resp) = &r.respond {
             Action::Respond {
                 status: StatusCode::from_u16(resp.status)
-                    .map_err(|_| format!("bad respond status {}", resp.status))?,
+                    .map_err(|_| BinError::RespondStatus(resp.status))?,
                 content_type: resp.content_type.clone(),
                 body: Bytes::from(resp.body.clone()),
             }
@@ -198,7 +178,7 @@ fn build_routes(conf: &ServerConf, service: &ServiceConf) -> Result<ServiceRoute
             let i = upstreams
                 .iter()
                 .position(|u| u.name == name)
-                .ok_or_else(|| format!("route to undefined upstream {name}"))?;
+                .ok_or_else(|| BinError::UndefinedUpstream(name.to_string()))?;
             Action::Upstream(i)
         };
         let (host, path_prefix) = match &r.matcher {

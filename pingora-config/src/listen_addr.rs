@@ -13,6 +13,9 @@ pub const MAX_UNIX_PATH_BYTES: usize = 107;
 /// Where a listener (or the admin endpoint) accepts connections.
 ///
 /// Written in YAML as `IP:PORT` (`0.0.0.0:8080`, `[::]:8443`) or `unix:/path/to.sock`.
+/// The one listen-address type of the workspace: pingora-core binds it as
+/// `pingora_core::listener::ListenAddr`, and its `Display` form names a listener
+/// handed over during an upgrade.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ListenAddr {
     /// A TCP address; port 0 asks the kernel for a free port.

@@ -3,13 +3,16 @@
 //! Layers, bottom up (each module only uses the ones above it in this list):
 //! [`error`]; [`protocols`] (streams and the HTTP/1 codec and sessions); [`listener`];
 //! [`connector`] and [`pool`] (upstream connections); [`shutdown`], [`runtime`],
-//! [`service`] and [`server`] (the process around it all).
+//! [`service`] and [`server`]; [`process`] (the process around it all: command line,
+//! configuration file, daemon, pid file, upgrade, exit codes).
 #![warn(missing_docs)]
 
+mod background;
 pub mod connector;
 pub mod error;
 pub mod listener;
 pub mod log_limit;
+mod peer_parse;
 pub mod pool;
 pub mod process;
 pub mod protocols;

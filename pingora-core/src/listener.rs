@@ -1,9 +1,7 @@
 //! Listening sockets: where they listen, how they are bound, and accepting from them.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -13,24 +11,11 @@ use crate::error::{Error, ErrorKind, Result, Side};
 use crate::protocols::tls::TlsAcceptor;
 use crate::protocols::{ClientAddr, Stream};
 
-/// Where a listener listens.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum ListenAddr {
-    /// A TCP address such as `0.0.0.0:8080`.
-    Tcp(SocketAddr),
-    /// A unix-socket path.
-    Unix(PathBuf),
-}
-
-impl fmt::Display for ListenAddr {
-    /// The canonical form, also used to match listeners handed over during an upgrade.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ListenAddr::Tcp(a) => write!(f, "{a}"),
-            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
-        }
-    }
-}
+/// Where a listener listens: `IP:PORT` or `unix:/path`. The one type shared with the
+/// configuration file (`pingora_config`), so a parsed YAML address is used as it is.
+/// Its `Display` form is canonical: listeners handed over during an upgrade are
+/// matched by it, and it parses back with `str::parse`.
+pub use pingora_config::{ListenAddr, ListenAddrParseError};
 
 /// How a listening socket is set up, and whether its connections speak TLS.
 #[derive(Debug, Clone)]
@@ -223,16 +208,6 @@ impl AsyncListener {
     }
 }
 
-impl ListenAddr {
-    /// Parses the canonical form written by `Display`: `ip:port`, `[v6]:port` or `unix:/path`.
-    pub fn parse(s: &str) -> Option<Self> {
-        if let Some(path) = s.strip_prefix("unix:") {
-            return (!path.is_empty()).then(|| ListenAddr::Unix(PathBuf::from(path)));
-        }
-        s.parse().ok().map(ListenAddr::Tcp)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,10 +215,10 @@ mod tests {
     #[test]
     fn canonical_form_round_trips() {
         for s in ["127.0.0.1:8080", "[::]:8443", "unix:/run/pingora/web.sock"] {
-            assert_eq!(ListenAddr::parse(s).unwrap().to_string(), s);
+            assert_eq!(s.parse::<ListenAddr>().unwrap().to_string(), s);
         }
-        assert!(ListenAddr::parse("unix:").is_none());
-        assert!(ListenAddr::parse("nonsense").is_none());
+        assert!("unix:".parse::<ListenAddr>().is_err());
+        assert!("nonsense".parse::<ListenAddr>().is_err());
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! Services: what the server starts on its runtimes.
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::runtime::Handle;
 
-use crate::error::Result;
+pub use crate::background::BackgroundService;
+use crate::error::{Error, ErrorKind, Result, Side};
 use crate::listener::{AsyncListener, BoundListener, ListenAddr, ListenOptions};
-use crate::protocols::tls::TlsAcceptor;
+use crate::protocols::tls::{TlsAcceptor, TlsAcceptorOptions, TlsCertificate};
 use crate::protocols::{ClientAddr, Stream};
 use crate::shutdown::{Phase, ShutdownController, ShutdownWatch};
 
@@ -71,6 +73,47 @@ impl<A: ServerApp> ListeningService<A> {
         self
     }
 
+    /// Listens on a TCP address written `IP:PORT` (`0.0.0.0:8080`, `[::]:8080`).
+    pub fn add_tcp(&mut self, addr: &str) -> Result<&mut Self> {
+        let addr = parse_tcp(addr)?;
+        Ok(self.add_listener(addr, ListenOptions::default()))
+    }
+
+    /// Listens on a unix socket at `path` (a stale socket file is replaced).
+    pub fn add_unix(&mut self, path: impl Into<PathBuf>) -> &mut Self {
+        self.add_listener(ListenAddr::Unix(path.into()), ListenOptions::default())
+    }
+
+    /// Listens on `addr` (`IP:PORT`) with TLS, serving the certificate chain in the PEM
+    /// file `cert` with the private key in `key`, offering HTTP/2 and HTTP/1.1 by ALPN.
+    /// Fails when the files cannot be read or do not match (or without the `tls` feature).
+    pub fn add_tls(
+        &mut self,
+        addr: &str,
+        cert: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+    ) -> Result<&mut Self> {
+        self.add_tls_with(addr, cert, key, TlsAcceptorOptions::default())
+    }
+
+    /// As [`ListeningService::add_tls`], with the ALPN protocols and handshake timeout of `opts`.
+    pub fn add_tls_with(
+        &mut self,
+        addr: &str,
+        cert: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+        opts: TlsAcceptorOptions,
+    ) -> Result<&mut Self> {
+        let addr = parse_tcp(addr)?;
+        let cert = TlsCertificate::from_files(cert.as_ref(), key.as_ref())?;
+        let acceptor = TlsAcceptor::new(vec![cert], opts)?;
+        let opts = ListenOptions {
+            tls: Some(Arc::new(acceptor)),
+            ..ListenOptions::default()
+        };
+        Ok(self.add_listener(addr, opts))
+    }
+
     /// Overrides the server's thread count for this service.
     pub fn set_threads(&mut self, threads: Option<usize>) -> &mut Self {
         self.threads = threads;
@@ -124,6 +167,24 @@ impl<A: ServerApp> Service for ListeningService<A> {
             }
         }
         Ok(())
+    }
+}
+
+/// Parses a TCP listening address, refusing `unix:` paths (see `add_unix`).
+fn parse_tcp(text: &str) -> Result<ListenAddr> {
+    match text.parse::<ListenAddr>() {
+        Ok(addr @ ListenAddr::Tcp(_)) => Ok(addr),
+        Ok(ListenAddr::Unix(_)) => Err(Error::new(
+            ErrorKind::Internal,
+            Side::Internal,
+            format!("`{text}` is a unix socket: use add_unix"),
+        )),
+        Err(e) => Err(Error::because(
+            ErrorKind::Internal,
+            Side::Internal,
+            "cannot listen",
+            e,
+        )),
     }
 }
 

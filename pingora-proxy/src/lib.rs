@@ -2,6 +2,8 @@
 //!
 //! pingora-proxy: the [`ProxyHttp`] trait — the request phases a proxy overrides — and
 //! [`HttpProxy`], the service that runs it on every client connection.
+//! [`http_proxy_service`] makes that service in one call, and [`prelude`] brings in
+//! everything a proxy application uses.
 //!
 //! A request goes through these phases, in order (each has a default):
 //! [`ProxyHttp::new_ctx`], [`ProxyHttp::request_filter`] (may answer by itself),
@@ -23,14 +25,17 @@
 #[cfg(feature = "cache")]
 mod cache;
 mod exchange;
+mod front;
 pub mod headers;
 mod phases;
+pub mod prelude;
 mod proxy;
 mod session;
 pub mod status;
 mod tunnel;
 mod upstream;
 
+pub use front::{http_proxy_service, http_proxy_service_with};
 pub use phases::ProxyHttp;
 pub use proxy::{HttpProxy, ProxyOptions};
 pub use session::Session;
@@ -38,6 +43,10 @@ pub use session::Session;
 pub use pingora_core::connector::{HttpPeer, PeerAddress, PeerOptions};
 pub use pingora_core::protocols::http::{RequestHeader, ResponseHeader};
 pub use pingora_core::{Error, ErrorKind, Result, Side};
+
+/// pingora-core, re-exported so that one dependency line is enough for a proxy
+/// application (servers, listeners, TLS, the process life).
+pub use pingora_core;
 
 /// The cache crate, re-exported for implementations of the cache phases.
 #[cfg(feature = "cache")]

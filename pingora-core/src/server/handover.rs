@@ -1,0 +1,67 @@
+//! Handing every listening socket to a new instance (SIGQUIT, SIGHUP).
+
+use crate::listener::BoundListener;
+
+/// Where listening sockets are handed to a new instance during an upgrade.
+#[derive(Debug, Clone)]
+pub struct UpgradeOptions {
+    /// The unix socket the new instance listens on.
+    pub sock: std::path::PathBuf,
+    /// One-second retries of connecting to it.
+    pub connect_retries: u32,
+}
+
+/// Sends a copy of every listener to the new instance; true when it took them. Every
+/// failure is logged, and the caller goes on serving.
+pub(super) async fn hand_over(
+    upgrade: Option<&UpgradeOptions>,
+    listeners: &[BoundListener],
+) -> bool {
+    let Some(upgrade) = upgrade.cloned() else {
+        log::error!("no upgrade socket configured; still serving");
+        return false;
+    };
+    let mut copies = Vec::with_capacity(listeners.len());
+    for l in listeners {
+        match l.try_clone() {
+            Ok(c) => copies.push(c),
+            Err(e) => {
+                log::error!("cannot prepare hand-over: {e}; still serving");
+                return false;
+            }
+        }
+    }
+    let sock = upgrade.sock.clone();
+    let sent = tokio::task::spawn_blocking(move || {
+        let names: Vec<String> = copies.iter().map(|l| l.addr().to_string()).collect();
+        let fds: Vec<(&str, std::os::fd::BorrowedFd<'_>)> = names
+            .iter()
+            .zip(&copies)
+            .map(|(n, l)| (n.as_str(), l.as_fd()))
+            .collect();
+        let opts = pingora_upgrade::SendOptions {
+            connect_retries: upgrade.connect_retries,
+            ..pingora_upgrade::SendOptions::default()
+        };
+        pingora_upgrade::send_listeners(&upgrade.sock, &fds, opts)
+    })
+    .await;
+    match sent {
+        Ok(Ok(())) => {
+            log::info!(
+                "{} listener(s) handed over through {}",
+                listeners.len(),
+                sock.display()
+            );
+            true
+        }
+        Ok(Err(e)) => {
+            log::error!("hand-over failed, still serving: {e}");
+            false
+        }
+        Err(e) => {
+            log::error!("hand-over task failed, still serving: {e}");
+            false
+        }
+    }
+}
