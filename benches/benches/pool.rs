@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use pingora_core::pool::{ConnectionPool, Reusable};
+use pingora_core::connector::pool::{ConnectionPool, Reusable};
 
 /// A stand-in connection that is always reusable (the real check is one syscall).
 struct Idle(#[allow(dead_code)] u64);

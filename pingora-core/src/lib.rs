@@ -1,10 +1,10 @@
 #![doc = include_str!("../README.md")]
 //!
 //! Layers, bottom up (each module only uses the ones above it in this list):
-//! [`error`]; [`protocols`] (streams and the HTTP/1 codec and sessions); [`listener`];
-//! [`connector`] and [`pool`] (upstream connections); [`shutdown`], [`runtime`],
-//! [`service`] and [`server`]; [`process`] (the process around it all: command line,
-//! configuration file, daemon, pid file, upgrade, exit codes).
+//! [`error`]; [`protocols`] (streams, the HTTP/1 and HTTP/2 sessions, TLS); [`listener`];
+//! [`connector`] (upstream connections: peers, dialling and the pools); [`shutdown`],
+//! [`runtime`], [`service`] and [`server`]; [`process`] (the process around it all:
+//! command line, configuration file, daemon, pid file, upgrade, exit codes).
 #![warn(missing_docs)]
 
 mod background;
@@ -13,7 +13,6 @@ pub mod error;
 pub mod listener;
 pub mod log_limit;
 mod peer_parse;
-pub mod pool;
 pub mod process;
 pub mod protocols;
 pub mod runtime;

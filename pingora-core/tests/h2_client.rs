@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
+use pingora_core::connector::H2Pool;
 use pingora_core::protocols::http::v1::client::ClientTimeouts;
 use pingora_core::protocols::http::v1::BodyFraming;
 use pingora_core::protocols::http::v2::client::{
     H2ClientConnection, H2ClientOptions, H2ClientStream,
 };
-use pingora_core::protocols::http::v2::pool::H2Pool;
 use pingora_core::protocols::http::{RequestHeader, ResponseHeader};
 use pingora_core::protocols::Stream;
 use pingora_core::{Error, ErrorKind, Side};

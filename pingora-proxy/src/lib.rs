@@ -33,7 +33,6 @@ mod proxy;
 mod session;
 pub mod status;
 mod tunnel;
-mod upstream;
 
 pub use front::{http_proxy_service, http_proxy_service_with};
 pub use phases::ProxyHttp;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use pingora_core::connector::{Connector, HttpPeer};
+use pingora_core::connector::{Connector, HttpConnector, HttpPeer};
 use pingora_core::protocols::http::v1::client::H1ClientSession;
 use pingora_core::protocols::http::v1::server::{
     H1ServerSession, NextRequest, ServerSessionOptions,
@@ -22,7 +22,6 @@ use crate::exchange::{Exchange, Outcome};
 use crate::phases::ProxyHttp;
 use crate::session::Session;
 use crate::tunnel;
-use crate::upstream::Upstreams;
 
 /// Settings of an [`HttpProxy`].
 #[derive(Debug, Clone)]
@@ -64,7 +63,8 @@ pub struct HttpProxy<P> {
 struct Shared<P> {
     inner: P,
     opts: ProxyOptions,
-    upstreams: Upstreams,
+    /// Sessions to the upstreams, pooled.
+    upstream: HttpConnector,
 }
 
 impl<P> Clone for HttpProxy<P> {
@@ -79,12 +79,12 @@ impl<P: ProxyHttp> HttpProxy<P> {
     /// A proxy with `opts`, connecting upstream with `connector`.
     pub fn new(inner: P, mut opts: ProxyOptions, connector: Connector) -> Self {
         opts.downstream.h2c_prior_knowledge = opts.h2c;
-        let upstreams = Upstreams::new(connector, opts.upstream_keepalive_pool_size);
+        let upstream = HttpConnector::new(connector, opts.upstream_keepalive_pool_size);
         HttpProxy {
             shared: Arc::new(Shared {
                 inner,
                 opts,
-                upstreams,
+                upstream,
             }),
         }
     }
@@ -96,7 +96,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
 
     /// Idle upstream connections currently pooled.
     pub fn idle_upstream_connections(&self) -> usize {
-        self.shared.upstreams.idle_count()
+        self.shared.upstream.idle_count()
     }
 
     /// Serves one request; returns what to do with the connection afterwards.
@@ -169,23 +169,24 @@ impl<P: ProxyHttp> HttpProxy<P> {
         &self.shared.inner
     }
 
-    /// Gives an upstream session back once its exchange is over.
+    /// Gives an upstream session back once its exchange is over (see
+    /// [`HttpConnector::release`]).
     pub(crate) fn release(&self, peer: &HttpPeer, upstream: ClientSession) {
-        self.shared.upstreams.release(peer, upstream);
+        self.shared.upstream.release(peer, upstream);
     }
 
     pub(crate) fn max_retries(&self) -> usize {
         self.shared.opts.max_retries
     }
 
-    /// A connection to `peer`: an idle pooled one when `allow_reuse` and one is there
-    /// (the flag in the result says so), else a new one.
+    /// A session to `peer`, reused when `allow_reuse` and one is pooled (the flag in
+    /// the result says so); see [`HttpConnector::session`].
     pub(crate) async fn connect(
         &self,
         peer: &HttpPeer,
         allow_reuse: bool,
     ) -> pingora_core::Result<(ClientSession, bool)> {
-        self.shared.upstreams.connect(peer, allow_reuse).await
+        self.shared.upstream.session(peer, allow_reuse).await
     }
 }
 

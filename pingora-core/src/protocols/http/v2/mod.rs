@@ -1,7 +1,7 @@
 //! HTTP/2 on the `h2` crate: the downstream connection and its request streams
-//! ([`server`]), the upstream connection and its exchange streams ([`client`]), a
-//! pool of shared upstream connections ([`pool`]), and the conversion of heads to and
-//! from the HTTP/1-shaped types the proxy uses ([`convert`]).
+//! ([`server`]), the upstream connection and its exchange streams ([`client`]), and the
+//! conversion of heads to and from the HTTP/1-shaped types the proxy uses ([`convert`]).
+//! The pool of shared upstream connections is in [`crate::connector::h2`].
 //!
 //! # h2c with prior knowledge
 //!
@@ -19,7 +19,6 @@ pub mod convert;
 mod flow;
 pub mod io;
 pub mod keepalive;
-pub mod pool;
 pub mod server;
 
 use std::time::Duration;
@@ -33,7 +32,6 @@ use crate::protocols::Stream;
 pub use body_writer::H2BodyWriter;
 pub use client::{H2ClientConnection, H2ClientOptions, H2ClientStream};
 pub use keepalive::KeepalivePing;
-pub use pool::H2Pool;
 pub use server::{H2ServerConnection, H2ServerOptions, H2ServerStream};
 
 /// The client connection preface of HTTP/2 (RFC 9113 §3.4).
