@@ -23,6 +23,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 
 const T: Duration = Duration::from_secs(20);
+/// Idle timeouts of pooled connections: one no test waits for, and a short one.
+const LONG: Duration = Duration::from_secs(60);
+const SHORT: Duration = Duration::from_millis(100);
 const TIMEOUTS: ClientTimeouts = ClientTimeouts {
     read: Duration::from_secs(20),
     write: Duration::from_secs(20),
@@ -189,7 +192,7 @@ async fn large_bodies_and_trailers_both_ways() {
 #[tokio::test]
 async fn pool_opens_another_connection_when_one_is_full() {
     let origin = H2Origin::builder().max_concurrent_streams(4).start();
-    let pool = H2Pool::new(8, Duration::from_secs(60));
+    let pool = H2Pool::new(8);
     let key = 42;
     let mut streams = Vec::new();
     for i in 0..10 {
@@ -198,7 +201,7 @@ async fn pool_opens_another_connection_when_one_is_full() {
             None => {
                 let c = connect(origin.addr(), H2ClientOptions::default()).await;
                 assert_eq!(c.max_streams(), 4, "SETTINGS seen at handshake");
-                assert!(pool.put(key, c.clone()));
+                assert!(pool.put(key, c.clone(), LONG));
                 c
             }
         };
@@ -249,7 +252,7 @@ async fn pooled_request(pool: &H2Pool, addr: SocketAddr, id: usize) -> usize {
             Some(c) => c,
             None => {
                 let c = connect(addr, H2ClientOptions::default()).await;
-                pool.put(1, c.clone());
+                pool.put(1, c.clone(), LONG);
                 c
             }
         };
@@ -272,7 +275,7 @@ async fn pooled_request(pool: &H2Pool, addr: SocketAddr, id: usize) -> usize {
 async fn goaway_under_load_loses_and_repeats_nothing() {
     // After 7 streams each connection says GOAWAY and refuses streams still arriving.
     let origin = H2Origin::builder().goaway_after(7).refuse_after(7).start();
-    let pool = Arc::new(H2Pool::new(4, Duration::from_secs(60)));
+    let pool = Arc::new(H2Pool::new(4));
     let total = 120;
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut workers = Vec::new();
@@ -339,10 +342,10 @@ async fn handshake_with_a_server_that_is_not_http2_fails() {
 #[tokio::test]
 async fn pool_drops_closed_and_idle_connections() {
     let origin = H2Origin::start();
-    let pool = H2Pool::new(2, Duration::from_millis(100));
+    let pool = H2Pool::new(2);
     let c = connect(origin.addr(), H2ClientOptions::default()).await;
-    assert!(pool.put(7, c.clone()));
-    assert!(pool.put(7, c.clone()), "putting it again is a no-op");
+    assert!(pool.put(7, c.clone(), SHORT));
+    assert!(pool.put(7, c.clone(), SHORT), "putting it again is a no-op");
     assert_eq!(pool.connections(7), 1);
     get(&c, "/x", None).await.unwrap();
     drop(c);
@@ -354,16 +357,16 @@ async fn pool_drops_closed_and_idle_connections() {
     eventually(|| o.open_connections() == 0).await;
 
     // A connection whose server went away is dropped too.
-    let pool = H2Pool::new(2, Duration::from_secs(60));
+    let pool = H2Pool::new(2);
     let c = connect(origin.addr(), H2ClientOptions::default()).await;
-    assert!(pool.put(8, c.clone()));
+    assert!(pool.put(8, c.clone(), LONG));
     drop(origin);
     let closed = c.clone();
     eventually(move || closed.is_closed()).await;
     assert!(pool.get(8).is_none());
     let e = c.new_stream(TIMEOUTS).await.unwrap_err();
     assert!(e.retry, "nothing was sent: {e}");
-    assert!(!pool.put(8, c));
+    assert!(!pool.put(8, c, LONG));
 }
 
 // ---- A frame-level server for exact GOAWAY cases ----

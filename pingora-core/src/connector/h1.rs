@@ -2,6 +2,8 @@
 //! new one from the [`Connector`]. A connection is taken out of the pool for one
 //! exchange and given back after it, if it can carry another.
 
+use std::task::{Context, Poll};
+
 use super::dial::Connector;
 use super::peer::HttpPeer;
 use super::pool::{ConnectionPool, Reusable};
@@ -11,6 +13,10 @@ use crate::protocols::http::v1::client::H1ClientSession;
 impl Reusable for H1ClientSession {
     fn is_reusable(&self) -> bool {
         self.is_idle_and_open()
+    }
+
+    fn poll_unusable(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.poll_idle_end(cx)
     }
 }
 

@@ -15,57 +15,71 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::task::Context;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use super::dial::Connector;
 use super::peer::HttpPeer;
+use super::reaper::{Reap, Reaper};
 use crate::error::Result;
 use crate::protocols::http::v1::client::H1ClientSession;
 use crate::protocols::http::v2::client::{H2ClientConnection, H2ClientOptions};
 use crate::protocols::http::ClientSession;
 
-/// HTTP/2 connections by peer key (see `HttpPeer::pool_key`), at most
-/// `max_per_key` each. The lock is held only for short bookkeeping, never across an
-/// await, and connections are dropped outside it.
+/// HTTP/2 connections by peer key (see [`HttpPeer::pool_key`]), at most
+/// `max_per_key` each. A connection leaves the pool when it ends, when the server
+/// sends GOAWAY, and when it has had no stream in flight for its idle timeout: at that
+/// moment, by the pool's reaper task (see the reaper in `reaper.rs`), not only when
+/// the pool is next asked. The lock is held only for short bookkeeping, never across
+/// an await, and connections are dropped outside it.
 pub struct H2Pool {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     max_per_key: usize,
+    inner: Mutex<HashMap<u64, Vec<Pooled>>>,
+    reaper: Reaper,
+}
+
+/// A pooled connection and how long it may stay without a stream.
+struct Pooled {
+    conn: H2ClientConnection,
     idle_timeout: Duration,
-    inner: Mutex<HashMap<u64, Vec<H2ClientConnection>>>,
+}
+
+impl Pooled {
+    /// Closed, going away, or idle for its timeout.
+    fn is_stale(&self) -> bool {
+        self.conn.is_closed()
+            || self
+                .conn
+                .idle_for()
+                .is_some_and(|idle| idle >= self.idle_timeout)
+    }
 }
 
 impl std::fmt::Debug for H2Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("H2Pool")
-            .field("max_per_key", &self.max_per_key)
-            .field("idle_timeout", &self.idle_timeout)
+            .field("max_per_key", &self.shared.max_per_key)
             .field("connections", &self.len())
             .finish()
     }
 }
 
 impl H2Pool {
-    /// A pool keeping at most `max_per_key` connections per peer, each dropped once it
-    /// has had no stream in flight for `idle_timeout`.
-    pub fn new(max_per_key: usize, idle_timeout: Duration) -> Self {
+    /// A pool keeping at most `max_per_key` connections per peer.
+    pub fn new(max_per_key: usize) -> Self {
         H2Pool {
-            max_per_key,
-            idle_timeout,
-            inner: Mutex::new(HashMap::new()),
+            shared: Arc::new(Shared {
+                max_per_key,
+                inner: Mutex::new(HashMap::new()),
+                reaper: Reaper::new(),
+            }),
         }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Vec<H2ClientConnection>>> {
-        // A panic while holding the lock cannot leave the map inconsistent.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn is_stale(&self, conn: &H2ClientConnection) -> bool {
-        conn.is_closed()
-            || conn
-                .idle_for()
-                .is_some_and(|idle| idle >= self.idle_timeout)
     }
 
     /// A connection to `key` that can take another stream now. Closed, GOAWAY'd and
@@ -74,19 +88,13 @@ impl H2Pool {
     pub fn get(&self, key: u64) -> Option<H2ClientConnection> {
         let mut dropped = Vec::new();
         let found = {
-            let mut map = self.lock();
+            let mut map = self.shared.lock();
             let list = map.get_mut(&key)?;
-            let mut i = 0;
-            while i < list.len() {
-                if self.is_stale(&list[i]) {
-                    dropped.push(list.swap_remove(i));
-                } else {
-                    i += 1;
-                }
-            }
+            drain_stale(list, &mut dropped);
             // The least busy connection with room, so load spreads over them.
             let found = list
                 .iter()
+                .map(|p| &p.conn)
                 .filter(|c| c.has_capacity())
                 .min_by_key(|c| c.in_flight())
                 .cloned();
@@ -99,79 +107,117 @@ impl H2Pool {
         found
     }
 
-    /// Shares `conn` for `key`. Returns false when it was not kept: it is closed, or
-    /// `key` has `max_per_key` connections and none of them is idle (the caller can
-    /// still use `conn`; it closes when dropped). Putting a connection already pooled
-    /// does nothing and returns true.
-    pub fn put(&self, key: u64, conn: H2ClientConnection) -> bool {
-        if conn.is_closed() || self.max_per_key == 0 {
+    /// Shares `conn` for `key`, to be closed once it has had no stream for
+    /// `idle_timeout`. Returns false when it was not kept: it is closed, or `key` has
+    /// `max_per_key` connections and none of them is idle (the caller can still use
+    /// `conn`; it closes when dropped). Putting a connection already pooled does
+    /// nothing and returns true.
+    pub fn put(&self, key: u64, conn: H2ClientConnection, idle_timeout: Duration) -> bool {
+        if conn.is_closed() || self.shared.max_per_key == 0 || idle_timeout.is_zero() {
             return false;
         }
         let mut dropped = Vec::new();
         let kept = {
-            let mut map = self.lock();
+            let mut map = self.shared.lock();
             let list = map.entry(key).or_default();
-            if list.iter().any(|c| c.same_connection(&conn)) {
+            if list.iter().any(|p| p.conn.same_connection(&conn)) {
                 return true;
             }
-            let mut i = 0;
-            while i < list.len() {
-                if self.is_stale(&list[i]) {
-                    dropped.push(list.swap_remove(i));
-                } else {
-                    i += 1;
-                }
-            }
-            if list.len() >= self.max_per_key {
+            drain_stale(list, &mut dropped);
+            if list.len() >= self.shared.max_per_key {
                 // Make room by dropping an idle connection, if there is one.
-                if let Some(pos) = list.iter().position(|c| c.in_flight() == 0) {
-                    dropped.push(list.swap_remove(pos));
+                if let Some(pos) = list.iter().position(|p| p.conn.in_flight() == 0) {
+                    dropped.push(list.swap_remove(pos).conn);
                 }
             }
-            if list.len() < self.max_per_key {
-                list.push(conn);
+            if list.len() < self.shared.max_per_key {
+                list.push(Pooled { conn, idle_timeout });
                 true
             } else {
                 false
             }
         };
         drop(dropped);
+        if kept {
+            // New connections are rare (one per peer and concurrency step): the
+            // reaper just looks at the pool again, and starts watching this one.
+            self.shared.reaper.wake();
+            self.shared.reaper.ensure_running(&self.shared);
+        }
         kept
     }
 
     /// How many connections are pooled for `key` (including ones not yet found stale).
     pub fn connections(&self, key: u64) -> usize {
-        self.lock().get(&key).map_or(0, Vec::len)
+        self.shared.lock().get(&key).map_or(0, Vec::len)
     }
 
     /// How many connections are pooled in all.
     pub fn len(&self) -> usize {
-        self.lock().values().map(Vec::len).sum()
+        self.shared.lock().values().map(Vec::len).sum()
+    }
+
+    /// How many pooled connections are open with no stream in flight.
+    pub fn idle_len(&self) -> usize {
+        let map = self.shared.lock();
+        map.values()
+            .flatten()
+            .filter(|p| p.conn.in_flight() == 0 && !p.conn.is_closed())
+            .count()
     }
 
     /// Whether no connection is pooled.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
 
-    /// Drops every closed or idle-expired connection (for a periodic sweep).
-    pub fn evict_stale(&self) {
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Vec<Pooled>>> {
+        // A panic while holding the lock cannot leave the map inconsistent.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Reap for Shared {
+    fn reap(&self, now: Instant, cx: &mut Context<'_>) -> Option<Instant> {
         let mut dropped = Vec::new();
-        {
-            let mut map = self.lock();
-            map.retain(|_, list| {
-                let mut i = 0;
-                while i < list.len() {
-                    if self.is_stale(&list[i]) {
-                        dropped.push(list.swap_remove(i));
-                    } else {
-                        i += 1;
-                    }
+        let mut next: Option<Instant> = None;
+        let mut map = self.lock();
+        map.retain(|_, list| {
+            drain_stale(list, &mut dropped);
+            let mut i = 0;
+            while i < list.len() {
+                let pooled = &list[i];
+                if pooled.conn.poll_closed(cx).is_ready() {
+                    dropped.push(list.swap_remove(i).conn);
+                    continue;
                 }
-                !list.is_empty()
-            });
-        }
+                // A busy connection expires at the earliest one timeout from now.
+                let left = pooled.conn.idle_for().map_or(pooled.idle_timeout, |idle| {
+                    pooled.idle_timeout.saturating_sub(idle)
+                });
+                let due = now + left;
+                next = Some(next.map_or(due, |n| n.min(due)));
+                i += 1;
+            }
+            !list.is_empty()
+        });
+        drop(map);
         drop(dropped);
+        next
+    }
+}
+
+/// Moves the stale connections of `list` to `dropped`.
+fn drain_stale(list: &mut Vec<Pooled>, dropped: &mut Vec<H2ClientConnection>) {
+    let mut i = 0;
+    while i < list.len() {
+        if list[i].is_stale() {
+            dropped.push(list.swap_remove(i).conn);
+        } else {
+            i += 1;
+        }
     }
 }
 
@@ -217,10 +263,11 @@ pub(crate) struct H2Sessions {
 }
 
 impl H2Sessions {
-    /// Sessions keeping up to 8 connections per peer.
+    /// Sessions keeping up to 8 connections per peer, each closed once it had no
+    /// stream for its peer's idle timeout.
     pub(crate) fn new() -> Self {
         H2Sessions {
-            pool: H2Pool::new(H2_CONNECTIONS_PER_PEER, Duration::from_secs(60)),
+            pool: H2Pool::new(H2_CONNECTIONS_PER_PEER),
             opening: Mutex::new(HashMap::new()),
         }
     }
@@ -293,11 +340,17 @@ impl H2Sessions {
         match open(dial, peer).await? {
             Opened::H2(conn) => {
                 let stream = conn.new_stream(peer.options.client_timeouts()).await?;
-                self.pool.put(peer.pool_key(), conn);
+                self.pool
+                    .put(peer.pool_key(), conn, peer.options.idle_timeout);
                 Ok((ClientSession::H2(stream), false))
             }
             Opened::H1(session) => Ok((ClientSession::H1(*session), false)),
         }
+    }
+
+    /// Pooled connections open with no stream in flight.
+    pub(crate) fn idle_count(&self) -> usize {
+        self.pool.idle_len()
     }
 
     /// Looks for a pooled connection to `key` with room, or for someone opening one;

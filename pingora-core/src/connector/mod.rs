@@ -15,6 +15,7 @@
 //! | `pool.rs` | [`pool::ConnectionPool`]: idle connections taken for one exchange (HTTP/1.x) |
 //! | `h1.rs` | HTTP/1.x sessions from that pool or from the dialler |
 //! | `h2.rs` | [`h2::H2Pool`] of shared HTTP/2 connections, and who opens a new one |
+//! | `reaper.rs` | one task per pool closing idle connections when their timeout passes or the peer closes them |
 //!
 //! ```no_run
 //! # async fn demo() -> pingora_core::Result<()> {
@@ -43,6 +44,7 @@ mod h1;
 pub mod h2;
 mod peer;
 pub mod pool;
+mod reaper;
 
 pub use dial::{BindAddrs, Connector};
 pub use h2::H2Pool;
@@ -116,8 +118,9 @@ impl HttpConnector {
         }
     }
 
-    /// Idle HTTP/1.x connections pooled now.
+    /// Idle connections pooled now: HTTP/1.x connections waiting for an exchange, and
+    /// HTTP/2 connections with no stream open.
     pub fn idle_count(&self) -> usize {
-        self.h1.idle_count()
+        self.h1.idle_count() + self.h2.idle_count()
     }
 }

@@ -73,15 +73,48 @@ impl Stream {
     }
 
     /// Looks at the socket's receive queue without consuming it: `Ok(0)` closed,
-    /// `Ok(n)` bytes waiting, `WouldBlock` nothing yet.
+    /// `Ok(n)` bytes waiting, `WouldBlock` nothing yet. On `WouldBlock` the runtime's
+    /// cached read readiness is cleared too, so that [`Stream::poll_read_ready`] waits
+    /// for new bytes instead of reporting the ones already read.
     #[cfg(feature = "tls")]
     fn peek_raw(&self) -> io::Result<usize> {
         let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        // `try_io` runs the closure only when readiness is set, and clears it on
+        // `WouldBlock`: given an always-`WouldBlock` closure, it just clears it.
+        let clear = || Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock));
         match self {
             // The sockets are non-blocking (tokio set them so): the peek never waits.
-            Stream::Tcp(s) => socket2::SockRef::from(s).peek(&mut probe),
-            Stream::Unix(s) => socket2::SockRef::from(s).peek(&mut probe),
+            Stream::Tcp(s) => {
+                let r = socket2::SockRef::from(s).peek(&mut probe);
+                if is_would_block(&r) {
+                    let _ = s.try_io(tokio::io::Interest::READABLE, clear);
+                }
+                r
+            }
+            Stream::Unix(s) => {
+                let r = socket2::SockRef::from(s).peek(&mut probe);
+                if is_would_block(&r) {
+                    let _ = s.try_io(tokio::io::Interest::READABLE, clear);
+                }
+                r
+            }
             Stream::Tls(s) => s.get_ref().peek_raw(),
+        }
+    }
+
+    /// Registers `cx`'s waker to be woken when the socket under this stream (under TLS
+    /// too) has bytes to read, was closed by the peer, or failed; `Ready` when the
+    /// runtime already saw that. Reads nothing and makes no system call.
+    ///
+    /// The readiness may be stale (left from bytes a session already read): check with
+    /// [`Stream::try_read`], which clears it when nothing is there, and poll again. Only
+    /// the waker of the last call (or of the last pending read) is woken.
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Stream::Tcp(s) => s.poll_read_ready(cx),
+            Stream::Unix(s) => s.poll_read_ready(cx),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.get_ref().poll_read_ready(cx),
         }
     }
 
@@ -125,6 +158,11 @@ impl Stream {
             _ => None,
         }
     }
+}
+
+#[cfg(feature = "tls")]
+fn is_would_block<T>(r: &io::Result<T>) -> bool {
+    matches!(r, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// Most bytes gathered into one TLS write from several small buffers: one full record.

@@ -1,6 +1,7 @@
 //! The upstream side of HTTP/1.x: writing requests to a server and reading its responses.
 
 use std::io::IoSlice;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -284,6 +285,27 @@ impl H1ClientSession {
         }
         let mut probe = [0u8; 1];
         matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
+    /// For a connection waiting idle in a pool: registers `cx`'s waker to be woken when
+    /// the server closes the connection or sends anything (either way it can no longer
+    /// be reused), and returns `Ready` once that happened, or when the connection is
+    /// not idle and open at all ([`H1ClientSession::is_idle_and_open`]). Never waits;
+    /// makes no system call while nothing arrived. The next exchange's reads replace
+    /// the waker.
+    pub fn poll_idle_end(&self, cx: &mut Context<'_>) -> Poll<()> {
+        // A readiness left over from the last response is cleared by the probe in
+        // `is_idle_and_open`; then the runtime is asked again (which registers the
+        // waker). Readiness that keeps coming back without bytes ends the connection.
+        for _ in 0..3 {
+            if self.stream.poll_read_ready(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if !self.is_idle_and_open() {
+                return Poll::Ready(());
+            }
+        }
+        Poll::Ready(())
     }
 
     /// Marks the connection as not reusable.

@@ -19,7 +19,7 @@ use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -102,6 +102,9 @@ struct ConnState {
     phase: watch::Sender<ConnPhase>,
     last_active: Mutex<Instant>,
     end_reason: Mutex<Option<String>>,
+    /// Woken when the connection ends or the server sends GOAWAY (see
+    /// [`H2ClientConnection::poll_closed`]).
+    closed_waker: Mutex<Option<Waker>>,
 }
 
 impl ConnState {
@@ -115,6 +118,14 @@ impl ConnState {
     fn touch(&self) {
         if let Ok(mut t) = self.last_active.lock() {
             *t = Instant::now();
+        }
+    }
+
+    /// Wakes whoever waits in [`H2ClientConnection::poll_closed`].
+    fn wake_closed(&self) {
+        let waker = self.closed_waker.lock().ok().and_then(|mut w| w.take());
+        if let Some(w) = waker {
+            w.wake();
         }
     }
 }
@@ -138,6 +149,7 @@ impl FrameObserver for ConnState {
 
     fn on_goaway(&self, last_stream_id: u32) {
         self.goaway_last.fetch_min(last_stream_id, Ordering::AcqRel);
+        self.wake_closed();
     }
 }
 
@@ -181,6 +193,7 @@ impl H2ClientConnection {
             phase,
             last_active: Mutex::new(Instant::now()),
             end_reason: Mutex::new(None),
+            closed_waker: Mutex::new(None),
         });
         let io = FrameWatch::new(stream, state.clone());
         let mut builder = h2::client::Builder::new();
@@ -285,6 +298,27 @@ impl H2ClientConnection {
             .map(|t| t.elapsed())
     }
 
+    /// Registers `cx`'s waker to be woken when the connection can take no more streams
+    /// (it ended, or the server sent GOAWAY; see [`H2ClientConnection::is_closed`]),
+    /// and returns `Ready` once that happened. Never waits. Only the waker of the last
+    /// call is woken: this is for the one owner watching the connection (its pool).
+    pub fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.is_closed() {
+            return Poll::Ready(());
+        }
+        if let Ok(mut w) = self.inner.state.closed_waker.lock() {
+            if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *w = Some(cx.waker().clone());
+            }
+        }
+        // Closed between the first look and the registration: nobody wakes us.
+        if self.is_closed() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
     /// Whether `self` and `other` are handles to the same connection.
     pub fn same_connection(&self, other: &H2ClientConnection) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
@@ -364,6 +398,7 @@ async fn drive(
         }
     }
     state.phase.send_replace(ConnPhase::Closed);
+    state.wake_closed();
 }
 
 /// Counts a stream as in flight until dropped.
