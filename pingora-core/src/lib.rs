@@ -12,7 +12,6 @@ pub mod connector;
 pub mod error;
 pub mod listener;
 pub mod log_limit;
-mod peer_parse;
 pub mod process;
 pub mod protocols;
 pub mod runtime;

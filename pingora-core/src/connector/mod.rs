@@ -11,6 +11,7 @@
 //! |---|---|
 //! | `mod.rs` | [`HttpConnector`]: sessions to peers, the one entry point |
 //! | `peer.rs` | [`HttpPeer`], [`PeerAddress`], [`PeerOptions`]: who a peer is and how to talk to it |
+//! | `peer_parse.rs` | [`HttpPeer::parse`], [`HttpPeer::parse_tls`]: a peer from a string |
 //! | `dial.rs` | [`Connector`], [`BindAddrs`]: new TCP, unix and TLS connections |
 //! | `pool.rs` | [`pool::ConnectionPool`]: idle connections taken for one exchange (HTTP/1.x) |
 //! | `h1.rs` | HTTP/1.x sessions from that pool or from the dialler |
@@ -43,6 +44,7 @@ mod dial;
 mod h1;
 pub mod h2;
 mod peer;
+mod peer_parse;
 pub mod pool;
 mod reaper;
 

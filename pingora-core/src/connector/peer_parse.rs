@@ -1,11 +1,11 @@
 //! [`HttpPeer`] from a string: the one-call constructors of an upstream peer.
 //!
-//! Kept apart from the connector so that the peer's plumbing and these conveniences
+//! Kept apart from `peer.rs` so that the peer's plumbing and these conveniences
 //! can move independently.
 
 use std::sync::Arc;
 
-use crate::connector::{HttpPeer, PeerAddress, PeerOptions};
+use super::peer::{HttpPeer, PeerAddress, PeerOptions};
 use crate::error::{Error, ErrorKind, Result, Side};
 use crate::protocols::tls::{UpstreamTls, UpstreamTlsOptions};
 
