@@ -117,7 +117,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
                 };
                 log::log!(
                     level,
-                    "{} {} {} from {}: answered {}: {e}",
+                    "{} {} {} from {}: answered {}{}: {e}",
                     session.req_header().method,
                     session.req_header().path_and_query(),
                     session.upstream_addr().unwrap_or("-"),
@@ -127,6 +127,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
                     } else {
                         sent.to_string()
                     },
+                    Attempts(session.upstream_attempts()),
                 );
                 session.downstream.set_keepalive(false);
                 (AfterRequest::Close, Some(e))
@@ -162,7 +163,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         if let Some(cache) = self.shared.inner.request_cache_filter(session, ctx)? {
             return crate::cache::run(self, session, ctx, cache).await;
         }
-        Exchange::new(self, session, ctx).run().await
+        Exchange::new(self, session, ctx, ()).run().await
     }
 
     pub(crate) fn phases(&self) -> &P {
@@ -186,6 +187,19 @@ impl<P: ProxyHttp> HttpProxy<P> {
         allow_reuse: bool,
     ) -> pingora_core::Result<(ClientSession, bool)> {
         self.shared.upstreams.connect(peer, allow_reuse).await
+    }
+}
+
+/// " after N upstream attempts" in the failure line of a request that went upstream.
+struct Attempts(usize);
+
+impl std::fmt::Display for Attempts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            1 => f.write_str(" after 1 upstream attempt"),
+            n => write!(f, " after {n} upstream attempts"),
+        }
     }
 }
 
