@@ -35,7 +35,8 @@ pub struct ProxyOptions {
     /// (h2c with prior knowledge). Over TLS, HTTP/2 is chosen by ALPN instead. Wins
     /// over `downstream.h2c_prior_knowledge`.
     pub h2c: bool,
-    /// Most retries after a retryable upstream failure.
+    /// Most retries after a retryable upstream failure (a connect failure is retried
+    /// only on another peer; see `docs/proxy-behaviour.md`).
     pub max_retries: usize,
     /// Idle upstream connections kept for reuse.
     pub upstream_keepalive_pool_size: usize,
