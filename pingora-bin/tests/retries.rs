@@ -4,10 +4,8 @@
 //! Also: the log line of a request head that dripped in too slowly names the timeout
 //! that expired.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use test_support::{free_addr, request, Origin, ProxyProcess, RawClient, Reply};
@@ -57,56 +55,67 @@ fn log_lines(proxy: &ProxyProcess, needles: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// A peer that accepts TCP connections and resets each as soon as the client sent
-/// something (it closes with the bytes unread): a TLS handshake with it fails with a
-/// reset, which the proxy counts as a retryable connect failure. Unlike a refused port,
-/// it counts the connects it gets.
-struct ResettingPeer {
-    addr: SocketAddr,
-    accepted: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-}
+#[cfg(feature = "tls")]
+mod resetting {
+    use std::net::{SocketAddr, TcpListener};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
 
-impl ResettingPeer {
-    fn start() -> ResettingPeer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("local addr");
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (count, stopped) = (accepted.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !stopped.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((conn, _)) => {
-                        count.fetch_add(1, Ordering::SeqCst);
-                        let _ = conn.set_nonblocking(false);
-                        let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-                        // Wait for the ClientHello, then close without reading it.
-                        let _ = conn.peek(&mut [0u8; 1]);
-                        drop(conn);
+    /// A peer that accepts TCP connections and resets each as soon as the client sent
+    /// something (it closes with the bytes unread): a TLS handshake with it fails with a
+    /// reset, which the proxy counts as a retryable connect failure. Unlike a refused port,
+    /// it counts the connects it gets.
+    pub struct ResettingPeer {
+        pub addr: SocketAddr,
+        accepted: Arc<AtomicUsize>,
+        stop: Arc<AtomicBool>,
+    }
+
+    impl ResettingPeer {
+        pub fn start() -> ResettingPeer {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.set_nonblocking(true).expect("nonblocking");
+            let addr = listener.local_addr().expect("local addr");
+            let accepted = Arc::new(AtomicUsize::new(0));
+            let stop = Arc::new(AtomicBool::new(false));
+            let (count, stopped) = (accepted.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stopped.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((conn, _)) => {
+                            count.fetch_add(1, Ordering::SeqCst);
+                            let _ = conn.set_nonblocking(false);
+                            let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                            // Wait for the ClientHello, then close without reading it.
+                            let _ = conn.peek(&mut [0u8; 1]);
+                            drop(conn);
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
                     }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
+            });
+            ResettingPeer {
+                addr,
+                accepted,
+                stop,
             }
-        });
-        ResettingPeer {
-            addr,
-            accepted,
-            stop,
+        }
+
+        pub fn connects(&self) -> usize {
+            self.accepted.load(Ordering::SeqCst)
         }
     }
 
-    fn connects(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
+    impl Drop for ResettingPeer {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::SeqCst);
+        }
     }
 }
 
-impl Drop for ResettingPeer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
+#[cfg(feature = "tls")]
+use resetting::ResettingPeer;
 
 #[cfg(feature = "tls")]
 #[test]

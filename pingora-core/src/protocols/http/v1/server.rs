@@ -72,7 +72,7 @@ pub enum NextRequest {
 ///
 /// The connection's state (the stream, its buffers, the client's address, the shutdown
 /// watch, the options and the request count) lives here; everything about the current
-/// request and its response is in an [`H1Exchange`], replaced whole when the next
+/// request and its response is in a private per-exchange part, replaced whole when the next
 /// request starts.
 pub struct H1ServerSession {
     stream: Stream,
