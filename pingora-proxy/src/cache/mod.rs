@@ -55,6 +55,20 @@ pub(crate) async fn run<P: ProxyHttp>(
         }
         Start::Lookup { revalidate } => revalidate,
     };
+    look_up(proxy, session, ctx, cache, key, revalidate).await
+}
+
+/// Looks the request up and does what [`decide`] says: answers from the cache, waits
+/// for another request's fetch and looks up again, or fetches from the origin.
+async fn look_up<P: ProxyHttp>(
+    proxy: &HttpProxy<P>,
+    session: &mut Session,
+    ctx: &mut P::Ctx,
+    cache: Arc<HttpCache>,
+    key: CacheKey,
+    revalidate: bool,
+) -> Result<Outcome> {
+    let phases = proxy.phases();
     let mut waited = false;
     loop {
         let lookup = cache.lookup(&key, &session.req_header().headers);
