@@ -92,6 +92,8 @@ pub struct RequestCtx {
     upstream: Option<usize>,
     /// The backend chosen for the current attempt, and its in-flight guard.
     backend: Option<(usize, InFlight)>,
+    /// The backend a connect failed to during this request (avoided on the retry).
+    failed_backend: Option<usize>,
     /// Which route answered (metrics and access log).
     route: RouteSlot,
     /// The `X-Cache-Status` sent, when the route caches (metrics).
@@ -217,7 +219,16 @@ impl ProxyHttp for RouterProxy {
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<HttpPeer> {
         let upstream = ctx.upstream.and_then(|i| self.routes.upstreams.get(i));
         ctx.backend = None;
-        match upstream.and_then(|u| u.select(session)) {
+        let mut selected = upstream.and_then(|u| u.select(session));
+        if let (Some(u), Some((i, ..))) = (upstream, &selected) {
+            if Some(*i) == ctx.failed_backend {
+                // A retry after a failed connect: passive marking keeps that backend
+                // out of a balanced upstream; asking again moves a plain rotation on.
+                // If it is still the one, there is no other (the retry policy stops).
+                selected = u.select(session);
+            }
+        }
+        match selected {
             Some((i, peer, guard)) => {
                 ctx.backend = Some((i, guard));
                 Ok(peer.clone())
@@ -266,6 +277,7 @@ impl ProxyHttp for RouterProxy {
         let upstream = ctx.upstream.and_then(|i| self.routes.upstreams.get(i));
         if let (Some(u), Some((i, _))) = (upstream, &ctx.backend) {
             u.connect_failed(*i);
+            ctx.failed_backend = Some(*i);
         }
         error
     }

@@ -9,11 +9,13 @@ use bytes::Bytes;
 use h2::client::SendRequest;
 use h2::{Reason, RecvStream, SendStream};
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
+use pingora_core::protocols::http::v1::server::{
+    H1ServerSession, NextRequest, ServerSessionOptions,
+};
 use pingora_core::protocols::http::v1::BodyFraming;
 use pingora_core::protocols::http::v2::server::{
     H2ServerConnection, H2ServerOptions, H2ServerStream,
 };
-use pingora_core::protocols::http::v2::{is_h2c_preface, read_h2c_preface};
 use pingora_core::protocols::http::ResponseHeader;
 use pingora_core::protocols::{ClientAddr, Stream};
 use pingora_core::shutdown::{Phase, ShutdownController};
@@ -59,7 +61,7 @@ struct Server {
 enum Sniff {
     /// Straight to the HTTP/2 handshake.
     None,
-    /// Read with `read_h2c_preface`, hand the bytes over.
+    /// Read by the HTTP/1 session (h2c prior knowledge on), hand the bytes over.
     Preface,
     /// Read exactly this many bytes by hand, hand them over.
     Exact(usize),
@@ -86,9 +88,9 @@ async fn start(opts: H2ServerOptions, sniff: Sniff) -> Server {
                 let prefix = match sniff {
                     Sniff::None => Bytes::new(),
                     Sniff::Preface => {
-                        let (is_h2, buf) = read_h2c_preface(&mut stream, T).await.unwrap();
-                        assert!(is_h2 && is_h2c_preface(&buf));
-                        buf.freeze()
+                        let (tunnel, buf) = sniff_h2c(stream, peer, watch.clone()).await;
+                        stream = tunnel;
+                        buf
                     }
                     Sniff::Exact(n) => {
                         use tokio::io::AsyncReadExt;
@@ -439,27 +441,59 @@ async fn part_of_the_preface_handed_over_as_prefix() {
     }
 }
 
+/// Reads the start of `stream` with an HTTP/1 session that knows h2c: it must report
+/// HTTP/2 and hand back the stream and the bytes it read.
+async fn sniff_h2c(
+    stream: Stream,
+    peer: SocketAddr,
+    watch: pingora_core::shutdown::ShutdownWatch,
+) -> (Stream, Bytes) {
+    let mut h1 = H1ServerSession::new(stream, ClientAddr::Tcp(peer), h2c_on(), watch);
+    let next = timeout(T, h1.read_request()).await.unwrap().unwrap();
+    assert!(matches!(next, NextRequest::Http2), "{next:?}");
+    let (stream, buf) = h1.into_tunnel();
+    (stream, buf.freeze())
+}
+
+fn h2c_on() -> ServerSessionOptions {
+    ServerSessionOptions {
+        h2c_prior_knowledge: true,
+        ..ServerSessionOptions::default()
+    }
+}
+
 #[tokio::test]
 async fn sniffer_tells_http1_apart_after_few_bytes() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let shutdown = ShutdownController::new();
     let mut c = TcpStream::connect(addr).await.unwrap();
     c.write_all(b"POST / HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    let (tcp, _) = listener.accept().await.unwrap();
-    let mut stream = Stream::Tcp(tcp);
-    let (is_h2, buf) = read_h2c_preface(&mut stream, T).await.unwrap();
-    assert!(!is_h2);
-    assert!(buf.starts_with(b"PO"), "bytes read are returned: {buf:?}");
-    // A client that closes before deciding is not HTTP/2 either.
+    let (tcp, peer) = listener.accept().await.unwrap();
+    let mut h1 = H1ServerSession::new(
+        Stream::Tcp(tcp),
+        ClientAddr::Tcp(peer),
+        h2c_on(),
+        shutdown.watch(),
+    );
+    let next = timeout(T, h1.read_request()).await.unwrap().unwrap();
+    assert!(matches!(next, NextRequest::Request), "{next:?}");
+    assert_eq!(h1.req_header().method, Method::POST);
+    // A client that closes before the preface is decided sent half a head.
     let mut c = TcpStream::connect(addr).await.unwrap();
     c.write_all(b"PRI * HT").await.unwrap();
     drop(c);
-    let (tcp, _) = listener.accept().await.unwrap();
-    let (is_h2, buf) = read_h2c_preface(&mut Stream::Tcp(tcp), T).await.unwrap();
-    assert!(!is_h2);
-    assert_eq!(&buf[..], b"PRI * HT");
+    let (tcp, peer) = listener.accept().await.unwrap();
+    let mut h1 = H1ServerSession::new(
+        Stream::Tcp(tcp),
+        ClientAddr::Tcp(peer),
+        h2c_on(),
+        shutdown.watch(),
+    );
+    let err = timeout(T, h1.read_request()).await.unwrap().unwrap_err();
+    assert_eq!(err.kind, ErrorKind::ConnectionClosed, "{err}");
 }
 
 #[tokio::test]

@@ -39,7 +39,9 @@ pub trait ProxyHttp: Send + Sync + 'static {
     }
 
     /// Chooses the upstream server. Called again before each retry, so a load balancer
-    /// can pick another server.
+    /// can pick another server. After a failed connect, a retry goes ahead only if this
+    /// names another address: naming the one that just failed (or failing) ends the
+    /// request with the connect error.
     fn upstream_peer(
         &self,
         session: &mut Session,
@@ -153,8 +155,9 @@ pub trait ProxyHttp: Send + Sync + 'static {
     }
 
     /// Decides what to do after connecting to `peer` failed: return the error, with
-    /// [`Error::retry`] set to try again (with a peer from a new call to
-    /// [`ProxyHttp::upstream_peer`]), within the proxy's `max_retries`.
+    /// [`Error::retry`] set to try again on another peer (from a new call to
+    /// [`ProxyHttp::upstream_peer`]), within the proxy's `max_retries`. An address whose
+    /// connect failed is never tried again during the same request.
     fn fail_to_connect(
         &self,
         session: &mut Session,

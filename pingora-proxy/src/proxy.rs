@@ -34,7 +34,8 @@ pub struct ProxyOptions {
     /// (h2c with prior knowledge). Over TLS, HTTP/2 is chosen by ALPN instead. Wins
     /// over `downstream.h2c_prior_knowledge`.
     pub h2c: bool,
-    /// Most retries after a retryable upstream failure.
+    /// Most retries after a retryable upstream failure (a connect failure is retried
+    /// only on another peer; see `docs/proxy-behaviour.md`).
     pub max_retries: usize,
     /// Idle upstream connections kept for reuse.
     pub upstream_keepalive_pool_size: usize,
@@ -117,7 +118,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
                 };
                 log::log!(
                     level,
-                    "{} {} {} from {}: answered {}: {e}",
+                    "{} {} {} from {}: answered {}{}: {e}",
                     session.req_header().method,
                     session.req_header().path_and_query(),
                     session.upstream_addr().unwrap_or("-"),
@@ -127,6 +128,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
                     } else {
                         sent.to_string()
                     },
+                    Attempts(session.upstream_attempts()),
                 );
                 session.downstream.set_keepalive(false);
                 (AfterRequest::Close, Some(e))
@@ -162,7 +164,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         if let Some(cache) = self.shared.inner.request_cache_filter(session, ctx)? {
             return crate::cache::run(self, session, ctx, cache).await;
         }
-        Exchange::new(self, session, ctx).run().await
+        Exchange::new(self, session, ctx, ()).run().await
     }
 
     pub(crate) fn phases(&self) -> &P {
@@ -187,6 +189,19 @@ impl<P: ProxyHttp> HttpProxy<P> {
         allow_reuse: bool,
     ) -> pingora_core::Result<(ClientSession, bool)> {
         self.shared.upstream.session(peer, allow_reuse).await
+    }
+}
+
+/// " after N upstream attempts" in the failure line of a request that went upstream.
+struct Attempts(usize);
+
+impl std::fmt::Display for Attempts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            1 => f.write_str(" after 1 upstream attempt"),
+            n => write!(f, " after {n} upstream attempts"),
+        }
     }
 }
 

@@ -18,6 +18,7 @@ pub struct Session {
     upstream_status: Option<StatusCode>,
     upstream_addr: Option<String>,
     upstream_reused: Option<bool>,
+    upstream_attempts: usize,
 }
 
 impl Session {
@@ -28,6 +29,7 @@ impl Session {
             upstream_status: None,
             upstream_addr: None,
             upstream_reused: None,
+            upstream_attempts: 0,
         }
     }
 
@@ -40,6 +42,7 @@ impl Session {
         self.upstream_status = None;
         self.upstream_addr = None;
         self.upstream_reused = None;
+        self.upstream_attempts = 0;
     }
 
     /// The request head as the client sent it.
@@ -95,6 +98,16 @@ impl Session {
 
     pub(crate) fn set_upstream_reused(&mut self, reused: bool) {
         self.upstream_reused = Some(reused);
+    }
+
+    /// How many upstream attempts the request took so far (connections asked for,
+    /// pooled or new; retries included); 0 if it never went upstream.
+    pub fn upstream_attempts(&self) -> usize {
+        self.upstream_attempts
+    }
+
+    pub(crate) fn set_upstream_attempts(&mut self, attempts: usize) {
+        self.upstream_attempts = attempts;
     }
 
     pub(crate) fn set_upstream_status(&mut self, status: StatusCode) {

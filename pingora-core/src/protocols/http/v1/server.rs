@@ -13,6 +13,7 @@ use super::{
 };
 use crate::error::{Error, ErrorKind, Result, Side};
 use crate::protocols::http::header::{error_body, ERROR_CONTENT_TYPE};
+use crate::protocols::http::v2::{sniff_h2c_preface, H2cPreface};
 use crate::protocols::http::{RequestHeader, ResponseHeader};
 use crate::protocols::{ClientAddr, Stream};
 use crate::shutdown::{Phase, ShutdownWatch};
@@ -53,33 +54,6 @@ const DISCARD_LIMIT: u64 = 64 * 1024;
 /// Most time spent doing so.
 const DISCARD_TIME: Duration = Duration::from_secs(1);
 
-/// The bytes an HTTP/2 client opens a connection with (RFC 9113 §3.4).
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// How far the start of a connection matches the HTTP/2 preface.
-enum Preface {
-    /// All of it is there.
-    Complete,
-    /// What arrived so far is a start of it.
-    Partial,
-    /// It is not an HTTP/2 connection.
-    Absent,
-}
-
-fn h2c_preface(buf: &[u8]) -> Preface {
-    if buf.len() >= H2_PREFACE.len() {
-        if buf.starts_with(H2_PREFACE) {
-            Preface::Complete
-        } else {
-            Preface::Absent
-        }
-    } else if H2_PREFACE.starts_with(buf) {
-        Preface::Partial
-    } else {
-        Preface::Absent
-    }
-}
-
 /// What reading the next request produced.
 #[derive(Debug)]
 pub enum NextRequest {
@@ -95,25 +69,71 @@ pub enum NextRequest {
 }
 
 /// One client connection speaking HTTP/1.x, one request at a time.
+///
+/// The connection's state (the stream, its buffers, the client's address, the shutdown
+/// watch, the options and the request count) lives here; everything about the current
+/// request and its response is in a private per-exchange part, replaced whole when the next
+/// request starts.
 pub struct H1ServerSession {
     stream: Stream,
     peer: ClientAddr,
     shutdown: ShutdownWatch,
     opts: ServerSessionOptions,
+    /// Bytes read from the client and not consumed yet.
     buf: BytesMut,
+    /// Bytes of the response waiting to be written (a head, a chunk end).
     out: BytesMut,
+    requests: u64,
+    exchange: H1Exchange,
+}
+
+/// The state of one request/response exchange on an HTTP/1.x connection.
+struct H1Exchange {
     req: Option<RequestHeader>,
     req_body: BodyDecoder,
     req_framing: BodyFraming,
     req_trailers: Option<HeaderMap>,
+    /// The client asked for `100 Continue` and has not had it yet.
     continue_pending: bool,
+    /// The connection stays open after this response.
     keepalive: bool,
     resp_encoder: Option<BodyEncoder>,
     resp_status: Option<StatusCode>,
     resp_done: bool,
-    requests: u64,
     body_bytes_read: u64,
     body_bytes_sent: u64,
+}
+
+impl H1Exchange {
+    /// No request yet: nothing read, nothing answered.
+    fn idle() -> Self {
+        H1Exchange {
+            req: None,
+            req_body: BodyDecoder::new(BodyFraming::Empty),
+            req_framing: BodyFraming::Empty,
+            req_trailers: None,
+            continue_pending: false,
+            keepalive: false,
+            resp_encoder: None,
+            resp_status: None,
+            resp_done: false,
+            body_bytes_read: 0,
+            body_bytes_sent: 0,
+        }
+    }
+
+    /// The exchange of the request with head `req`.
+    fn begin(req: RequestHeader) -> Result<Self> {
+        let framing = request_framing(&req)?;
+        Ok(H1Exchange {
+            keepalive: wants_keepalive(req.version, &req.headers),
+            continue_pending: framing != BodyFraming::Empty && expects_continue(&req),
+            req_body: BodyDecoder::new(framing).with_side(Side::Downstream),
+            req_framing: framing,
+            req: Some(req),
+            ..H1Exchange::idle()
+        })
+    }
 }
 
 impl H1ServerSession {
@@ -133,18 +153,8 @@ impl H1ServerSession {
             opts,
             buf: BytesMut::with_capacity(HEAD_CHUNK),
             out: BytesMut::with_capacity(1024),
-            req: None,
-            req_body: BodyDecoder::new(BodyFraming::Empty),
-            req_framing: BodyFraming::Empty,
-            req_trailers: None,
-            continue_pending: false,
-            keepalive: false,
-            resp_encoder: None,
-            resp_status: None,
-            resp_done: false,
             requests: 0,
-            body_bytes_read: 0,
-            body_bytes_sent: 0,
+            exchange: H1Exchange::idle(),
         }
     }
 
@@ -156,111 +166,130 @@ impl H1ServerSession {
     /// Reads the next request head. Between requests it waits up to the keep-alive
     /// timeout and returns [`NextRequest::Closed`] if the client leaves, the timeout
     /// passes, or the server reaches [`Phase::Closing`] while the connection is idle.
+    /// Once the first byte of a head arrived, the whole head must arrive within the
+    /// header timeout.
     pub async fn read_request(&mut self) -> Result<NextRequest> {
-        self.reset_exchange();
+        self.exchange = H1Exchange::idle();
+        self.out.clear();
         shrink_idle(&mut self.buf);
-        let mut started: Option<Instant> = None;
-        loop {
-            if !self.buf.is_empty() {
-                let preface = if self.requests == 0 && self.opts.h2c_prior_knowledge {
-                    h2c_preface(&self.buf)
-                } else {
-                    Preface::Absent
-                };
-                match preface {
-                    Preface::Complete => return Ok(NextRequest::Http2),
-                    Preface::Partial => {}
-                    Preface::Absent => {
-                        if let Some(req) = parse_request(&mut self.buf, &self.opts.limits)? {
-                            return self.begin_exchange(req);
-                        }
-                    }
-                }
-                started.get_or_insert_with(Instant::now);
+        if self.buf.is_empty() && !self.wait_first_byte().await? {
+            return Ok(NextRequest::Closed);
+        }
+        self.read_rest_of_head().await
+    }
+
+    /// Waits for the first byte of the next request: up to the header timeout on a
+    /// new connection, up to the keep-alive timeout between requests. False when the
+    /// connection ended cleanly meanwhile (closed by the client, idle past the
+    /// keep-alive timeout, or the server reached [`Phase::Closing`]).
+    async fn wait_first_byte(&mut self) -> Result<bool> {
+        let first = self.requests == 0;
+        let wait = if first {
+            self.opts.header_timeout
+        } else {
+            self.opts.keepalive_timeout
+        };
+        let read = read_more(
+            &mut self.stream,
+            &mut self.buf,
+            HEAD_CHUNK,
+            wait,
+            Side::Downstream,
+        );
+        let read = tokio::select! {
+            biased;
+            r = read => r,
+            _ = self.shutdown.reached(Phase::Closing) => return Ok(false),
+        };
+        match read {
+            Ok(n) => Ok(n > 0),
+            Err(e) if e.kind == ErrorKind::ReadTimeout && !first => {
+                log::debug!(
+                    "client {}: idle past the keep-alive timeout (keepalive_timeout_ms: {}); closed",
+                    self.peer,
+                    wait.as_millis()
+                );
+                Ok(false)
             }
-            let n = match started {
-                None => {
-                    // Idle: nothing of the next request has arrived yet.
-                    let wait = if self.requests == 0 {
-                        self.opts.header_timeout
-                    } else {
-                        self.opts.keepalive_timeout
-                    };
-                    let read = read_more(
-                        &mut self.stream,
-                        &mut self.buf,
-                        HEAD_CHUNK,
-                        wait,
-                        Side::Downstream,
-                    );
-                    tokio::select! {
-                        biased;
-                        r = read => match r {
-                            Ok(n) => n,
-                            Err(e) if e.kind == ErrorKind::ReadTimeout && self.requests > 0 => {
-                                return Ok(NextRequest::Closed)
-                            }
-                            Err(e) => return Err(e),
-                        },
-                        _ = self.shutdown.reached(Phase::Closing) => return Ok(NextRequest::Closed),
-                    }
-                }
-                Some(t) => {
-                    let left = self.opts.header_timeout.saturating_sub(t.elapsed());
-                    if left.is_zero() {
-                        return Err(Error::new(
-                            ErrorKind::ReadTimeout,
-                            Side::Downstream,
-                            "request head not received in time",
-                        ));
-                    }
-                    read_more(
-                        &mut self.stream,
-                        &mut self.buf,
-                        HEAD_CHUNK,
-                        left,
-                        Side::Downstream,
-                    )
-                    .await?
-                }
-            };
+            Err(e) if e.kind == ErrorKind::ReadTimeout => Err(Error::new(
+                ErrorKind::ReadTimeout,
+                Side::Downstream,
+                format!(
+                    "header timeout: no request within client_header_timeout_ms ({}ms) of the connection opening",
+                    wait.as_millis()
+                ),
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads until the buffered bytes make a whole request head (or the HTTP/2
+    /// preface), all within the header timeout counted from now.
+    async fn read_rest_of_head(&mut self) -> Result<NextRequest> {
+        let started = Instant::now();
+        loop {
+            if let Some(next) = self.parse_head()? {
+                return Ok(next);
+            }
+            let left = self.opts.header_timeout.saturating_sub(started.elapsed());
+            let n = if left.is_zero() {
+                Err(self.header_timeout_error())
+            } else {
+                read_more(
+                    &mut self.stream,
+                    &mut self.buf,
+                    HEAD_CHUNK,
+                    left,
+                    Side::Downstream,
+                )
+                .await
+                .map_err(|e| match e.kind {
+                    ErrorKind::ReadTimeout => self.header_timeout_error(),
+                    _ => e,
+                })
+            }?;
             if n == 0 {
-                if self.buf.is_empty() {
-                    return Ok(NextRequest::Closed);
-                }
                 return Err(Error::new(
                     ErrorKind::ConnectionClosed,
                     Side::Downstream,
                     "client closed the connection in the middle of a request head",
                 ));
             }
-            started.get_or_insert_with(Instant::now);
         }
     }
 
-    fn reset_exchange(&mut self) {
-        self.req = None;
-        self.req_body = BodyDecoder::new(BodyFraming::Empty);
-        self.req_framing = BodyFraming::Empty;
-        self.req_trailers = None;
-        self.continue_pending = false;
-        self.resp_encoder = None;
-        self.resp_status = None;
-        self.resp_done = false;
-        self.body_bytes_read = 0;
-        self.body_bytes_sent = 0;
-        self.out.clear();
+    /// What the buffered bytes make: a request head (then its exchange begins), the
+    /// HTTP/2 preface (only at the start of a connection with h2c prior knowledge on),
+    /// or nothing complete yet.
+    fn parse_head(&mut self) -> Result<Option<NextRequest>> {
+        let preface = if self.requests == 0 && self.opts.h2c_prior_knowledge {
+            sniff_h2c_preface(&self.buf)
+        } else {
+            H2cPreface::Absent
+        };
+        match preface {
+            H2cPreface::Complete => Ok(Some(NextRequest::Http2)),
+            H2cPreface::Partial => Ok(None),
+            H2cPreface::Absent => match parse_request(&mut self.buf, &self.opts.limits)? {
+                Some(req) => {
+                    self.exchange = H1Exchange::begin(req)?;
+                    self.requests += 1;
+                    Ok(Some(NextRequest::Request))
+                }
+                None => Ok(None),
+            },
+        }
     }
 
-    fn begin_exchange(&mut self, req: RequestHeader) -> Result<NextRequest> {
-        let framing = request_framing(&req)?;
-        self.requests += 1;
-        self.keepalive = wants_keepalive(req.version, &req.headers);
-        self.continue_pending = framing != BodyFraming::Empty && expects_continue(&req);
-        self.req_body = BodyDecoder::new(framing).with_side(Side::Downstream);
-        self.req_framing = framing;
-        self.req = Some(req);
-        Ok(NextRequest::Request)
+    fn header_timeout_error(&self) -> Error {
+        Error::new(
+            ErrorKind::ReadTimeout,
+            Side::Downstream,
+            format!(
+                "header timeout: the whole request head did not arrive within client_header_timeout_ms ({}ms) of its first byte",
+                self.opts.header_timeout.as_millis()
+            ),
+        )
     }
 
     /// The current request head.
@@ -269,12 +298,16 @@ impl H1ServerSession {
     /// Never after [`H1ServerSession::read_request`] returned `Request`; before that the
     /// head is a placeholder `GET /`.
     pub fn req_header(&self) -> &RequestHeader {
-        self.req.as_ref().unwrap_or_else(|| placeholder_request())
+        self.exchange
+            .req
+            .as_ref()
+            .unwrap_or_else(|| placeholder_request())
     }
 
     /// The current request head, to edit in place.
     pub fn req_header_mut(&mut self) -> &mut RequestHeader {
-        self.req
+        self.exchange
+            .req
             .get_or_insert_with(|| RequestHeader::new(Method::GET, http::Uri::from_static("/")))
     }
 
@@ -285,20 +318,20 @@ impl H1ServerSession {
 
     /// Whether the request has a body that was not read to its end yet.
     pub fn has_pending_body(&self) -> bool {
-        !self.req_body.is_done()
+        !self.exchange.req_body.is_done()
     }
 
     /// How the request body is framed on the wire.
     pub fn req_body_framing(&self) -> BodyFraming {
-        self.req_framing
+        self.exchange.req_framing
     }
 
     /// Sends `100 Continue` if the client asked for it and has not started sending
     /// the body yet. [`H1ServerSession::read_body`] calls it; call it yourself before
     /// racing `read_body` against other work, since a write cannot be cancelled safely.
     pub async fn send_continue(&mut self) -> Result<()> {
-        if self.continue_pending {
-            self.continue_pending = false;
+        if self.exchange.continue_pending {
+            self.exchange.continue_pending = false;
             if self.buf.is_empty() {
                 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
                 let t = self.opts.write_timeout;
@@ -320,15 +353,15 @@ impl H1ServerSession {
     pub async fn read_body(&mut self) -> Result<Option<Bytes>> {
         self.send_continue().await?;
         loop {
-            if self.req_body.is_done() {
+            if self.exchange.req_body.is_done() {
                 return Ok(None);
             }
-            match self.req_body.decode(&mut self.buf)? {
+            match self.exchange.req_body.decode(&mut self.buf)? {
                 Some(BodyEvent::Data(b)) => {
-                    self.body_bytes_read += b.len() as u64;
+                    self.exchange.body_bytes_read += b.len() as u64;
                     return Ok(Some(b));
                 }
-                Some(BodyEvent::Trailers(t)) => self.req_trailers = Some(t),
+                Some(BodyEvent::Trailers(t)) => self.exchange.req_trailers = Some(t),
                 Some(BodyEvent::End) => return Ok(None),
                 None => {
                     let t = self.opts.body_timeout;
@@ -339,9 +372,20 @@ impl H1ServerSession {
                         t,
                         Side::Downstream,
                     )
-                    .await?;
+                    .await
+                    .map_err(|e| match e.kind {
+                        ErrorKind::ReadTimeout => Error::new(
+                            ErrorKind::ReadTimeout,
+                            Side::Downstream,
+                            format!(
+                                "body timeout: no request body data for client_body_timeout_ms ({}ms)",
+                                t.as_millis()
+                            ),
+                        ),
+                        _ => e,
+                    })?;
                     if n == 0 {
-                        match self.req_body.on_eof()? {
+                        match self.exchange.req_body.on_eof()? {
                             Some(BodyEvent::Data(b)) => return Ok(Some(b)),
                             _ => return Ok(None),
                         }
@@ -353,17 +397,17 @@ impl H1ServerSession {
 
     /// Trailers of a chunked request body, once it was read to its end.
     pub fn req_trailers(&self) -> Option<&HeaderMap> {
-        self.req_trailers.as_ref()
+        self.exchange.req_trailers.as_ref()
     }
 
     /// Asks for the connection to be closed after this response.
     pub fn set_keepalive(&mut self, keepalive: bool) {
-        self.keepalive = self.keepalive && keepalive;
+        self.exchange.keepalive = self.exchange.keepalive && keepalive;
     }
 
     /// Whether the connection will be kept open after this response.
     pub fn will_keepalive(&self) -> bool {
-        self.keepalive
+        self.exchange.keepalive
     }
 
     /// Writes a response head. A 1xx other than 101 is written at once as an interim
@@ -387,8 +431,8 @@ impl H1ServerSession {
         }
         // Once draining, or while the request body is not read to its end, this
         // response is the connection's last.
-        if self.shutdown.is_draining() || !self.req_body.is_done() {
-            self.keepalive = false;
+        if self.shutdown.is_draining() || !self.exchange.req_body.is_done() {
+            self.exchange.keepalive = false;
         }
         let framing = if status == StatusCode::SWITCHING_PROTOCOLS {
             BodyFraming::UntilClose
@@ -407,15 +451,15 @@ impl H1ServerSession {
             );
             BodyFraming::Chunked
         } else {
-            self.keepalive = false;
+            self.exchange.keepalive = false;
             BodyFraming::UntilClose
         };
         if status == StatusCode::SWITCHING_PROTOCOLS {
             // The connection becomes a tunnel; Connection/Upgrade were set by the caller.
-            self.keepalive = false;
+            self.exchange.keepalive = false;
         } else {
             resp.headers.remove(header::CONNECTION);
-            if !self.keepalive {
+            if !self.exchange.keepalive {
                 resp.headers
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             } else if req_version == Version::HTTP_10 {
@@ -425,19 +469,19 @@ impl H1ServerSession {
         }
         self.out.clear();
         write_response_head(resp, &mut self.out);
-        self.resp_status = Some(status);
-        self.resp_encoder = Some(BodyEncoder::new(framing));
+        self.exchange.resp_status = Some(status);
+        self.exchange.resp_encoder = Some(BodyEncoder::new(framing));
         Ok(())
     }
 
     /// The status of the response written, if any.
     pub fn response_status(&self) -> Option<StatusCode> {
-        self.resp_status
+        self.exchange.resp_status
     }
 
     /// Whether a final response head was written (or buffered) already.
     pub fn response_started(&self) -> bool {
-        self.resp_encoder.is_some()
+        self.exchange.resp_encoder.is_some()
     }
 
     /// Writes a piece of the response body (with the head, if still buffered).
@@ -445,7 +489,7 @@ impl H1ServerSession {
         if data.is_empty() {
             return Ok(());
         }
-        let enc = self.resp_encoder.as_mut().ok_or_else(|| {
+        let enc = self.exchange.resp_encoder.as_mut().ok_or_else(|| {
             Error::new(
                 ErrorKind::Internal,
                 Side::Internal,
@@ -462,16 +506,16 @@ impl H1ServerSession {
         ];
         write_all(&mut self.stream, &mut bufs, t, Side::Downstream).await?;
         self.out.clear();
-        self.body_bytes_sent += data.len() as u64;
+        self.exchange.body_bytes_sent += data.len() as u64;
         Ok(())
     }
 
     /// Ends the response: writes the last chunk and trailers if chunked, and flushes.
     pub async fn finish_response(&mut self, trailers: Option<&HeaderMap>) -> Result<()> {
-        if self.resp_done {
+        if self.exchange.resp_done {
             return Ok(());
         }
-        let enc = self.resp_encoder.as_mut().ok_or_else(|| {
+        let enc = self.exchange.resp_encoder.as_mut().ok_or_else(|| {
             Error::new(
                 ErrorKind::Internal,
                 Side::Internal,
@@ -480,7 +524,7 @@ impl H1ServerSession {
         })?;
         enc.finish(trailers, &mut self.out)?;
         self.flush().await?;
-        self.resp_done = true;
+        self.exchange.resp_done = true;
         Ok(())
     }
 
@@ -511,13 +555,21 @@ impl H1ServerSession {
         content_type: &str,
         body: Bytes,
     ) -> Result<()> {
-        if self.keepalive && !self.continue_pending && !self.req_body.is_done() {
+        if self.exchange.keepalive
+            && !self.exchange.continue_pending
+            && !self.exchange.req_body.is_done()
+        {
             self.discard_body(DISCARD_LIMIT, DISCARD_TIME.min(self.opts.body_timeout))
                 .await;
         }
         let mut resp = ResponseHeader::for_local_body(status, content_type, body.len());
         self.write_response_header(&mut resp).await?;
-        if self.resp_encoder.as_ref().is_some_and(|e| !e.is_done()) {
+        if self
+            .exchange
+            .resp_encoder
+            .as_ref()
+            .is_some_and(|e| !e.is_done())
+        {
             self.write_body(&body).await?;
         }
         self.finish_response(None).await
@@ -528,8 +580,8 @@ impl H1ServerSession {
     async fn discard_body(&mut self, limit: u64, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         let mut seen = 0u64;
-        while !self.req_body.is_done() {
-            match self.req_body.decode(&mut self.buf) {
+        while !self.exchange.req_body.is_done() {
+            match self.exchange.req_body.decode(&mut self.buf) {
                 Ok(Some(BodyEvent::Data(b))) => {
                     seen += b.len() as u64;
                     if seen > limit {
@@ -563,20 +615,20 @@ impl H1ServerSession {
 
     /// Answers an error status and marks the connection to close.
     pub async fn respond_error(&mut self, status: StatusCode) -> Result<()> {
-        self.keepalive = false;
+        self.exchange.keepalive = false;
         self.respond(status, ERROR_CONTENT_TYPE, error_body(status))
             .await
     }
 
     /// Body bytes received and sent for the current request.
     pub fn body_bytes(&self) -> (u64, u64) {
-        (self.body_bytes_read, self.body_bytes_sent)
+        (self.exchange.body_bytes_read, self.exchange.body_bytes_sent)
     }
 
     /// Whether the connection can carry another request: keep-alive was agreed, the
     /// request body was read to its end and the response was finished.
     pub fn can_reuse(&self) -> bool {
-        self.keepalive && self.resp_done && self.req_body.is_done()
+        self.exchange.keepalive && self.exchange.resp_done && self.exchange.req_body.is_done()
     }
 
     /// Gives up the connection for a tunnel (after a `101`): the stream and any bytes
@@ -619,27 +671,4 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 fn placeholder_request() -> &'static RequestHeader {
     static PLACEHOLDER: std::sync::OnceLock<RequestHeader> = std::sync::OnceLock::new();
     PLACEHOLDER.get_or_init(|| RequestHeader::new(Method::GET, http::Uri::from_static("/")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recognises_the_http2_preface_whole_and_in_part() {
-        assert!(matches!(h2c_preface(H2_PREFACE), Preface::Complete));
-        let mut more = H2_PREFACE.to_vec();
-        more.extend_from_slice(b"\x00\x00\x12\x04");
-        assert!(matches!(h2c_preface(&more), Preface::Complete));
-        assert!(matches!(h2c_preface(b"PRI * HT"), Preface::Partial));
-        assert!(matches!(h2c_preface(b"P"), Preface::Partial));
-        assert!(matches!(
-            h2c_preface(b"POST / HTTP/1.1\r\n"),
-            Preface::Absent
-        ));
-        assert!(matches!(
-            h2c_preface(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n"),
-            Preface::Absent
-        ));
-    }
 }

@@ -1,0 +1,180 @@
+//! The response side of an exchange: reading the upstream response head (passing
+//! interim heads on), the response phases on it, and relaying the body to the client,
+//! while the request body keeps flowing the other way.
+
+use http::{header, StatusCode};
+use pingora_core::protocols::http::{ClientSession, RequestHeader, ResponseHeader};
+use pingora_core::{Error, ErrorKind, Result, Side};
+
+use super::body::RequestBodyPump;
+use super::hooks::{AfterHead, ExchangeHooks};
+use super::Exchange;
+use crate::headers::strip_hop_by_hop;
+use crate::phases::ProxyHttp;
+
+/// How an exchange on one upstream connection ended, when it did not fail.
+pub(super) enum ExchangeEnd {
+    /// The response was relayed (or is answered elsewhere): the connection may go back
+    /// to the pool.
+    Done,
+    /// The upstream switched protocols: the connection becomes a tunnel.
+    Tunnel,
+}
+
+impl<P: ProxyHttp, H: ExchangeHooks<P>> Exchange<'_, P, H> {
+    /// Sends the request on `up` and relays the response, pumping the request body
+    /// meanwhile.
+    pub(super) async fn exchange(
+        &mut self,
+        up: &mut ClientSession,
+        body: &mut RequestBodyPump,
+        up_req: &mut RequestHeader,
+        upgrade: bool,
+    ) -> Result<ExchangeEnd> {
+        let framing = self.session.downstream.req_body_framing();
+        up.write_request_header(up_req, framing).await?;
+        body.attach(up);
+        if !body.is_done() {
+            self.session.downstream.send_continue().await?;
+        }
+        let mut resp = self.read_head(up, body).await?;
+        self.session.set_upstream_status(resp.status);
+        if resp.status == StatusCode::SWITCHING_PROTOCOLS {
+            return self.switch_protocols(resp, upgrade).await;
+        }
+        self.filter_upstream_response(&mut resp, false)?;
+        let after =
+            (self.hooks).response_head(self.proxy.phases(), self.session, self.ctx, &mut resp);
+        if after == AfterHead::AnsweredElsewhere {
+            if resp.status == StatusCode::NOT_MODIFIED {
+                while up.read_body().await?.is_some() {}
+            } else {
+                up.set_no_reuse();
+            }
+            return Ok(ExchangeEnd::Done);
+        }
+        self.proxy
+            .phases()
+            .response_filter(self.session, &mut resp, self.ctx)
+            .await?;
+        self.session
+            .downstream
+            .write_response_header(&mut resp)
+            .await?;
+        if !up.has_buffered_body() {
+            self.session.downstream.flush().await?;
+        }
+        self.relay_body(up, body).await?;
+        Ok(ExchangeEnd::Done)
+    }
+
+    /// Reads the final response head, passing interim heads (other than `100`, which
+    /// the proxy sends itself) to the client; the request body flows meanwhile.
+    async fn read_head(
+        &mut self,
+        up: &mut ClientSession,
+        body: &mut RequestBodyPump,
+    ) -> Result<ResponseHeader> {
+        loop {
+            tokio::select! {
+                biased;
+                r = up.read_response_header() => {
+                    let mut head = r?;
+                    if !head.status.is_informational() || head.status == StatusCode::SWITCHING_PROTOCOLS {
+                        return Ok(head);
+                    }
+                    if head.status != StatusCode::CONTINUE {
+                        strip_hop_by_hop(&mut head.headers, false);
+                        self.session.downstream.write_response_header(&mut head).await?;
+                    }
+                }
+                event = body.ready(&mut self.session.downstream) => {
+                    body.handle(event?, self.proxy.phases(), self.session, self.ctx, up).await?;
+                }
+            }
+        }
+    }
+
+    /// Relays the response body to the client; the request body flows meanwhile. An
+    /// upstream that stops reading the request body is answering anyway: its response
+    /// goes through, then both connections close.
+    async fn relay_body(
+        &mut self,
+        up: &mut ClientSession,
+        body: &mut RequestBodyPump,
+    ) -> Result<()> {
+        loop {
+            tokio::select! {
+                biased;
+                r = up.read_body() => {
+                    let mut chunk = r?;
+                    let end = chunk.is_none();
+                    if let Some(data) = chunk.as_ref() {
+                        self.hooks.body(data);
+                    }
+                    self.proxy.phases().response_body_filter(self.session, &mut chunk, end, self.ctx)?;
+                    if let Some(data) = chunk {
+                        self.session.downstream.write_body(&data).await?;
+                    }
+                    if end {
+                        let trailers = up.take_trailers();
+                        self.hooks.body_end(trailers.as_ref());
+                        return self.session.downstream.finish_response(trailers.as_ref()).await;
+                    }
+                }
+                event = body.ready(&mut self.session.downstream) => {
+                    let sent = body.handle(event?, self.proxy.phases(), self.session, self.ctx, up).await;
+                    match sent {
+                        Err(e) if e.side == Side::Upstream => {
+                            log::debug!("upstream stopped reading the request body: {e}");
+                            body.stop();
+                            up.set_no_reuse();
+                            self.session.downstream.set_keepalive(false);
+                        }
+                        other => other?,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Passes a `101 Switching Protocols` to the client (when it asked for an upgrade).
+    async fn switch_protocols(
+        &mut self,
+        mut resp: ResponseHeader,
+        upgrade: bool,
+    ) -> Result<ExchangeEnd> {
+        if !upgrade {
+            return Err(Error::new(
+                ErrorKind::InvalidHead,
+                Side::Upstream,
+                "upstream switched protocols without being asked",
+            ));
+        }
+        self.filter_upstream_response(&mut resp, true)?;
+        self.proxy
+            .phases()
+            .response_filter(self.session, &mut resp, self.ctx)
+            .await?;
+        self.session
+            .downstream
+            .write_response_header(&mut resp)
+            .await?;
+        self.session.downstream.flush().await?;
+        Ok(ExchangeEnd::Tunnel)
+    }
+
+    /// Removes hop-by-hop headers from the upstream response head and runs
+    /// `upstream_response_filter` on it.
+    fn filter_upstream_response(&mut self, resp: &mut ResponseHeader, tunnel: bool) -> Result<()> {
+        let reframed = resp.headers.contains_key(header::TRANSFER_ENCODING);
+        strip_hop_by_hop(&mut resp.headers, tunnel);
+        if reframed {
+            // A transfer-coded body has no trustworthy length.
+            resp.headers.remove(header::CONTENT_LENGTH);
+        }
+        self.proxy
+            .phases()
+            .upstream_response_filter(self.session, resp, self.ctx)
+    }
+}
