@@ -1,13 +1,12 @@
 //! The command line: version/help, `-t` config checking, usage errors, start-up failures.
 
-mod common;
-
 use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{bin, examples_dir};
 use test_support::{free_addr, run_command, CommandOutput, TestDir};
+
+use crate::{bin, examples_dir};
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -4,18 +4,17 @@
 //! Built without the `tls` feature, only the test that TLS is refused runs.
 #![cfg_attr(not(feature = "tls"), allow(dead_code, unused_imports))]
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::bin;
 use test_support::{
     checksum, deterministic_checksum, free_addr, run_command, wait_until, ByteStream,
     CommandOutput, Origin, ProxyProcess, Reply, TestCa, TestDir, TlsClient, TlsClientConfig,
     TlsFront, LARGE_STREAM_SEED,
 };
+
+use crate::bin;
 
 /// Longest any curl or pingora command here may run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -153,7 +152,7 @@ fn https_listener_streams_large_bodies_both_ways() {
         Some(0),
         "curl: {}\nproxy log:\n{}",
         r.stderr,
-        proxy.stderr_text()
+        proxy.log()
     );
     let body = std::fs::read(&out_path).unwrap();
     assert_eq!(body.len() as u64, LEN);
@@ -176,7 +175,7 @@ fn https_listener_streams_large_bodies_both_ways() {
         Some(0),
         "curl: {}\nproxy log:\n{}",
         r.stderr,
-        proxy.stderr_text()
+        proxy.log()
     );
     let echoed = std::fs::read(&echo_path).unwrap();
     assert_eq!(echoed.len(), upload.len());
@@ -297,7 +296,7 @@ fn sessions_resume_and_bad_handshakes_are_survived() {
     assert!(stranger.connect(listen, "site.test").is_err());
     let r = curl_https(&files.ca_file(), "site.test", listen, "/hello", &[]);
     assert_eq!(r.stdout, "hi\n", "{}", r.stderr);
-    assert!(proxy.stderr_text().matches("panicked").next().is_none());
+    assert!(proxy.log().matches("panicked").next().is_none());
 }
 
 #[cfg(feature = "tls")]
@@ -315,7 +314,7 @@ fn upstream_tls_with_a_test_ca_and_pooled_connections() {
     let proxy = start(&tls_upstream_yaml(listen, front.addr(), &tls, ""), listen);
     for i in 0..3 {
         let r = get(listen, &format!("/r{i}"));
-        assert_eq!(r.status, 200, "{}", proxy.stderr_text());
+        assert_eq!(r.status, 200, "{}", proxy.log());
         assert_eq!(r.text(), format!("origin saw /r{i}"));
     }
     let seen = front.handshakes();
@@ -361,11 +360,11 @@ fn health_checks_of_a_tls_upstream_go_over_tls() {
         wait_until(Duration::from_secs(10), || checks() >= 3),
         "no health checks reached the origin through TLS; front failures {:?}; log:\n{}",
         front.failures(),
-        proxy.stderr_text()
+        proxy.log()
     );
     assert!(front.failures().is_empty(), "{:?}", front.failures());
     let r = get(listen, "/after-checks");
-    assert_eq!(r.status, 200, "{}", proxy.stderr_text());
+    assert_eq!(r.status, 200, "{}", proxy.log());
     assert_eq!(r.text(), "origin saw /after-checks");
 }
 
@@ -386,12 +385,12 @@ fn untrusted_upstream_certificate_is_a_502_naming_the_cause() {
     assert_eq!(r.status, 502);
     assert!(!r.text().contains("secret"));
     assert!(
-        proxy.wait_for_stderr(
+        proxy.wait_for_log(
             "certificate verify failed: unable to get local issuer certificate",
             Duration::from_secs(5)
         ),
         "error log: {}",
-        proxy.stderr_text()
+        proxy.log()
     );
     assert_eq!(origin.requests(), 0);
 
@@ -429,7 +428,7 @@ fn client_certificate_for_an_origin_that_requires_one() {
     );
     let proxy = start(&tls_upstream_yaml(listen, front.addr(), &tls, ""), listen);
     let r = get(listen, "/");
-    assert_eq!(r.status, 200, "{}", proxy.stderr_text());
+    assert_eq!(r.status, 200, "{}", proxy.log());
     assert_eq!(r.text(), "members only");
     assert_eq!(
         front.handshakes()[0].client_cert.as_deref(),
