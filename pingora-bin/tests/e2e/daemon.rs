@@ -319,11 +319,13 @@ fn ids(pid: u32, field: &str) -> Vec<u32> {
 }
 
 #[test]
+#[ignore = "needs root: starts as root and drops to nobody:nogroup (scripts/test-as-root)"]
 fn privileges_are_dropped_to_the_configured_user() {
-    if ids(std::process::id(), "Uid:").first() != Some(&0) {
-        eprintln!("skipped: privileges_are_dropped_to_the_configured_user needs root");
-        return;
-    }
+    assert_eq!(
+        ids(std::process::id(), "Uid:").first(),
+        Some(&0),
+        "needs root; run it through scripts/test-as-root"
+    );
     let origin = slow_origin(Duration::ZERO);
     let dir = TestDir::new().unwrap();
     // The process writes pid_file after dropping privileges.
