@@ -8,9 +8,8 @@ use std::thread;
 use std::time::Duration;
 
 use test_support::{
-    deterministic_checksum, wait_until, H2Body, H2Client, H2Origin, H2Request, Origin, Proxy,
-    ProxyConfig, ProxyProcess, Reply, LARGE_EXCHANGE_TIMEOUT, LARGE_STREAM_SEED, MIB,
-    REQUEST_BODY_SEED, SETTLE_TIMEOUT,
+    deterministic_checksum, wait_until, H2Body, H2Origin, H2Request, Origin, ProxyConfig, Reply,
+    LARGE_EXCHANGE_TIMEOUT, LARGE_STREAM_SEED, MIB, REQUEST_BODY_SEED, SETTLE_TIMEOUT,
 };
 
 use crate::bin;
@@ -429,16 +428,19 @@ fn bad_prefaces_are_refused_without_harming_the_proxy() {
 
 // ---- HTTP/2 over TLS, chosen by ALPN ----
 
+#[cfg(feature = "tls")]
 #[test]
 fn h2_over_tls_chosen_by_alpn() {
+    use test_support::{free_addr, H2Client, Proxy, ProxyProcess, TestCa, TestDir};
+
     let origin = H2Origin::start();
-    let ca = test_support::TestCa::new("h2 test CA");
-    let certs = test_support::TestDir::new().expect("cert dir");
+    let ca = TestCa::new("h2 test CA");
+    let certs = TestDir::new().expect("cert dir");
     let (cert, key) = ca
         .issue(&["h2.example.test"])
         .write(certs.path(), "h2")
         .expect("cert files");
-    let listen = test_support::free_addr();
+    let listen = free_addr();
     let yaml = format!(
         "version: 1\npid_file: {{dir}}/pingora.pid\nupgrade_sock: {{dir}}/upgrade.sock\n\
          services:\n  - name: web\n    listeners:\n      - addr: \"{listen}\"\n        \

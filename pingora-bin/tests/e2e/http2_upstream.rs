@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use test_support::{
     checksum, chunked_body, deterministic_checksum, spawn_pattern_writer, wait_until, H2Body,
-    H2Client, H2Origin, H2Request, Origin, Proxy, ProxyConfig, Reply, Response, Signal, TestCa,
-    TestDir, TlsFront, LARGE_EXCHANGE_TIMEOUT, LARGE_STREAM_SEED, MIB, REQUEST_BODY_SEED,
-    SETTLE_TIMEOUT,
+    H2Client, H2Origin, H2Request, Origin, Proxy, ProxyConfig, Reply, Response, Signal,
+    LARGE_EXCHANGE_TIMEOUT, LARGE_STREAM_SEED, MIB, REQUEST_BODY_SEED, SETTLE_TIMEOUT,
 };
 
 use crate::bin;
@@ -152,6 +151,8 @@ fn h2_upstream_multiplexes_50_concurrent_requests_on_one_connection() {
 #[cfg(feature = "tls")]
 #[test]
 fn h2_upstream_over_tls_chosen_by_alpn() {
+    use test_support::{TestCa, TestDir, TlsFront};
+
     let count = 20;
     let origin = H2Origin::start();
     let ca = TestCa::new("h2 upstream CA");

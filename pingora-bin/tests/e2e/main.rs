@@ -23,6 +23,7 @@ mod observability;
 mod routes;
 mod signals;
 mod streaming;
+#[cfg(feature = "tls")]
 mod tls;
 mod upgrade;
 mod upstream_errors;

@@ -437,6 +437,7 @@ fn log_level_from_config_filters_the_error_log() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "cache"), ignore = "needs the cache feature")]
 fn cache_statuses_are_counted() {
     let origin =
         Origin::start(|_| Reply::full(200, &[("cache-control", "max-age=60")], "cached body"));

@@ -1,8 +1,7 @@
 //! TLS through the real binary: HTTPS listeners (large bodies both ways, SNI certificates,
 //! ALPN, resumption), TLS to upstreams (test CA, untrusted certificates, `verify: false`,
 //! client certificates), and the checks `-t` makes. Certificates are minted per test.
-//! Built without the `tls` feature, only the test that TLS is refused runs.
-#![cfg_attr(not(feature = "tls"), allow(dead_code, unused_imports))]
+//! Compiled with the `tls` feature only; without it, `cli::a_build_without_tls_refuses_tls_sections`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -123,7 +122,6 @@ fn get(addr: SocketAddr, path: &str) -> test_support::Response {
     c.read_final_response().expect("response")
 }
 
-#[cfg(feature = "tls")]
 #[test]
 fn https_listener_streams_large_bodies_both_ways() {
     const LEN: u64 = 32 * 1024 * 1024;
@@ -196,7 +194,6 @@ fn https_listener_streams_large_bodies_both_ways() {
     );
 }
 
-#[cfg(feature = "tls")]
 #[test]
 fn sni_picks_the_certificate_and_alpn_is_http1() {
     let files = Files::new();
@@ -258,7 +255,6 @@ fn sni_picks_the_certificate_and_alpn_is_http1() {
     assert!(String::from_utf8_lossy(&reply).ends_with("origin"));
 }
 
-#[cfg(feature = "tls")]
 #[test]
 fn sessions_resume_and_bad_handshakes_are_survived() {
     let files = Files::new();
@@ -299,7 +295,6 @@ fn sessions_resume_and_bad_handshakes_are_survived() {
     assert!(proxy.log().matches("panicked").next().is_none());
 }
 
-#[cfg(feature = "tls")]
 #[test]
 fn upstream_tls_with_a_test_ca_and_pooled_connections() {
     let files = Files::new();
@@ -334,7 +329,6 @@ fn upstream_tls_with_a_test_ca_and_pooled_connections() {
     assert_eq!(get(listen2, "/server-ca").status, 200);
 }
 
-#[cfg(feature = "tls")]
 #[test]
 fn health_checks_of_a_tls_upstream_go_over_tls() {
     let files = Files::new();
@@ -368,7 +362,6 @@ fn health_checks_of_a_tls_upstream_go_over_tls() {
     assert_eq!(r.text(), "origin saw /after-checks");
 }
 
-#[cfg(feature = "tls")]
 #[test]
 fn untrusted_upstream_certificate_is_a_502_naming_the_cause() {
     let files = Files::new();
@@ -405,7 +398,6 @@ fn untrusted_upstream_certificate_is_a_502_naming_the_cause() {
     assert_eq!(r.text(), "secret");
 }
 
-#[cfg(feature = "tls")]
 #[test]
 fn client_certificate_for_an_origin_that_requires_one() {
     let files = Files::new();
@@ -446,7 +438,6 @@ fn client_certificate_for_an_origin_that_requires_one() {
     assert_eq!(origin.requests(), 1);
 }
 
-#[cfg(feature = "tls")]
 #[test]
 fn check_loads_certificates_and_keys() {
     let files = Files::new();
@@ -491,31 +482,4 @@ fn check_loads_certificates_and_keys() {
     )
     .unwrap();
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
-}
-
-#[cfg(not(feature = "tls"))]
-#[test]
-fn a_build_without_tls_refuses_tls_sections() {
-    let files = Files::new();
-    let good = files.server_cert("good", &["good.test"]);
-    let yaml = tls_listener_yaml(free_addr(), &good, &[], free_addr())
-        .replace("{dir}", &files.dir.path().display().to_string());
-    let path = files.dir.write("tls.yaml", &yaml).unwrap();
-    let out = run_command(
-        bin(),
-        &["-t", "-c", &path.display().to_string()],
-        COMMAND_TIMEOUT,
-    )
-    .unwrap();
-    assert_eq!(out.code(), Some(2), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("services[0].listeners[0].tls"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("built without TLS support"),
-        "{}",
-        out.stderr
-    );
 }
