@@ -19,6 +19,7 @@ mod keepalive;
 mod lb;
 #[cfg(feature = "lb")]
 mod lb_discovery;
+mod log_flood;
 mod observability;
 mod routes;
 mod signals;
