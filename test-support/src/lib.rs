@@ -10,8 +10,8 @@
 //!   [`read_pid`], ...), one-shot commands ([`run_command`]), its metrics ([`Metrics`]).
 //! - Deterministic payloads with checksums, free ports, readiness polls.
 //! - With the `tls` feature (BoringSSL): test certificates minted on the fly
-//!   ([`TestCa`]), a blocking TLS client ([`TlsClient`]) and a TLS front for origins
-//!   ([`TlsFront`]).
+//!   (`TestCa`), a blocking TLS client (`TlsClient`) and a TLS front for origins
+//!   (`TlsFront`).
 
 mod client;
 mod command;
