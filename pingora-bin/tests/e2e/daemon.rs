@@ -61,11 +61,15 @@ fn attempt(addr: SocketAddr) -> Attempt {
 
 #[test]
 fn sigterm_finishes_the_request_in_flight_refuses_new_connections_and_exits_zero() {
-    let origin = slow_origin(Duration::from_millis(1500));
+    // Long enough that the refusals below are checked while it is in flight, even on a
+    // loaded machine; the drain allows more.
+    const IN_FLIGHT: Duration = Duration::from_millis(2500);
+    let origin = slow_origin(IN_FLIGHT);
     let dir = TestDir::new().unwrap();
     let listen = free_addr();
     let target = Target::Tcp(listen);
-    let conf = ProxyConfig::lifecycle_at(dir.path(), listen, origin.addr());
+    let conf = ProxyConfig::lifecycle_at(dir.path(), listen, origin.addr())
+        .set("graceful_shutdown_timeout_seconds", "10");
     let path = conf.write("pingora.yaml");
     let pid_file = conf.pid_file();
     let mut proc = ProxyProcess::spawn(bin(), dir.path(), "proxy", &path, &[]);
@@ -103,7 +107,7 @@ fn sigterm_finishes_the_request_in_flight_refuses_new_connections_and_exits_zero
         );
     }
     assert!(
-        proc.exited().is_none() && signalled.elapsed() < Duration::from_millis(1400),
+        proc.exited().is_none() && signalled.elapsed() < IN_FLIGHT - Duration::from_millis(100),
         "the slow request should still be in flight here"
     );
     let r = rx

@@ -336,7 +336,7 @@ fn health_checks_of_a_tls_upstream_go_over_tls() {
     let front = TlsFront::start(origin.addr(), &files.ca.issue(&["origin.test"]));
     let listen = free_addr();
     let tls_and_check = format!(
-        "          sni: origin.test\n          ca_file: {}\n        health_check: {{ type: http, path: /health, interval_ms: 100, unhealthy_threshold: 1 }}\n",
+        "          sni: origin.test\n          ca_file: {}\n        health_check: {{ type: http, path: /health, interval_ms: 100, timeout_ms: 5000, unhealthy_threshold: 1 }}\n",
         files.ca_file().display()
     );
     let proxy = start(
