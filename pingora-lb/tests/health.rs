@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pingora_lb::{
     Algorithm, Backend, HealthCheck, HealthCheckKind, HealthChecker, LoadBalancer, Thresholds,
@@ -184,18 +184,69 @@ async fn tcp_check_detects_a_closed_port_and_all_down_selects_nothing() {
     assert!(lb.select(b"").is_none(), "all unhealthy selects nothing");
 }
 
+/// A server that reads each request and never answers. For every connection that
+/// sent a whole request head, it records how long it stayed open after that, until
+/// the client hung up.
+struct SilentServer {
+    addr: String,
+    held_open: Arc<Mutex<Vec<Duration>>>,
+}
+
+impl SilentServer {
+    async fn start() -> SilentServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let held_open = Arc::new(Mutex::new(Vec::new()));
+        let held = held_open.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let held = held.clone();
+                tokio::spawn(async move {
+                    let mut req = Vec::new();
+                    let mut b = [0u8; 1024];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut b).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&b[..n]),
+                        }
+                    }
+                    let head_at = Instant::now();
+                    // Nothing more comes: the next read ends when the client hangs up.
+                    let _ = s.read(&mut b).await;
+                    held.lock().unwrap().push(head_at.elapsed());
+                });
+            }
+        });
+        SilentServer { addr, held_open }
+    }
+}
+
 #[tokio::test]
 async fn a_backend_that_never_answers_fails_by_timeout() {
-    // Accepts (through the backlog) but never reads nor answers.
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = silent.local_addr().expect("addr").to_string();
+    const TIMEOUT: Duration = Duration::from_millis(300);
+    let server = SilentServer::start().await;
     let lb = Arc::new(LoadBalancer::new(
-        vec![Backend::new(&addr)],
+        vec![Backend::new(&server.addr)],
         Algorithm::RoundRobin,
     ));
-    let _stop = run(&lb, http("/health", None), Duration::from_millis(50));
+    let _stop = run(&lb, http("/health", None), TIMEOUT);
     wait_for("silent backend unhealthy", || !lb.is_healthy(0)).await;
-    drop(silent);
+    // It went down on failed probes (three by default), each one a request the
+    // checker sent and then abandoned when its timeout ran out: held open for about
+    // the timeout (the margins cover the connect before the request, and a loaded
+    // machine), not closed early for another reason, not left hanging.
+    let failures = Thresholds::default().unhealthy_after as usize;
+    wait_for("the failed probes hung up", || {
+        server.held_open.lock().unwrap().len() >= failures
+    })
+    .await;
+    let held_open = server.held_open.lock().unwrap().clone();
+    for held in &held_open[..failures] {
+        assert!(
+            *held >= TIMEOUT / 2 && *held < TIMEOUT + Duration::from_secs(2),
+            "a probe was held open {held:?} with a {TIMEOUT:?} timeout: {held_open:?}"
+        );
+    }
 }
 
 #[tokio::test]

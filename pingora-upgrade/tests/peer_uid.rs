@@ -1,8 +1,10 @@
 //! SO_PEERCRED checks against a peer running as another user.
 //!
 //! The peer runs as uid/gid 65534 in a child process: this test binary, run
-//! again with one of the ignored helper tests below selected. Needs root; skips
-//! with a message otherwise.
+//! again with one of the helper tests below selected. Running a process as
+//! another user needs root, so the two tests are ignored in a normal run (the
+//! output says "needs root"); `scripts/test-as-root` runs them, and they fail,
+//! never pass, when they cannot do what they check.
 
 mod common;
 
@@ -24,9 +26,17 @@ fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Runs the ignored helper test `name` as [`OTHER_UID`]; `None` when the test
-/// binary cannot be executed as that user (e.g. a private target directory).
-fn run_helper_as_other_user(name: &'static str, socket: &Path) -> Option<Output> {
+/// Fails the test unless it runs as root (it was selected with `--ignored`).
+fn require_root() {
+    assert!(
+        is_root(),
+        "needs root to run a peer as uid {OTHER_UID}; run it through scripts/test-as-root"
+    );
+}
+
+/// Runs the helper test `name` as [`OTHER_UID`]; panics when the test binary cannot
+/// be executed as that user (e.g. a target directory other users cannot enter).
+fn run_helper_as_other_user(name: &'static str, socket: &Path) -> Output {
     let socket = socket.to_path_buf();
     let output = join_within(
         spawn(move || {
@@ -45,14 +55,11 @@ fn run_helper_as_other_user(name: &'static str, socket: &Path) -> Option<Output>
         }),
         LIMIT,
     );
-    match output {
-        Ok(output) => Some(output),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            eprintln!("skipping: the test binary cannot be run as uid {OTHER_UID}: {e}");
-            None
-        }
-        Err(e) => panic!("could not start the helper process: {e}"),
-    }
+    output.unwrap_or_else(|e| {
+        panic!(
+            "could not run the test binary as uid {OTHER_UID}: {e} (every directory above it must be searchable by that user)"
+        )
+    })
 }
 
 fn assert_helper_passed(output: &Output) {
@@ -93,11 +100,9 @@ fn helper_receiver_as_other_user() {
 }
 
 #[test]
+#[ignore = "needs root: runs the sending peer as uid 65534 (scripts/test-as-root)"]
 fn receiver_refuses_a_sender_of_another_user() {
-    if !is_root() {
-        eprintln!("skipping: running a peer as another uid needs root");
-        return;
-    }
+    require_root();
     let dir = TempDir::new("peer-uid-sender");
     let path = dir.join("upgrade.sock");
     let receiver = UpgradeReceiver::bind(&path).unwrap();
@@ -105,9 +110,10 @@ fn receiver_refuses_a_sender_of_another_user() {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
     let receiving = spawn(move || receiver.receive(Duration::from_secs(20)));
 
-    if let Some(output) = run_helper_as_other_user("helper_sender_as_other_user", &path) {
-        assert_helper_passed(&output);
-    }
+    assert_helper_passed(&run_helper_as_other_user(
+        "helper_sender_as_other_user",
+        &path,
+    ));
 
     // The receiver kept waiting and still takes a legitimate hand-over.
     let (listener, addr) = tcp_listener();
@@ -116,11 +122,9 @@ fn receiver_refuses_a_sender_of_another_user() {
 }
 
 #[test]
+#[ignore = "needs root: runs the receiving peer as uid 65534 (scripts/test-as-root)"]
 fn sender_refuses_a_receiver_of_another_user() {
-    if !is_root() {
-        eprintln!("skipping: running a peer as another uid needs root");
-        return;
-    }
+    require_root();
     let dir = TempDir::new("peer-uid-receiver");
     let sock_dir = dir.join("open");
     std::fs::create_dir(&sock_dir).unwrap();
@@ -136,10 +140,7 @@ fn sender_refuses_a_receiver_of_another_user() {
         ..quick_opts()
     };
     let result = send_listeners(&path, &[(addr.as_str(), listener.as_fd())], opts);
-    let Some(output) = join_within(helper, LIMIT) else {
-        return;
-    };
-    assert_helper_passed(&output);
+    assert_helper_passed(&join_within(helper, LIMIT));
     match result {
         Err(UpgradeError::PeerUid { uid, own }) => {
             assert_eq!(uid, OTHER_UID);

@@ -184,14 +184,26 @@ fn stalled_peer_does_not_hold_the_receiver_past_its_timeout() {
 
 #[test]
 fn stalled_peer_delays_a_real_sender_by_at_most_the_peer_timeout() {
+    const PEER_TIMEOUT: Duration = Duration::from_millis(200);
+    // The bound, with a wide margin for a loaded machine: a receiver that waited on the
+    // stalled peer for seconds (or for its whole 10 s receive timeout) instead of the
+    // peer timeout goes past it.
+    const BOUND: Duration = Duration::from_secs(2);
     let dir = TempDir::new("stall-then-real");
     let path = dir.join("upgrade.sock");
     let receiver = UpgradeReceiver::bind(&path)
         .unwrap()
-        .with_peer_io_timeout(Duration::from_millis(200));
+        .with_peer_io_timeout(PEER_TIMEOUT);
+    // Connected first, so the receiver takes it first; it never sends anything.
     let stalled = UnixStream::connect(&path).unwrap();
+    let started = Instant::now();
     let receiving = spawn(move || receiver.receive(Duration::from_secs(10)));
     real_sender_succeeds(&path, receiving);
+    let delay = started.elapsed();
+    assert!(
+        delay < BOUND,
+        "the real sender got through only after {delay:?}, with a peer timeout of {PEER_TIMEOUT:?}"
+    );
     drop(stalled);
 }
 

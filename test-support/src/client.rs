@@ -1,17 +1,18 @@
-//! A raw, blocking HTTP/1 client: writes exactly the bytes a test gives and parses
-//! responses strictly, so tests see precisely what the proxy sent.
+//! A raw, blocking HTTP/1 client over TCP or a unix socket: writes exactly the bytes a
+//! test gives and parses responses strictly, so tests see precisely what the proxy sent.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
 
 use crate::data::Checksum;
 use crate::reply::status_has_no_body;
+use crate::stream::{ClientStream, Target};
 use crate::wire::{
     self, framing_from_headers, invalid, owned_headers, Framing, Headers, WireReader,
 };
 
-/// Read timeout a [`RawClient`] starts with.
+/// Read timeout a [`RawClient`] made by [`RawClient::connect`] starts with.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A parsed response.
@@ -45,6 +46,11 @@ impl Response {
         wire::header(&self.headers, name)
     }
 
+    /// True when the response says `Connection: close`.
+    pub fn closes(&self) -> bool {
+        self.has_token("connection", "close")
+    }
+
     /// Every value of header `name`.
     pub fn header_all(&self, name: &str) -> Vec<&str> {
         wire::header_all(&self.headers, name)
@@ -68,20 +74,34 @@ enum BodyMode {
     DigestOnly,
 }
 
-/// A blocking client on one TCP connection.
+/// A blocking client on one connection (TCP or unix socket).
 #[derive(Debug)]
 pub struct RawClient {
-    reader: WireReader<TcpStream>,
-    writer: TcpStream,
+    reader: WireReader<ClientStream>,
+    writer: ClientStream,
 }
 
 impl RawClient {
-    /// Connects to `addr` (5 s connect timeout, 10 s read timeout, no Nagle delay).
+    /// Connects to `addr` over TCP (5 s connect timeout, 10 s read and write timeouts,
+    /// no Nagle delay).
     pub fn connect(addr: SocketAddr) -> io::Result<RawClient> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(DEFAULT_READ_TIMEOUT))?;
-        stream.set_write_timeout(Some(DEFAULT_READ_TIMEOUT))?;
+        Self::connect_to(
+            &Target::Tcp(addr),
+            Duration::from_secs(5),
+            DEFAULT_READ_TIMEOUT,
+        )
+    }
+
+    /// Connects to `target` (TCP or unix socket) within `connect_timeout` (TCP only);
+    /// reads and writes time out after `io_timeout`.
+    pub fn connect_to(
+        target: &Target,
+        connect_timeout: Duration,
+        io_timeout: Duration,
+    ) -> io::Result<RawClient> {
+        let stream = ClientStream::connect(target, connect_timeout)?;
+        stream.set_read_timeout(Some(io_timeout))?;
+        stream.set_write_timeout(Some(io_timeout))?;
         let writer = stream.try_clone()?;
         Ok(RawClient {
             reader: WireReader::new(stream),
@@ -94,7 +114,7 @@ impl RawClient {
         self.reader.get_ref().set_read_timeout(Some(timeout))
     }
 
-    /// The local address of the connection.
+    /// The local address of a TCP connection (an error on a unix socket).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.writer.local_addr()
     }
@@ -115,8 +135,21 @@ impl RawClient {
         Ok(())
     }
 
+    /// Sends `GET path HTTP/1.1` with `Host: test` (and `Connection: close` when
+    /// `close`), without waiting for the answer.
+    pub fn send_get(&mut self, path: &str, close: bool) -> io::Result<()> {
+        let conn = if close { "Connection: close\r\n" } else { "" };
+        self.send(format!("GET {path} HTTP/1.1\r\nHost: test\r\n{conn}\r\n").as_bytes())
+    }
+
+    /// [`RawClient::send_get`], then reads the final response.
+    pub fn get(&mut self, path: &str, close: bool) -> io::Result<Response> {
+        self.send_get(path, close)?;
+        self.read_final_response()
+    }
+
     /// A second handle on the socket for writing, e.g. from another thread.
-    pub fn writer_clone(&self) -> io::Result<TcpStream> {
+    pub fn writer_clone(&self) -> io::Result<ClientStream> {
         self.writer.try_clone()
     }
 

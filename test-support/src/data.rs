@@ -1,5 +1,8 @@
 //! Deterministic test payloads and a streaming checksum to compare them cheaply.
 
+use std::io::{self, Write};
+use std::thread::JoinHandle;
+
 /// Seed used by [`crate::Reply::LargeStream`] for its payload.
 pub const LARGE_STREAM_SEED: u64 = 0x5eed_0f1a_46e5_u64;
 
@@ -163,6 +166,47 @@ pub fn deterministic_checksum(len: u64, seed: u64) -> u64 {
         left -= n as u64;
     }
     c.value()
+}
+
+/// One mebibyte, for body sizes.
+pub const MIB: u64 = 1024 * 1024;
+
+/// Seed of the request bodies tests send (responses use [`LARGE_STREAM_SEED`]), so
+/// a body echoed back is told apart from one the origin made up.
+pub const REQUEST_BODY_SEED: u64 = 0x2f2f_4832;
+
+/// Writes the first `len` bytes of the [`ByteStream`] seeded with `seed` to `w` on a
+/// new thread, raw or (when `chunked`) as 64 KiB chunks and a last chunk.
+pub fn spawn_pattern_writer<W>(
+    mut w: W,
+    len: u64,
+    seed: u64,
+    chunked: bool,
+) -> JoinHandle<io::Result<()>>
+where
+    W: Write + Send + 'static,
+{
+    std::thread::spawn(move || {
+        let mut gen = ByteStream::new(seed);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            gen.fill(&mut buf[..n]);
+            if chunked {
+                w.write_all(format!("{n:x}\r\n").as_bytes())?;
+                w.write_all(&buf[..n])?;
+                w.write_all(b"\r\n")?;
+            } else {
+                w.write_all(&buf[..n])?;
+            }
+            left -= n as u64;
+        }
+        if chunked {
+            w.write_all(b"0\r\n\r\n")?;
+        }
+        w.flush()
+    })
 }
 
 #[cfg(test)]

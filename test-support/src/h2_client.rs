@@ -191,6 +191,7 @@ impl H2Client {
         Self::handshake(rt, tcp, "http", timeout)
     }
 
+    #[cfg(feature = "tls")]
     /// Connects to `addr` over TLS, sending `sni`, trusting only `ca_pem`, offering
     /// ALPN `h2` and `http/1.1`; fails unless the server picks `h2`. Then speaks
     /// HTTP/2 with `:scheme` `https`. Everything within `timeout`.

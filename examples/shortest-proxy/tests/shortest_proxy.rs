@@ -1,83 +1,42 @@
 //! The shortest proxy (`src/main.rs`) run as a user runs it: `-t`, a daemon with its pid
 //! file, and a graceful upgrade under keep-alive load against a real origin.
 
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use test_support::{
-    free_addr, get, request_bytes, run_command, wait_for_port, wait_until, Origin, RawClient,
-    Reply, TestDir,
+    free_addr, get, read_pid, run_command, send_signal, wait_for_port, wait_until, Load, Origin,
+    ProxyProcess, Reply, Signal, Target, TestDir,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_shortest-proxy");
 const TIMEOUT: Duration = Duration::from_secs(20);
 const CLIENTS: usize = 32;
 
-/// A copy of the proxy, killed if the test ends without stopping it.
-struct Proxy {
-    child: Child,
-}
-
-impl Proxy {
-    fn start(
-        dir: &Path,
-        conf: &Path,
-        extra: &[&str],
-        listen: SocketAddr,
-        origin: SocketAddr,
-    ) -> Proxy {
-        let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
-        let child = command(conf, extra, listen, origin)
-            .stdout(std::fs::File::create(dir.join(format!("out.{n}"))).unwrap())
-            .stderr(std::fs::File::create(dir.join(format!("err.{n}"))).unwrap())
-            .spawn()
-            .expect("start the example");
-        Proxy { child }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn signal(&self, sig: Signal) {
-        kill(Pid::from_raw(self.child.id() as i32), sig).expect("signal the proxy");
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn command(conf: &Path, extra: &[&str], listen: SocketAddr, origin: SocketAddr) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("-c")
-        .arg(conf)
-        .args(extra)
-        .env("LISTEN", listen.to_string())
-        .env("ORIGIN", origin.to_string())
-        .stdin(Stdio::null());
-    cmd
+/// Starts a copy of the example as `name` (its log at `<dir>/<name>.log`): `-c conf`
+/// and `extra`, listening on `listen` in front of `origin`.
+fn start(
+    dir: &TestDir,
+    name: &str,
+    conf: &Path,
+    extra: &[&str],
+    listen: SocketAddr,
+    origin: SocketAddr,
+) -> ProxyProcess {
+    let (listen, origin) = (listen.to_string(), origin.to_string());
+    ProxyProcess::spawn_with_env(
+        Path::new(BIN),
+        dir.path(),
+        name,
+        conf,
+        extra,
+        &[
+            ("LISTEN", OsStr::new(&listen)),
+            ("ORIGIN", OsStr::new(&origin)),
+        ],
+    )
 }
 
 /// The server keys the example reads: everything it writes goes under `dir`.
@@ -87,10 +46,6 @@ fn write_conf(dir: &TestDir, extra: &str) -> PathBuf {
         "version: 1\npid_file: {d}/proxy.pid\nupgrade_sock: {d}/upgrade.sock\nupgrade_sock_connect_accept_max_retries: 10\ngraceful_shutdown_timeout_seconds: 10\n{extra}"
     );
     dir.write("proxy.yaml", &yaml).expect("write config")
-}
-
-fn pid_in(path: &Path) -> Option<u32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 fn origin() -> Origin {
@@ -142,7 +97,7 @@ fn port_in_use_exits_one() {
     let listen = held.local_addr().unwrap();
     let dir = TestDir::new().unwrap();
     let conf = write_conf(&dir, "");
-    let mut proxy = Proxy::start(dir.path(), &conf, &[], listen, free_addr());
+    let mut proxy = start(&dir, "proxy", &conf, &[], listen, free_addr());
     let status = proxy.wait_exit(TIMEOUT).expect("the proxy exits");
     assert_eq!(status.code(), Some(1));
     assert!(!dir.join("proxy.pid").exists(), "a pid file was written");
@@ -155,13 +110,13 @@ fn daemon_reports_ready_writes_its_pid_and_drains_on_sigterm() {
     let dir = TestDir::new().unwrap();
     let conf = write_conf(&dir, "daemon_wait_for_ready: true\n");
     let pid_file = dir.join("proxy.pid");
-    let mut parent = Proxy::start(dir.path(), &conf, &["-d"], listen, origin.addr());
+    let mut parent = start(&dir, "parent", &conf, &["-d"], listen, origin.addr());
     // With daemon_wait_for_ready the foreground part exits 0 only once the daemon serves.
     let status = parent
         .wait_exit(TIMEOUT)
         .expect("the foreground part exits");
     assert!(status.success(), "foreground part: {status}");
-    let pid = pid_in(&pid_file).expect("the daemon wrote its pid");
+    let pid = read_pid(&pid_file).expect("the daemon wrote its pid");
     assert_ne!(pid, parent.pid(), "the pid file names the foreground part");
     let resp = get(listen, "/daemon").expect("the daemon serves");
     assert_eq!(
@@ -169,7 +124,7 @@ fn daemon_reports_ready_writes_its_pid_and_drains_on_sigterm() {
         (200, "origin:/daemon".to_string())
     );
 
-    kill(Pid::from_raw(pid as i32), Signal::SIGTERM).unwrap();
+    send_signal(pid, Signal::SIGTERM).unwrap();
     assert!(
         wait_until(TIMEOUT, || !pid_file.exists()),
         "the daemon did not remove its pid file after SIGTERM"
@@ -180,100 +135,6 @@ fn daemon_reports_ready_writes_its_pid_and_drains_on_sigterm() {
     );
 }
 
-/// Keep-alive clients that count every request that did not get its answer.
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicUsize>,
-    failures: Arc<Mutex<Vec<String>>>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(addr: SocketAddr, clients: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicUsize::new(0));
-        let failures = Arc::new(Mutex::new(Vec::new()));
-        let threads = (0..clients)
-            .map(|i| {
-                let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
-                std::thread::spawn(move || client_loop(addr, i, &stop, &ok, &failures))
-            })
-            .collect();
-        Load {
-            stop,
-            ok,
-            failures,
-            threads,
-        }
-    }
-
-    fn ok(&self) -> usize {
-        self.ok.load(Ordering::SeqCst)
-    }
-
-    /// Waits until `more` further requests succeeded.
-    fn wait_progress(&self, more: usize) -> bool {
-        let target = self.ok() + more;
-        wait_until(TIMEOUT, || self.ok() >= target)
-    }
-
-    fn stop(self) -> (usize, Vec<String>) {
-        self.stop.store(true, Ordering::SeqCst);
-        for t in self.threads {
-            t.join().expect("client thread");
-        }
-        let failures = self.failures.lock().unwrap().clone();
-        (self.ok.load(Ordering::SeqCst), failures)
-    }
-}
-
-/// One keep-alive client: a request, its response, again; a new connection only when
-/// the proxy said `Connection: close`. Every error is a failed request.
-fn client_loop(
-    addr: SocketAddr,
-    i: usize,
-    stop: &AtomicBool,
-    ok: &AtomicUsize,
-    failures: &Mutex<Vec<String>>,
-) {
-    let host = addr.to_string();
-    let path = format!("/c{i}");
-    let request = request_bytes("GET", &path, &[("Host", &host)], b"");
-    let expected = format!("origin:{path}");
-    let mut conn: Option<RawClient> = None;
-    let fail = |what: String| failures.lock().unwrap().push(what);
-    while !stop.load(Ordering::SeqCst) {
-        let client = match conn.as_mut() {
-            Some(c) => c,
-            None => match RawClient::connect(addr) {
-                Ok(c) => conn.insert(c),
-                Err(e) => {
-                    fail(format!("client {i}: connect: {e}"));
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                }
-            },
-        };
-        let answer = client.send(&request).and_then(|()| client.read_response());
-        match answer {
-            Ok(resp) if resp.status == 200 && resp.text() == expected => {
-                ok.fetch_add(1, Ordering::SeqCst);
-                if resp.has_token("connection", "close") {
-                    conn = None;
-                }
-            }
-            Ok(resp) => {
-                fail(format!("client {i}: {} {:?}", resp.status, resp.text()));
-                conn = None;
-            }
-            Err(e) => {
-                fail(format!("client {i}: {e}"));
-                conn = None;
-            }
-        }
-    }
-}
-
 #[test]
 fn graceful_upgrade_under_keepalive_load_fails_no_request() {
     let origin = origin();
@@ -281,40 +142,43 @@ fn graceful_upgrade_under_keepalive_load_fails_no_request() {
     let dir = TestDir::new().unwrap();
     let conf = write_conf(&dir, "");
     let pid_file = dir.join("proxy.pid");
-    let mut first = Proxy::start(dir.path(), &conf, &[], listen, origin.addr());
+    let mut first = start(&dir, "first", &conf, &[], listen, origin.addr());
     assert!(
         wait_for_port(listen, TIMEOUT),
         "the first copy does not listen"
     );
-    assert!(wait_until(TIMEOUT, || pid_in(&pid_file) == Some(first.pid())));
+    assert!(wait_until(TIMEOUT, || read_pid(&pid_file) == Some(first.pid())));
 
-    let load = Load::start(listen, CLIENTS);
-    assert!(load.wait_progress(200), "no traffic through the first copy");
+    let load = Load::start(Target::Tcp(listen), CLIENTS, "/load", "origin:/load");
+    assert!(
+        load.wait_progress(200, TIMEOUT),
+        "no traffic through the first copy"
+    );
 
     // The new copy waits on upgrade_sock; SIGQUIT makes the old one hand over and drain.
-    let mut second = Proxy::start(dir.path(), &conf, &["-u"], listen, origin.addr());
+    let mut second = start(&dir, "second", &conf, &["-u"], listen, origin.addr());
     first.signal(Signal::SIGQUIT);
     let status = first
         .wait_exit(TIMEOUT)
         .expect("the first copy exits after the hand-over");
     assert!(status.success(), "first copy: {status}");
     assert_eq!(
-        pid_in(&pid_file),
+        read_pid(&pid_file),
         Some(second.pid()),
         "the pid file names the new copy"
     );
     assert!(
-        load.wait_progress(200),
+        load.wait_progress(200, TIMEOUT),
         "no traffic through the second copy"
     );
 
-    let (ok, failures) = load.stop();
-    assert!(
-        failures.is_empty(),
-        "{} of {} requests failed: {:?}",
-        failures.len(),
-        ok + failures.len(),
-        &failures[..failures.len().min(10)]
+    load.stop().assert_clean(
+        400,
+        &format!(
+            "first copy:\n{}\nsecond copy:\n{}",
+            first.log(),
+            second.log()
+        ),
     );
 
     second.signal(Signal::SIGTERM);
@@ -332,28 +196,34 @@ fn sighup_starts_a_new_copy_that_takes_over() {
     let dir = TestDir::new().unwrap();
     let conf = write_conf(&dir, "");
     let pid_file = dir.join("proxy.pid");
-    let mut first = Proxy::start(dir.path(), &conf, &[], listen, origin.addr());
+    let mut first = start(&dir, "first", &conf, &[], listen, origin.addr());
     assert!(
         wait_for_port(listen, TIMEOUT),
         "the first copy does not listen"
     );
-    assert!(wait_until(TIMEOUT, || pid_in(&pid_file) == Some(first.pid())));
+    assert!(wait_until(TIMEOUT, || read_pid(&pid_file) == Some(first.pid())));
 
-    let load = Load::start(listen, 4);
-    assert!(load.wait_progress(50), "no traffic through the first copy");
+    let load = Load::start(Target::Tcp(listen), 4, "/load", "origin:/load");
+    assert!(
+        load.wait_progress(50, TIMEOUT),
+        "no traffic through the first copy"
+    );
     // The process re-reads its file and starts `<itself> -c FILE -u`, then hands over.
     first.signal(Signal::SIGHUP);
     let status = first
         .wait_exit(TIMEOUT)
         .expect("the first copy exits after the reload");
     assert!(status.success(), "first copy: {status}");
-    let new_pid = pid_in(&pid_file).expect("the new copy wrote its pid");
+    let new_pid = read_pid(&pid_file).expect("the new copy wrote its pid");
     assert_ne!(new_pid, first.pid());
-    assert!(load.wait_progress(50), "no traffic through the new copy");
-    let (_, failures) = load.stop();
-    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    assert!(
+        load.wait_progress(50, TIMEOUT),
+        "no traffic through the new copy"
+    );
+    load.stop()
+        .assert_clean(100, &format!("log:\n{}", first.log()));
 
-    kill(Pid::from_raw(new_pid as i32), Signal::SIGTERM).unwrap();
+    send_signal(new_pid, Signal::SIGTERM).unwrap();
     assert!(
         wait_until(TIMEOUT, || !pid_file.exists()),
         "the new copy did not stop on SIGTERM"
@@ -367,14 +237,14 @@ fn sighup_with_an_invalid_file_keeps_serving() {
     let dir = TestDir::new().unwrap();
     let conf = write_conf(&dir, "");
     let pid_file = dir.join("proxy.pid");
-    let mut proxy = Proxy::start(dir.path(), &conf, &[], listen, origin.addr());
-    assert!(wait_until(TIMEOUT, || pid_in(&pid_file) == Some(proxy.pid())));
+    let mut proxy = start(&dir, "proxy", &conf, &[], listen, origin.addr());
+    assert!(wait_until(TIMEOUT, || read_pid(&pid_file) == Some(proxy.pid())));
     std::fs::write(&conf, "version: 1\nno_such_key: 1\n").unwrap();
     proxy.signal(Signal::SIGHUP);
     // Refused: the same process goes on serving and answers the next signal.
     let resp = get(listen, "/still").expect("still serving after the refused reload");
     assert_eq!(resp.status, 200);
-    assert_eq!(pid_in(&pid_file), Some(proxy.pid()));
+    assert_eq!(read_pid(&pid_file), Some(proxy.pid()));
     proxy.signal(Signal::SIGTERM);
     let status = proxy.wait_exit(TIMEOUT).expect("exits on SIGTERM");
     assert!(status.success(), "{status}");

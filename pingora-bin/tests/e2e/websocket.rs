@@ -1,17 +1,16 @@
 //! WebSocket upgrades: the 101 passes through and bytes then flow both ways.
 
-mod common;
-
 use std::io::Write;
 use std::time::Duration;
 
-use common::Setup;
-use test_support::{checksum, deterministic_bytes, request_bytes, Origin, Reply};
+use test_support::{checksum, deterministic_bytes, request_bytes, Origin, ProxyConfig, Reply};
+
+use crate::bin;
 
 #[test]
 fn upgrade_is_tunnelled_both_ways() {
     let origin = Origin::start(|_| Reply::WebSocketEcho);
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     c.send(&request_bytes(
         "GET",

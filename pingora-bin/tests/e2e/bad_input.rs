@@ -1,12 +1,11 @@
 //! Malformed requests: each is refused with 400 (431 for an oversized head), the
 //! connection is closed, the failure is logged once, and the proxy keeps serving.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Proxy, Setup};
-use test_support::{Origin, Reply};
+use test_support::{Origin, Proxy, ProxyConfig, Reply};
+
+use crate::bin;
 
 fn ok_origin() -> Origin {
     Origin::start(|req| Reply::ok(format!("origin saw {}", req.path)))
@@ -37,7 +36,7 @@ fn assert_refused(proxy: &Proxy, origin: &Origin, raw: &[u8], status: u16) -> St
     let status_text = status.to_string();
     let logged = proxy
         .process
-        .wait_for_stderr(&client_addr, Duration::from_secs(2));
+        .wait_for_log(&client_addr, Duration::from_secs(2));
     let log = proxy.log();
     let lines: Vec<&str> = log
         .lines()
@@ -50,7 +49,7 @@ fn assert_refused(proxy: &Proxy, origin: &Origin, raw: &[u8], status: u16) -> St
 
     let before = origin.requests();
     let mut fresh = proxy.client();
-    fresh.send(&common::get_bytes("/after")).unwrap();
+    fresh.send_get("/after", false).unwrap();
     let r = fresh.read_final_response().unwrap();
     assert_eq!((r.status, r.text().as_str()), (200, "origin saw /after"));
     assert_eq!(origin.requests(), before + 1);
@@ -59,7 +58,7 @@ fn assert_refused(proxy: &Proxy, origin: &Origin, raw: &[u8], status: u16) -> St
 
 fn refused_before_the_origin(raw: &[u8], status: u16) -> String {
     let origin = ok_origin();
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let line = assert_refused(&proxy, &origin, raw, status);
     assert_eq!(
         origin.requests(),
@@ -101,7 +100,7 @@ fn bad_chunk_size() {
     // The head is fine, so the proxy may already have contacted the origin; only the
     // client side is checked here.
     let origin = ok_origin();
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     assert_refused(
         &proxy,
         &origin,
@@ -159,9 +158,9 @@ fn oversized_head_gets_431() {
 #[test]
 fn slow_head_is_cut_off_after_client_header_timeout() {
     let origin = ok_origin();
-    let proxy = Setup::new(origin.addr())
+    let proxy = ProxyConfig::new(origin.addr())
         .service("client_header_timeout_ms: 1000")
-        .start();
+        .start(bin());
     let mut c = proxy.client();
     let started = Instant::now();
     let mut w = c.writer_clone().unwrap();
@@ -191,7 +190,7 @@ fn slow_head_is_cut_off_after_client_header_timeout() {
     assert_eq!(origin.requests(), 0);
     // Still serving.
     let mut fresh = proxy.client();
-    fresh.send(&common::get_bytes("/after")).unwrap();
+    fresh.send_get("/after", false).unwrap();
     assert_eq!(fresh.read_final_response().unwrap().status, 200);
 }
 
@@ -208,10 +207,10 @@ fn too_many_headers_gets_431() {
 #[test]
 fn stalled_request_body_is_cut_off_after_client_body_timeout() {
     let origin = ok_origin();
-    let proxy = Setup::new(origin.addr())
+    let proxy = ProxyConfig::new(origin.addr())
         .service("client_body_timeout_ms: 1000")
         .read_timeout_ms(10_000)
-        .start();
+        .start(bin());
     let mut c = proxy.client();
     c.send(b"POST /x HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\nhalf!")
         .unwrap();
@@ -231,7 +230,7 @@ fn stalled_request_body_is_cut_off_after_client_body_timeout() {
         "the origin got a complete request"
     );
     let mut fresh = proxy.client();
-    fresh.send(&common::get_bytes("/after")).unwrap();
+    fresh.send_get("/after", false).unwrap();
     assert_eq!(fresh.read_final_response().unwrap().status, 200);
 }
 

@@ -2,30 +2,27 @@
 //! health flips to 503 while draining, counters move by exactly what was sent, and the
 //! access log has one well-formed line per request and follows a rename + SIGUSR1.
 
-mod common;
-mod lifecycle_support;
-
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Proxy, Setup, EXCHANGE_TIMEOUT};
-use lifecycle_support::{wait_pid_file, Conf, Instance, Target, START_TIMEOUT};
 use test_support::{
-    free_addr, get, request, request_bytes, wait_for_port, wait_until, Origin, Reply, Signal,
-    TestDir,
+    free_addr, get, request, request_bytes, wait_for_port, wait_pid_file, wait_until, Metrics,
+    Origin, Proxy, ProxyConfig, ProxyProcess, Reply, Signal, Target, TestDir, EXCHANGE_TIMEOUT,
+    SETTLE_TIMEOUT,
 };
+
+use crate::bin;
 
 /// Time a condition polled in these tests may take before it counts as never reached.
 const POLL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A proxy in front of `origin` with an admin listener; returns it and the admin address.
-fn start_with_admin(setup: Setup) -> (Proxy, SocketAddr) {
+fn start_with_admin(setup: ProxyConfig) -> (Proxy, SocketAddr) {
     let admin = free_addr();
     let proxy = setup
-        .top(&format!("admin: {{ addr: \"{admin}\" }}"))
-        .start();
+        .set("admin", &format!("{{ addr: \"{admin}\" }}"))
+        .start(bin());
     assert!(
         wait_for_port(admin, POLL_TIMEOUT),
         "admin listener {admin} does not accept; log:\n{}",
@@ -34,143 +31,7 @@ fn start_with_admin(setup: Setup) -> (Proxy, SocketAddr) {
     (proxy, admin)
 }
 
-// ---------------------------------------------------------------------------------
-// A small parser of the Prometheus text exposition format.
-
-/// One sample: metric name, labels, value.
-#[derive(Debug, Clone, PartialEq)]
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-/// Parses the exposition text; panics (failing the test) on any malformed line.
-fn parse_metrics(text: &str) -> Vec<Sample> {
-    let mut samples = Vec::new();
-    let mut typed = Vec::new();
-    for line in text.lines() {
-        if line.is_empty() {
-            continue;
-        }
-        if let Some(comment) = line.strip_prefix('#') {
-            let mut words = comment.split_whitespace();
-            let kind = words.next();
-            let name = words
-                .next()
-                .unwrap_or_else(|| panic!("bad comment: {line}"));
-            if kind == Some("TYPE") {
-                let t = words
-                    .next()
-                    .unwrap_or_else(|| panic!("TYPE without type: {line}"));
-                assert!(
-                    ["counter", "gauge", "histogram", "summary", "untyped"].contains(&t),
-                    "unknown type in {line}"
-                );
-                typed.push(name.to_string());
-            }
-            continue;
-        }
-        let (series, value) = line
-            .rsplit_once(' ')
-            .unwrap_or_else(|| panic!("no value: {line}"));
-        let value: f64 = value
-            .parse()
-            .unwrap_or_else(|e| panic!("bad value in {line}: {e}"));
-        let (name, labels) = match series.split_once('{') {
-            Some((name, rest)) => {
-                let body = rest
-                    .strip_suffix('}')
-                    .unwrap_or_else(|| panic!("unclosed labels: {line}"));
-                (name, parse_labels(body, line))
-            }
-            None => (series, BTreeMap::new()),
-        };
-        assert!(
-            !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
-            "bad metric name in {line}"
-        );
-        let family = ["_bucket", "_sum", "_count"]
-            .iter()
-            .find_map(|s| name.strip_suffix(s))
-            .filter(|base| typed.iter().any(|t| t == base))
-            .unwrap_or(name);
-        assert!(
-            typed.iter().any(|t| t == family),
-            "sample before its # TYPE line: {line}"
-        );
-        samples.push(Sample {
-            name: name.to_string(),
-            labels,
-            value,
-        });
-    }
-    samples
-}
-
-/// Parses `k="v",k2="v2"` (values may hold `\"`, `\\`, `\n`).
-fn parse_labels(body: &str, line: &str) -> BTreeMap<String, String> {
-    let mut labels = BTreeMap::new();
-    let mut rest = body;
-    while !rest.is_empty() {
-        let (key, after) = rest
-            .split_once("=\"")
-            .unwrap_or_else(|| panic!("bad label in {line}"));
-        let mut value = String::new();
-        let mut chars = after.char_indices();
-        let end = loop {
-            match chars.next() {
-                Some((_, '\\')) => match chars.next() {
-                    Some((_, 'n')) => value.push('\n'),
-                    Some((_, c)) => value.push(c),
-                    None => panic!("dangling escape in {line}"),
-                },
-                Some((i, '"')) => break i,
-                Some((_, c)) => value.push(c),
-                None => panic!("unterminated label value in {line}"),
-            }
-        };
-        labels.insert(key.to_string(), value);
-        rest = &after[end + 1..];
-        rest = rest.strip_prefix(',').unwrap_or(rest);
-    }
-    labels
-}
-
-/// The scraped metrics of a running proxy.
-struct Scrape(Vec<Sample>);
-
-impl Scrape {
-    fn take(admin: SocketAddr) -> Scrape {
-        let r = get(admin, "/metrics").expect("GET /metrics");
-        assert_eq!(r.status, 200, "{}", r.text());
-        assert!(
-            r.header("content-type")
-                .is_some_and(|c| c.starts_with("text/plain; version=0.0.4")),
-            "content-type {:?}",
-            r.header("content-type")
-        );
-        Scrape(parse_metrics(&r.text()))
-    }
-
-    /// The value of the sample `name` with exactly `labels`; panics if there is none.
-    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let want: BTreeMap<String, String> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        self.0
-            .iter()
-            .find(|s| s.name == name && s.labels == want)
-            .map(|s| s.value)
-            .unwrap_or_else(|| panic!("no sample {name}{labels:?}"))
-    }
-}
-
-fn requests(s: &Scrape, route: &str, class: &str) -> f64 {
+fn requests(s: &Metrics, route: &str, class: &str) -> f64 {
     s.value(
         "pingora_requests_total",
         &[
@@ -179,26 +40,6 @@ fn requests(s: &Scrape, route: &str, class: &str) -> f64 {
             ("status_class", class),
         ],
     )
-}
-
-#[test]
-fn prometheus_parser_rejects_what_is_malformed() {
-    let ok =
-        parse_metrics("# HELP a_total x\n# TYPE a_total counter\na_total{k=\"v\\\"q\",b=\"\"} 3\n");
-    assert_eq!(ok.len(), 1);
-    assert_eq!(ok[0].labels["k"], "v\"q");
-    assert_eq!(ok[0].value, 3.0);
-    for bad in [
-        "a_total 1\n",                        // no TYPE line
-        "# TYPE a counter\na{k=\"v\" 1\n",    // unclosed labels
-        "# TYPE a counter\na{k=\"v\"} one\n", // bad value
-        "# TYPE a counter\na-b 1\n",          // bad name
-    ] {
-        assert!(
-            std::panic::catch_unwind(|| parse_metrics(bad)).is_err(),
-            "accepted {bad:?}"
-        );
-    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -214,10 +55,10 @@ fn health_is_ok_while_serving_and_503_while_draining() {
         }
     });
     let (mut proxy, admin) = start_with_admin(
-        Setup::new(origin.addr())
+        ProxyConfig::new(origin.addr())
             .read_timeout_ms(5000)
-            .top("graceful_shutdown_timeout_seconds: 10")
-            .top("grace_period_seconds: 0"),
+            .set("graceful_shutdown_timeout_seconds", "10")
+            .set("grace_period_seconds", "0"),
     );
     let r = get(admin, "/health").unwrap();
     assert_eq!((r.status, r.text().as_str()), (200, "ok"));
@@ -234,7 +75,7 @@ fn health_is_ok_while_serving_and_503_while_draining() {
         "never ready; log:\n{}",
         proxy.log()
     );
-    proxy.process.signal(Signal::SIGTERM).unwrap();
+    proxy.process.signal(Signal::SIGTERM);
 
     let mut last = None;
     let draining = wait_until(POLL_TIMEOUT, || {
@@ -247,7 +88,7 @@ fn health_is_ok_while_serving_and_503_while_draining() {
     });
     assert!(draining, "health never said draining: {last:?}");
     // Metrics keep answering during the drain, and say so.
-    let scrape = Scrape::take(admin);
+    let scrape = Metrics::scrape(admin);
     assert_eq!(scrape.value("pingora_draining", &[]), 1.0);
     assert!(scrape.value("pingora_downstream_connections_active", &[]) >= 1.0);
 
@@ -275,13 +116,13 @@ fn after_a_hand_over_the_new_instance_answers_the_admin_address() {
     let dir = TestDir::new().unwrap();
     let listen = free_addr();
     let admin = free_addr();
-    let conf = Conf::new(dir.path(), listen, origin.addr())
+    let conf = ProxyConfig::lifecycle_at(dir.path(), listen, origin.addr())
         .set("admin", &format!("{{ addr: \"{admin}\" }}"));
     let old_conf = conf.clone().marker("old").write("old.yaml");
     let new_conf = conf.clone().marker("new").write("new.yaml");
     let pid_file = conf.pid_file();
     let target = Target::Tcp(listen);
-    let mut old = Instance::spawn(dir.path(), "old", &old_conf, &[], &[]);
+    let mut old = ProxyProcess::spawn(bin(), dir.path(), "old", &old_conf, &[]);
     old.wait_serving(&target, &pid_file);
     assert!(wait_for_port(admin, POLL_TIMEOUT));
     assert_eq!(get(admin, "/health").unwrap().status, 200);
@@ -290,11 +131,11 @@ fn after_a_hand_over_the_new_instance_answers_the_admin_address() {
     let mut slow = target.connect().unwrap();
     slow.send_get("/slow", true).unwrap();
     assert!(wait_until(POLL_TIMEOUT, || origin.requests() >= 1));
-    let new = Instance::spawn(dir.path(), "new", &new_conf, &["-u"], &[]);
-    old.signal("QUIT");
+    let new = ProxyProcess::spawn(bin(), dir.path(), "new", &new_conf, &["-u"]);
+    old.signal(Signal::SIGQUIT);
     let new_pid = new.pid();
     assert!(
-        wait_pid_file(&pid_file, START_TIMEOUT, |p| p == new_pid).is_some(),
+        wait_pid_file(&pid_file, SETTLE_TIMEOUT, |p| p == new_pid).is_some(),
         "no hand-over;\nold log:\n{}\nnew log:\n{}",
         old.log(),
         new.log()
@@ -308,14 +149,14 @@ fn after_a_hand_over_the_new_instance_answers_the_admin_address() {
     for _ in 0..20 {
         let r = get(admin, "/health").unwrap();
         assert_eq!((r.status, r.text().as_str()), (200, "ok"));
-        assert_eq!(Scrape::take(admin).value("pingora_draining", &[]), 0.0);
+        assert_eq!(Metrics::scrape(admin).value("pingora_draining", &[]), 0.0);
     }
     assert!(
         old.exited().is_none(),
         "the old instance was not draining any more"
     );
     let r = slow.read_response().expect("the slow request finishes");
-    assert_eq!((r.status, r.body.as_str()), (200, "late"));
+    assert_eq!((r.status, r.text().as_str()), (200, "late"));
     assert!(old.wait_exit(Duration::from_secs(10)).is_some());
 }
 
@@ -323,8 +164,8 @@ fn after_a_hand_over_the_new_instance_answers_the_admin_address() {
 fn metrics_count_exactly_what_was_served() {
     let body = "0123456789";
     let origin = Origin::start(move |_| Reply::ok(body));
-    let (proxy, admin) = start_with_admin(Setup::new(origin.addr()));
-    let before = Scrape::take(admin);
+    let (proxy, admin) = start_with_admin(ProxyConfig::new(origin.addr()));
+    let before = Metrics::scrape(admin);
     assert_eq!(
         before.value(
             "pingora_build_info",
@@ -345,9 +186,9 @@ fn metrics_count_exactly_what_was_served() {
     assert_eq!(posted.status, 200);
 
     // Responses are sent before the request is counted: wait for the last one.
-    let mut after = Scrape::take(admin);
+    let mut after = Metrics::scrape(admin);
     assert!(wait_until(POLL_TIMEOUT, || {
-        after = Scrape::take(admin);
+        after = Metrics::scrape(admin);
         requests(&after, "1", "2xx") - requests(&before, "1", "2xx") >= 6.0
     }));
     let delta = |name: &str, labels: &[(&str, &str)]| {
@@ -400,28 +241,28 @@ fn metrics_count_exactly_what_was_served() {
 
     // An open client connection shows as active.
     let mut c = proxy.client();
-    c.send(&common::get_bytes("/hello")).unwrap();
+    c.send_get("/hello", false).unwrap();
     assert_eq!(c.read_response().unwrap().status, 200);
     assert!(wait_until(POLL_TIMEOUT, || {
-        Scrape::take(admin).value("pingora_downstream_connections_active", &[]) == 1.0
+        Metrics::scrape(admin).value("pingora_downstream_connections_active", &[]) == 1.0
     }));
     drop(c);
     assert!(wait_until(POLL_TIMEOUT, || {
-        Scrape::take(admin).value("pingora_downstream_connections_active", &[]) == 0.0
+        Metrics::scrape(admin).value("pingora_downstream_connections_active", &[]) == 0.0
     }));
 }
 
 #[test]
 fn refused_upstream_counts_one_5xx_and_one_upstream_error() {
     let refused = free_addr(); // nothing listens there
-    let (proxy, admin) = start_with_admin(Setup::new(refused).top("max_retries: 2"));
-    let before = Scrape::take(admin);
+    let (proxy, admin) = start_with_admin(ProxyConfig::new(refused).set("max_retries", "2"));
+    let before = Metrics::scrape(admin);
     let r = get(proxy.addr, "/data").unwrap();
     assert_eq!(r.status, 502);
     let kind = [("service", "web"), ("kind", "connect_refused")];
-    let mut after = Scrape::take(admin);
+    let mut after = Metrics::scrape(admin);
     assert!(wait_until(POLL_TIMEOUT, || {
-        after = Scrape::take(admin);
+        after = Metrics::scrape(admin);
         requests(&after, "1", "5xx") > requests(&before, "1", "5xx")
     }));
     assert_eq!(
@@ -462,9 +303,9 @@ fn wait_for_lines(path: &Path, n: usize) -> Vec<String> {
 #[test]
 fn json_access_log_has_one_line_per_request_and_reopens_on_sigusr1() {
     let origin = Origin::start(|_| Reply::full(201, &[], "created"));
-    let proxy = Setup::new(origin.addr())
-        .top("access_log: { path: \"{dir}/access.log\", format: json }")
-        .start();
+    let proxy = ProxyConfig::new(origin.addr())
+        .set("access_log", "{ path: \"{dir}/access.log\", format: json }")
+        .start(bin());
     let log = proxy.process.dir().join("access.log");
 
     let r = request(
@@ -512,11 +353,11 @@ fn json_access_log_has_one_line_per_request_and_reopens_on_sigusr1() {
     // logrotate: rename, then SIGUSR1; new lines go to a new file.
     let rotated = proxy.process.dir().join("access.log.1");
     std::fs::rename(&log, &rotated).unwrap();
-    proxy.process.signal(Signal::SIGUSR1).unwrap();
+    proxy.process.signal(Signal::SIGUSR1);
     assert!(
         proxy
             .process
-            .wait_for_stderr("SIGUSR1: log files reopened", POLL_TIMEOUT),
+            .wait_for_log("SIGUSR1: log files reopened", POLL_TIMEOUT),
         "log:\n{}",
         proxy.log()
     );
@@ -534,9 +375,9 @@ fn json_access_log_has_one_line_per_request_and_reopens_on_sigusr1() {
 #[test]
 fn text_access_log_line_format() {
     let origin = Origin::start(|_| Reply::ok("hello"));
-    let proxy = Setup::new(origin.addr())
-        .top("access_log: { path: \"{dir}/access.log\" }")
-        .start();
+    let proxy = ProxyConfig::new(origin.addr())
+        .set("access_log", "{ path: \"{dir}/access.log\" }")
+        .start(bin());
     let log = proxy.process.dir().join("access.log");
     let r = request(
         proxy.addr,
@@ -575,7 +416,9 @@ fn text_access_log_line_format() {
 fn log_level_from_config_filters_the_error_log() {
     let origin = Origin::start(|_| Reply::ok("x"));
     // At `error`, the info lines of a normal start are not written.
-    let proxy = Setup::new(origin.addr()).top("log_level: error").start();
+    let proxy = ProxyConfig::new(origin.addr())
+        .set("log_level", "error")
+        .start(bin());
     assert_eq!(get(proxy.addr, "/data").unwrap().status, 200);
     let quiet = proxy.log();
     assert!(
@@ -583,15 +426,18 @@ fn log_level_from_config_filters_the_error_log() {
         "info lines at level error:\n{quiet}"
     );
     drop(proxy);
-    let proxy = Setup::new(origin.addr()).top("log_level: info").start();
+    let proxy = ProxyConfig::new(origin.addr())
+        .set("log_level", "info")
+        .start(bin());
     assert!(
-        proxy.process.wait_for_stderr(" INFO ", POLL_TIMEOUT),
+        proxy.process.wait_for_log(" INFO ", POLL_TIMEOUT),
         "no info line at level info:\n{}",
         proxy.log()
     );
 }
 
 #[test]
+#[cfg_attr(not(feature = "cache"), ignore = "needs the cache feature")]
 fn cache_statuses_are_counted() {
     let origin =
         Origin::start(|_| Reply::full(200, &[("cache-control", "max-age=60")], "cached body"));
@@ -611,9 +457,8 @@ services:
 "#,
         origin = origin.addr()
     );
-    let _proxy = test_support::ProxyProcess::start(common::bin(), &yaml, &[listen, admin])
-        .expect("proxy starts");
-    let status = |s: &Scrape, st: &str| {
+    let _proxy = ProxyProcess::start(bin(), &yaml, &[listen, admin]).expect("proxy starts");
+    let status = |s: &Metrics, st: &str| {
         s.value(
             "pingora_cache_responses_total",
             &[("service", "web"), ("status", st)],
@@ -622,9 +467,9 @@ services:
     for _ in 0..3 {
         assert_eq!(get(listen, "/page").unwrap().status, 200);
     }
-    let mut after = Scrape::take(admin);
+    let mut after = Metrics::scrape(admin);
     assert!(wait_until(POLL_TIMEOUT, || {
-        after = Scrape::take(admin);
+        after = Metrics::scrape(admin);
         status(&after, "HIT") >= 2.0
     }));
     assert_eq!(status(&after, "MISS"), 1.0);
@@ -636,7 +481,8 @@ services:
 fn rejected_requests_are_logged_and_counted() {
     let origin = Origin::start(|_| Reply::ok("hello"));
     let (proxy, admin) = start_with_admin(
-        Setup::new(origin.addr()).top("access_log: { path: \"{dir}/access.log\", format: json }"),
+        ProxyConfig::new(origin.addr())
+            .set("access_log", "{ path: \"{dir}/access.log\", format: json }"),
     );
     let log = proxy.process.dir().join("access.log");
     let mut answers = Vec::new();
@@ -672,7 +518,7 @@ fn rejected_requests_are_logged_and_counted() {
     }
     assert_eq!(parsed[2]["path"], "/fine");
 
-    let scrape = Scrape::take(admin);
+    let scrape = Metrics::scrape(admin);
     assert_eq!(requests(&scrape, "rejected", "4xx"), 2.0);
     assert_eq!(requests(&scrape, "1", "2xx"), 1.0);
 }

@@ -1,12 +1,11 @@
 //! Connection reuse and header handling: upstream keep-alive pooling, hop-by-hop
 //! headers, X-Forwarded-For and Host.
 
-mod common;
-
 use std::time::Duration;
 
-use common::Setup;
-use test_support::{owned, request_bytes, Origin, Reply};
+use test_support::{owned, request_bytes, Origin, ProxyConfig, Reply};
+
+use crate::bin;
 
 fn path_origin() -> Origin {
     Origin::start(|req| Reply::ok(req.path.clone()))
@@ -15,7 +14,7 @@ fn path_origin() -> Origin {
 #[test]
 fn sequential_requests_reuse_upstream_connections() {
     let origin = path_origin();
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut served = 0;
     for conn in 0..4 {
         let mut c = proxy.client();
@@ -39,7 +38,7 @@ fn sequential_requests_reuse_upstream_connections() {
 #[test]
 fn client_connection_close_does_not_close_the_upstream_connection() {
     let origin = path_origin();
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     for i in 0..5 {
         let mut c = proxy.client();
         let path = format!("/close{i}");
@@ -93,7 +92,7 @@ fn hop_by_hop_headers_are_not_forwarded() {
             "ok",
         )
     });
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     c.send(&request_bytes(
         "GET",
@@ -158,7 +157,7 @@ fn hop_by_hop_headers_are_not_forwarded() {
 #[test]
 fn x_forwarded_for_is_appended() {
     let origin = path_origin();
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
 
     let mut c = proxy.client();
     c.send(&request_bytes(
@@ -185,7 +184,7 @@ fn x_forwarded_for_is_appended() {
 #[test]
 fn host_is_kept_as_sent() {
     let origin = path_origin();
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     c.send(&request_bytes(
         "GET",
@@ -205,7 +204,7 @@ fn host_is_kept_as_sent() {
 #[test]
 fn several_x_forwarded_for_headers_keep_every_hop() {
     let origin = path_origin();
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     c.send(&request_bytes(
         "GET",
@@ -230,7 +229,7 @@ fn several_x_forwarded_for_headers_keep_every_hop() {
 fn upstream_connection_close_is_not_pooled() {
     let origin =
         Origin::start(|req| Reply::full(200, &[("Connection", "close")], req.path.clone()));
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     for path in ["/one", "/two", "/three"] {
         c.send(&request_bytes("GET", path, &[("Host", "test")], b""))
@@ -255,7 +254,9 @@ fn client_abort_mid_download_does_not_poison_the_pool() {
         },
         _ => Reply::ok(req.path.clone()),
     });
-    let proxy = Setup::new(origin.addr()).read_timeout_ms(5000).start();
+    let proxy = ProxyConfig::new(origin.addr())
+        .read_timeout_ms(5000)
+        .start(bin());
     {
         let mut c = proxy.client();
         c.send(&request_bytes("GET", "/big", &[("Host", "test")], b""))
@@ -284,7 +285,7 @@ fn client_abort_mid_download_does_not_poison_the_pool() {
 #[test]
 fn client_abort_mid_upload_does_not_poison_the_pool() {
     let origin = Origin::start(|req| Reply::ok(req.path.clone()));
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     {
         let mut c = proxy.client();
         c.send(b"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 1000000\r\n\r\n")
@@ -320,9 +321,9 @@ fn client_abort_mid_upload_does_not_poison_the_pool() {
 #[test]
 fn idle_client_connection_is_closed_after_keepalive_timeout() {
     let origin = path_origin();
-    let proxy = Setup::new(origin.addr())
+    let proxy = ProxyConfig::new(origin.addr())
         .service("keepalive_timeout_ms: 300")
-        .start();
+        .start(bin());
     let mut c = proxy.client();
     c.send(&request_bytes("GET", "/a", &[("Host", "test")], b""))
         .unwrap();
@@ -342,7 +343,9 @@ fn idle_client_connection_is_closed_after_keepalive_timeout() {
 #[test]
 fn concurrent_clients_each_get_their_own_responses() {
     let origin = Origin::start(|req| Reply::ok(req.path.clone()));
-    let proxy = Setup::new(origin.addr()).top("threads: 2").start();
+    let proxy = ProxyConfig::new(origin.addr())
+        .set("threads", "2")
+        .start(bin());
     let addr = proxy.addr;
     let workers: Vec<_> = (0..16)
         .map(|w| {
@@ -372,7 +375,7 @@ fn concurrent_clients_each_get_their_own_responses() {
 #[test]
 fn request_target_is_forwarded_unchanged() {
     let origin = path_origin();
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     let target = "/a%20b/c?x=1&y=%2F&z=a+b";
     c.send(&request_bytes("GET", target, &[("Host", "test")], b""))

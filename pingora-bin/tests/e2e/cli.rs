@@ -1,13 +1,12 @@
 //! The command line: version/help, `-t` config checking, usage errors, start-up failures.
 
-mod common;
-
 use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{bin, examples_dir};
 use test_support::{free_addr, run_command, CommandOutput, TestDir};
+
+use crate::{bin, examples_dir};
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -58,6 +57,10 @@ fn unknown_flag_is_a_usage_error() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "lb"),
+    ignore = "needs the lb feature: the examples choose load-balancing algorithms"
+)]
 fn every_example_config_is_valid() {
     let mut checked = 0;
     let entries = std::fs::read_dir(examples_dir()).expect("examples/ exists");
@@ -232,6 +235,34 @@ fn missing_config_file_is_a_config_error() {
     assert!(
         out.stderr.contains(&path.display().to_string()),
         "stderr: {}",
+        out.stderr
+    );
+}
+
+#[cfg(not(feature = "tls"))]
+#[test]
+fn a_build_without_tls_refuses_tls_sections() {
+    let dir = TestDir::new().unwrap();
+    // Placeholders: the section is refused before any file is read.
+    let cert = dir.write("web.crt", "").unwrap();
+    let key = dir.write("web.key", "").unwrap();
+    let yaml = format!(
+        "version: 1\nservices:\n  - name: web\n    listeners:\n      - addr: \"{}\"\n        tls: {{ cert: {}, key: {} }}\n    routes: [ {{ upstream: origin }} ]\n    upstreams:\n      origin: {{ peers: [\"{}\"] }}\n",
+        free_addr(),
+        cert.display(),
+        key.display(),
+        free_addr()
+    );
+    let out = check(&dir.write("tls.yaml", &yaml).unwrap());
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("services[0].listeners[0].tls"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("built without TLS support"),
+        "{}",
         out.stderr
     );
 }

@@ -4,19 +4,26 @@
 //! request, and full-duplex bodies. Bodies are checked by checksum; every exchange has
 //! a deadline.
 
-mod common;
-mod http2_support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::thread;
 use std::time::Duration;
 
-use common::{Proxy, Setup};
-use http2_support::*;
 use test_support::{
-    checksum, chunked_body, deterministic_checksum, wait_until, H2Body, H2Client, H2Origin,
-    H2Request, Origin, Reply, Response, Signal, TestCa, TestDir, TlsFront, LARGE_STREAM_SEED,
+    checksum, chunked_body, deterministic_checksum, spawn_pattern_writer, wait_until, H2Body,
+    H2Client, H2Origin, H2Request, Origin, Proxy, ProxyConfig, Reply, Response, Signal,
+    LARGE_EXCHANGE_TIMEOUT, LARGE_STREAM_SEED, MIB, REQUEST_BODY_SEED, SETTLE_TIMEOUT,
 };
+
+use crate::bin;
+
+/// A proxy whose upstream `origin` speaks HTTP/2 (h2c) at `origin`, with a read
+/// timeout that fits large bodies.
+pub(crate) fn h2_upstream_proxy(origin: &H2Origin) -> Proxy {
+    ProxyConfig::new(origin.addr())
+        .upstream("http2: true")
+        .read_timeout_ms(15_000)
+        .start(bin())
+}
 
 // ---- HTTP/1 clients in front of an HTTP/2 origin (`http2: true`) ----
 
@@ -25,17 +32,17 @@ fn http1_client_to_h2_upstream_large_bodies_both_ways() {
     let len = 16 * MIB;
     let origin = H2Origin::start();
     let proxy = h2_upstream_proxy(&origin);
-    let mut c = h1_client(&proxy);
+    let mut c = proxy.client_with_timeout(LARGE_EXCHANGE_TIMEOUT);
     // Upload: the origin reads it all and answers with what it received, in trailers.
     let head = format!(
         "POST /sink HTTP/1.1\r\nHost: site.example\r\nTE: trailers\r\nContent-Length: {len}\r\n\r\n"
     );
     c.send(head.as_bytes()).unwrap();
-    let writer = spawn_body_writer(c.writer_clone().unwrap(), len, false);
+    let writer = spawn_pattern_writer(c.writer_clone().unwrap(), len, REQUEST_BODY_SEED, false);
     let r = c
         .read_final_response()
         .unwrap_or_else(|e| panic!("upload: {e}\nlog:\n{}", proxy.log()));
-    writer.join().expect("body writer");
+    writer.join().expect("body writer").expect("body written");
     assert_eq!(r.status, 200, "{r:?}\nlog:\n{}", proxy.log());
     assert_eq!(
         (
@@ -49,22 +56,27 @@ fn http1_client_to_h2_upstream_large_bodies_both_ways() {
     assert_eq!(trailer(&r, "x-body-len"), Some(len.to_string()), "{r:?}");
     assert_eq!(
         trailer(&r, "x-body-checksum"),
-        Some(deterministic_checksum(len, SEED).to_string())
+        Some(deterministic_checksum(len, REQUEST_BODY_SEED).to_string())
     );
 
     // An echo, streamed both ways at once (within the windows: see full_duplex_*). The
     // origin answers before the body ended, which makes that response the client
     // connection's last (the proxy's HTTP/1 rule): a new connection for each.
     let echo_len = 512 * 1024;
-    let mut c = h1_client(&proxy);
+    let mut c = proxy.client_with_timeout(LARGE_EXCHANGE_TIMEOUT);
     c.send(format!("PUT /echo HTTP/1.1\r\nHost: site.example\r\nTE: trailers\r\nContent-Length: {echo_len}\r\n\r\n").as_bytes())
         .unwrap();
-    let writer = spawn_body_writer(c.writer_clone().unwrap(), echo_len, false);
+    let writer = spawn_pattern_writer(
+        c.writer_clone().unwrap(),
+        echo_len,
+        REQUEST_BODY_SEED,
+        false,
+    );
     let r = c
         .read_response_digest()
         .unwrap_or_else(|e| panic!("echo: {e}\nlog:\n{}", proxy.log()));
-    writer.join().expect("body writer");
-    let want = deterministic_checksum(echo_len, SEED);
+    writer.join().expect("body writer").expect("body written");
+    let want = deterministic_checksum(echo_len, REQUEST_BODY_SEED);
     assert_eq!(
         (r.status, r.body_len, r.body_checksum),
         (200, echo_len, want)
@@ -72,7 +84,7 @@ fn http1_client_to_h2_upstream_large_bodies_both_ways() {
     assert_eq!(trailer(&r, "x-body-checksum"), Some(want.to_string()));
     assert!(r.has_token("connection", "close"), "{r:?}");
 
-    let mut c = h1_client(&proxy);
+    let mut c = proxy.client_with_timeout(LARGE_EXCHANGE_TIMEOUT);
     c.send(b"GET /bytes/33554432 HTTP/1.1\r\nHost: site.example\r\n\r\n")
         .unwrap();
     let r = c
@@ -93,7 +105,7 @@ fn http1_client_to_h2_upstream_large_bodies_both_ways() {
 fn chunked_request_with_trailers_to_h2_upstream() {
     let origin = H2Origin::start();
     let proxy = h2_upstream_proxy(&origin);
-    let mut c = h1_client(&proxy);
+    let mut c = proxy.client_with_timeout(LARGE_EXCHANGE_TIMEOUT);
     let chunks: [&[u8]; 3] = [b"alpha-", b"beta-", b"gamma"];
     let body = chunked_body(&chunks, &[("x-req-trailer", "t1")]);
     let mut req = b"PUT /echo HTTP/1.1\r\nHost: test\r\nTE: trailers\r\nTransfer-Encoding: chunked\r\nTrailer: x-req-trailer\r\n\r\n".to_vec();
@@ -119,11 +131,11 @@ fn h2_upstream_multiplexes_50_concurrent_requests_on_one_connection() {
     let count = 50;
     let origin = H2Origin::start();
     let proxy = h2_upstream_proxy(&origin);
-    let threads = spawn_h1_gets(&proxy, count, |i| format!("/hold/{i}"));
-    let all_held = wait_until(SETTLE, || origin.held() == count);
+    let threads = proxy.spawn_gets(count, |i| format!("/hold/{i}"));
+    let all_held = wait_until(SETTLE_TIMEOUT, || origin.held() == count);
     let held = origin.held();
     origin.release_held();
-    let responses = join_all(&proxy, threads);
+    let responses = proxy.join_gets(threads);
     assert!(
         all_held,
         "only {held} of {count} requests reached the origin at once"
@@ -139,6 +151,8 @@ fn h2_upstream_multiplexes_50_concurrent_requests_on_one_connection() {
 #[cfg(feature = "tls")]
 #[test]
 fn h2_upstream_over_tls_chosen_by_alpn() {
+    use test_support::{TestCa, TestDir, TlsFront};
+
     let count = 20;
     let origin = H2Origin::start();
     let ca = TestCa::new("h2 upstream CA");
@@ -147,18 +161,18 @@ fn h2_upstream_over_tls_chosen_by_alpn() {
     let front = TlsFront::builder(&ca.issue(&["origin.test"]))
         .alpn(&["h2", "http/1.1"])
         .start(origin.addr());
-    let proxy = proxy_to(
-        Setup::new(front.addr())
-            .upstream("http2: true")
-            .upstream(&format!(
-                "tls: {{ sni: origin.test, ca_file: \"{}\" }}",
-                ca_file.display()
-            )),
-    );
-    let threads = spawn_h1_gets(&proxy, count, |i| format!("/hold/{i}"));
-    let all_held = wait_until(SETTLE, || origin.held() == count);
+    let proxy = ProxyConfig::new(front.addr())
+        .upstream("http2: true")
+        .upstream(&format!(
+            "tls: {{ sni: origin.test, ca_file: \"{}\" }}",
+            ca_file.display()
+        ))
+        .read_timeout_ms(15_000)
+        .start(bin());
+    let threads = proxy.spawn_gets(count, |i| format!("/hold/{i}"));
+    let all_held = wait_until(SETTLE_TIMEOUT, || origin.held() == count);
     origin.release_held();
-    let responses = join_all(&proxy, threads);
+    let responses = proxy.join_gets(threads);
     assert!(
         all_held,
         "only {} requests reached the origin at once",
@@ -181,11 +195,11 @@ fn h2_upstream_opens_more_connections_when_streams_are_full() {
     let count = 20;
     let origin = H2Origin::builder().max_concurrent_streams(5).start();
     let proxy = h2_upstream_proxy(&origin);
-    let threads = spawn_h1_gets(&proxy, count, |i| format!("/hold/{i}"));
-    let all_held = wait_until(SETTLE, || origin.held() == count);
+    let threads = proxy.spawn_gets(count, |i| format!("/hold/{i}"));
+    let all_held = wait_until(SETTLE_TIMEOUT, || origin.held() == count);
     let held = origin.held();
     origin.release_held();
-    let responses = join_all(&proxy, threads);
+    let responses = proxy.join_gets(threads);
     assert!(
         all_held,
         "only {held} of {count} requests reached the origin at once"
@@ -223,7 +237,7 @@ fn run_load_expecting_no_failure(
             .map(|k| {
                 let id = round * per_round + k;
                 ids.push(id.to_string());
-                let mut c = h1_client(proxy);
+                let mut c = proxy.client_with_timeout(LARGE_EXCHANGE_TIMEOUT);
                 thread::spawn(move || {
                     c.send(
                         format!("GET /r/{id} HTTP/1.1\r\nHost: test\r\nx-request-id: {id}\r\n\r\n")
@@ -302,11 +316,12 @@ fn refused_streams_are_retried_and_no_request_fails() {
 /// A request with an `len`-byte body to an HTTP/2 origin that sends `len` bytes
 /// before it reads the body at all.
 fn answer_before_reading_the_body(client: &H2Client, proxy: &Proxy, len: u64) {
-    let r = must(
-        proxy,
+    let r = proxy.expect_h2(
         client.request(
-            H2Request::new("POST", &format!("/bytes/{len}"))
-                .body(H2Body::Pattern { len, seed: SEED }),
+            H2Request::new("POST", &format!("/bytes/{len}")).body(H2Body::Pattern {
+                len,
+                seed: REQUEST_BODY_SEED,
+            }),
         ),
     );
     assert_eq!(
@@ -315,15 +330,22 @@ fn answer_before_reading_the_body(client: &H2Client, proxy: &Proxy, len: u64) {
     );
     assert_eq!(
         r.trailer("x-body-checksum"),
-        Some(deterministic_checksum(len, SEED).to_string().as_str())
+        Some(
+            deterministic_checksum(len, REQUEST_BODY_SEED)
+                .to_string()
+                .as_str()
+        )
     );
 }
 
+/// Integrity only: 512 KiB fits in the flow-control windows and socket buffers, so a
+/// proxy that sent the whole body before reading the response would pass too. The
+/// duplex check is `full_duplex_upstream_answering_before_reading_the_body` (8 MiB).
 #[test]
-fn full_duplex_within_the_windows_works() {
+fn a_body_that_fits_the_windows_arrives_intact_when_answered_before_it_is_read() {
     let origin = H2Origin::start();
     let proxy = h2_upstream_proxy(&origin);
-    let client = h2_client(&proxy);
+    let client = proxy.h2_client();
     answer_before_reading_the_body(&client, &proxy, 512 * 1024);
 }
 
@@ -331,7 +353,7 @@ fn full_duplex_within_the_windows_works() {
 fn full_duplex_upstream_answering_before_reading_the_body() {
     let origin = H2Origin::start();
     let proxy = h2_upstream_proxy(&origin);
-    let mut client = h2_client(&proxy);
+    let mut client = proxy.h2_client();
     // Directly against the origin this takes a few seconds in a debug build.
     client.set_timeout(Duration::from_secs(20));
     answer_before_reading_the_body(&client, &proxy, 8 * MIB);
@@ -343,17 +365,20 @@ fn full_duplex_echo_from_an_http1_origin() {
     // seven on a loaded 2-core machine (timing-dependent).
     let len = 24 * MIB;
     let origin = Origin::start(|_| Reply::StreamEcho);
-    let proxy = proxy_to(Setup::new(origin.addr()));
-    let client = h2_client(&proxy);
+    let proxy = ProxyConfig::new(origin.addr())
+        .read_timeout_ms(15_000)
+        .start(bin());
+    let client = proxy.h2_client();
     for _ in 0..3 {
-        let r = must(
-            &proxy,
-            client
-                .request(H2Request::new("POST", "/echo").body(H2Body::Pattern { len, seed: SEED })),
-        );
+        let r = proxy.expect_h2(client.request(H2Request::new("POST", "/echo").body(
+            H2Body::Pattern {
+                len,
+                seed: REQUEST_BODY_SEED,
+            },
+        )));
         assert_eq!(
             (r.status, r.body_len, r.body_checksum),
-            (200, len, deterministic_checksum(len, SEED))
+            (200, len, deterministic_checksum(len, REQUEST_BODY_SEED))
         );
     }
 }
@@ -364,26 +389,26 @@ fn full_duplex_echo_from_an_http1_origin() {
 fn a_drain_lets_open_http2_streams_finish() {
     let origin = H2Origin::start();
     let mut proxy = h2_upstream_proxy(&origin);
-    let client = h2_client(&proxy);
+    let client = proxy.h2_client();
     let response = thread::scope(|s| {
         let held = s.spawn(|| client.request(H2Request::get("/hold/drain")));
         assert!(
-            wait_until(SETTLE, || origin.held() == 1),
+            wait_until(SETTLE_TIMEOUT, || origin.held() == 1),
             "the request did not reach the origin"
         );
-        proxy.process.signal(Signal::SIGTERM).expect("SIGTERM");
+        proxy.process.signal(Signal::SIGTERM);
         assert!(
-            proxy.process.wait_for_stderr("draining", SETTLE),
+            proxy.process.wait_for_log("draining", SETTLE_TIMEOUT),
             "no drain; log:\n{}",
             proxy.log()
         );
         origin.release_held();
         held.join().expect("client thread")
     });
-    let r = must(&proxy, response);
+    let r = proxy.expect_h2(response);
     assert_eq!(r.status, 200);
     // The client's connection was told to go away, so the drain ends at once.
-    let status = proxy.process.wait_exit(SETTLE);
+    let status = proxy.process.wait_exit(SETTLE_TIMEOUT);
     assert!(
         status.is_some_and(|s| s.success()),
         "exit {status:?}; log:\n{}",

@@ -1,50 +1,24 @@
 //! Large bodies are streamed: 50 MiB through the proxy in each direction, checked by
 //! checksum, while the proxy's resident memory grows by far less than the body.
 
-mod common;
-
-use std::io::Write;
-use std::net::TcpStream;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::Duration;
 
-use common::{Proxy, Setup};
-use test_support::{deterministic_checksum, ByteStream, Origin, Reply, LARGE_STREAM_SEED};
+use test_support::{
+    deterministic_checksum, spawn_pattern_writer, Origin, Proxy, ProxyConfig, Reply,
+    LARGE_STREAM_SEED, REQUEST_BODY_SEED,
+};
+
+use crate::bin;
 
 const BODY: u64 = 50 * 1024 * 1024;
 /// Most the proxy's peak RSS may exceed its RSS before the transfer.
 const MAX_GROWTH_KIB: u64 = 16 * 1024;
-const SEED: u64 = 42;
-
-/// Writes `len` bytes of the seeded stream, raw or as 64 KiB chunks.
-fn spawn_body_writer(mut w: TcpStream, len: u64, chunked: bool) -> JoinHandle<std::io::Result<()>> {
-    thread::spawn(move || {
-        let mut gen = ByteStream::new(SEED);
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut left = len;
-        while left > 0 {
-            let n = left.min(buf.len() as u64) as usize;
-            gen.fill(&mut buf[..n]);
-            if chunked {
-                w.write_all(format!("{n:x}\r\n").as_bytes())?;
-                w.write_all(&buf[..n])?;
-                w.write_all(b"\r\n")?;
-            } else {
-                w.write_all(&buf[..n])?;
-            }
-            left -= n as u64;
-        }
-        if chunked {
-            w.write_all(b"0\r\n\r\n")?;
-        }
-        Ok(())
-    })
-}
 
 /// RSS of the proxy after it served one small request (so lazy start-up costs are paid).
 fn warm_rss_kib(proxy: &Proxy) -> u64 {
     let mut c = proxy.client();
-    c.send(&common::get_bytes("/hello")).unwrap();
+    c.send_get("/hello", false).unwrap();
     assert_eq!(c.read_final_response().unwrap().status, 200);
     proxy.process.memory().expect("proxy memory").rss_kib
 }
@@ -66,7 +40,9 @@ fn assert_small_growth(proxy: &Proxy, before_kib: u64) {
 
 fn upload(chunked: bool) {
     let origin = Origin::start(|_| Reply::ok("stored"));
-    let proxy = Setup::new(origin.addr()).read_timeout_ms(10_000).start();
+    let proxy = ProxyConfig::new(origin.addr())
+        .read_timeout_ms(10_000)
+        .start(bin());
     let before = warm_rss_kib(&proxy);
     let mut c = proxy.client();
     c.set_read_timeout(Duration::from_secs(30)).unwrap();
@@ -77,7 +53,7 @@ fn upload(chunked: bool) {
     };
     c.send(format!("PUT /upload HTTP/1.1\r\nHost: test\r\n{framing}\r\n\r\n").as_bytes())
         .unwrap();
-    let writer = spawn_body_writer(c.writer_clone().unwrap(), BODY, chunked);
+    let writer = spawn_pattern_writer(c.writer_clone().unwrap(), BODY, REQUEST_BODY_SEED, chunked);
     let r = c.read_final_response().unwrap();
     writer.join().expect("writer thread").expect("body written");
     assert_eq!((r.status, r.text().as_str()), (200, "stored"));
@@ -85,7 +61,7 @@ fn upload(chunked: bool) {
     assert_eq!(got.body_len, BODY);
     assert_eq!(
         got.body_checksum,
-        deterministic_checksum(BODY, SEED),
+        deterministic_checksum(BODY, REQUEST_BODY_SEED),
         "upload corrupted"
     );
     assert_small_growth(&proxy, before);
@@ -107,11 +83,13 @@ fn download_50mib_to_a_slow_reader() {
         len: BODY,
         chunk: 64 * 1024,
     });
-    let proxy = Setup::new(origin.addr()).read_timeout_ms(10_000).start();
+    let proxy = ProxyConfig::new(origin.addr())
+        .read_timeout_ms(10_000)
+        .start(bin());
     let before = warm_rss_kib(&proxy);
     let mut c = proxy.client();
     c.set_read_timeout(Duration::from_secs(30)).unwrap();
-    c.send(&common::get_bytes("/download")).unwrap();
+    c.send_get("/download", false).unwrap();
     // Deliberately read nothing for a while: a proxy that does not apply back-pressure
     // would buffer what the (fast) origin sends meanwhile.
     thread::sleep(Duration::from_millis(700));
@@ -132,17 +110,22 @@ fn request_and_response_bodies_flow_at_the_same_time() {
     // after sending the whole request body, socket buffers would fill and both stall.
     let len: u64 = 16 * 1024 * 1024;
     let origin = Origin::start(|_| Reply::StreamEcho);
-    let proxy = Setup::new(origin.addr()).read_timeout_ms(10_000).start();
+    let proxy = ProxyConfig::new(origin.addr())
+        .read_timeout_ms(10_000)
+        .start(bin());
     let mut c = proxy.client();
     c.set_read_timeout(Duration::from_secs(20)).unwrap();
     c.send(
         format!("POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: {len}\r\n\r\n").as_bytes(),
     )
     .unwrap();
-    let writer = spawn_body_writer(c.writer_clone().unwrap(), len, false);
+    let writer = spawn_pattern_writer(c.writer_clone().unwrap(), len, REQUEST_BODY_SEED, false);
     let r = c.read_response_digest().unwrap();
     writer.join().expect("writer thread").expect("body written");
     assert_eq!(r.status, 200);
     assert_eq!(r.body_len, len);
-    assert_eq!(r.body_checksum, deterministic_checksum(len, SEED));
+    assert_eq!(
+        r.body_checksum,
+        deterministic_checksum(len, REQUEST_BODY_SEED)
+    );
 }

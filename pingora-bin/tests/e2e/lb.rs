@@ -1,59 +1,40 @@
 //! Load balancing through the binary: round robin, weights, consistent hashing, a dead
 //! backend losing no request, health checks taking a backend out and back, all down.
 
-mod common;
-
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::bin;
-use test_support::{free_addr, request, Origin, ProxyProcess, Reply};
+use test_support::{free_addr, request, wait_for_port, Metrics, Origin, Proxy, ProxyConfig, Reply};
 
-fn named(name: &'static str) -> Origin {
-    Origin::start(move |req| {
-        if req.path == "/health" {
-            Reply::ok("ok")
-        } else {
-            Reply::ok(name)
-        }
-    })
+use crate::bin;
+
+/// Starts the proxy with its upstream's peers from `peers` and the extra upstream
+/// `lines`; returns it and its address.
+pub(crate) fn start(peers: &str, lines: &[&str]) -> Proxy {
+    let origin = free_addr(); // replaced by `peers`
+    lines
+        .iter()
+        .fold(ProxyConfig::new(origin).peers_from(peers), |c, l| {
+            c.upstream(l)
+        })
+        .start(bin())
 }
 
-fn start(listen: std::net::SocketAddr, upstream: &str) -> ProxyProcess {
-    let yaml = format!(
-        r#"version: 1
-pid_file: {{dir}}/pingora.pid
-upgrade_sock: {{dir}}/upgrade.sock
-services:
-  - name: web
-    listeners: [ {{ addr: "{listen}" }} ]
-    routes: [ {{ upstream: pool }} ]
-    upstreams:
-      pool:
-{upstream}
-"#
-    );
-    ProxyProcess::start(bin(), &yaml, &[listen]).expect("proxy starts")
-}
-
-fn body(listen: std::net::SocketAddr, path: &str) -> (u16, String) {
+fn body(listen: SocketAddr, path: &str) -> (u16, String) {
     let r = request(listen, "GET", path, &[("Host", "x")], b"").expect("response");
     (r.status, String::from_utf8_lossy(&r.body).into_owned())
 }
 
 #[test]
 fn round_robin_alternates_exactly() {
-    let (a, b) = (named("a"), named("b"));
-    let listen = free_addr();
-    let _p = start(
-        listen,
-        &format!(
-            "        peers: [\"{}\", \"{}\"]\n        lb: round_robin",
-            a.addr(),
-            b.addr()
-        ),
+    let (a, b) = (Origin::named("a"), Origin::named("b"));
+    let p = start(
+        &format!("peers: [\"{}\", \"{}\"]", a.addr(), b.addr()),
+        &["lb: round_robin"],
     );
+    let listen = p.addr;
     let bodies: Vec<String> = (0..6).map(|_| body(listen, "/").1).collect();
     assert!(
         bodies == ["a", "b", "a", "b", "a", "b"] || bodies == ["b", "a", "b", "a", "b", "a"],
@@ -63,33 +44,33 @@ fn round_robin_alternates_exactly() {
 
 #[test]
 fn weighted_follows_weights() {
-    let (a, b) = (named("a"), named("b"));
-    let listen = free_addr();
-    let _p = start(
-        listen,
+    let (a, b) = (Origin::named("a"), Origin::named("b"));
+    let p = start(
         &format!(
-            "        peers: [{{ addr: \"{}\", weight: 3 }}, \"{}\"]\n        lb: weighted",
+            "peers: [{{ addr: \"{}\", weight: 3 }}, \"{}\"]",
             a.addr(),
             b.addr()
         ),
+        &["lb: weighted"],
     );
+    let listen = p.addr;
     let a_count = (0..40).filter(|_| body(listen, "/").1 == "a").count();
     assert_eq!(a_count, 30);
 }
 
 #[test]
 fn consistent_hash_keeps_a_uri_on_one_backend() {
-    let (a, b, c) = (named("a"), named("b"), named("c"));
-    let listen = free_addr();
-    let _p = start(
-        listen,
+    let (a, b, c) = (Origin::named("a"), Origin::named("b"), Origin::named("c"));
+    let p = start(
         &format!(
-            "        peers: [\"{}\", \"{}\", \"{}\"]\n        lb: consistent_hash\n        hash_key: uri",
+            "peers: [\"{}\", \"{}\", \"{}\"]",
             a.addr(),
             b.addr(),
             c.addr()
         ),
+        &["lb: consistent_hash", "hash_key: uri"],
     );
+    let listen = p.addr;
     let mut seen = std::collections::HashSet::new();
     for i in 0..30 {
         let path = format!("/item/{i}");
@@ -104,13 +85,10 @@ fn consistent_hash_keeps_a_uri_on_one_backend() {
 
 #[test]
 fn a_dead_backend_loses_no_request() {
-    let live = named("live");
+    let live = Origin::named("live");
     let dead = free_addr(); // nothing listens there
-    let listen = free_addr();
-    let _p = start(
-        listen,
-        &format!("        peers: [\"{dead}\", \"{}\"]", live.addr()),
-    );
+    let p = start(&format!("peers: [\"{dead}\", \"{}\"]", live.addr()), &[]);
+    let listen = p.addr;
     for _ in 0..20 {
         assert_eq!(body(listen, "/"), (200, "live".to_string()));
     }
@@ -127,16 +105,12 @@ fn health_checks_take_a_backend_out_and_back() {
             Reply::ok("sick")
         }
     });
-    let well = named("well");
-    let listen = free_addr();
-    let _p = start(
-        listen,
-        &format!(
-            "        peers: [\"{}\", \"{}\"]\n        health_check: {{ type: http, path: /health, interval_ms: 50 }}",
-            sick.addr(),
-            well.addr()
-        ),
+    let well = Origin::named("well");
+    let p = start(
+        &format!("peers: [\"{}\", \"{}\"]", sick.addr(), well.addr()),
+        &["health_check: { type: http, path: /health, interval_ms: 50 }"],
     );
+    let listen = p.addr;
     let served_by = |who: &str, n: usize| (0..n).filter(|_| body(listen, "/").1 == who).count();
     assert!(served_by("sick", 10) > 0);
     status.store(500, Ordering::Relaxed);
@@ -160,11 +134,11 @@ fn health_checks_take_a_backend_out_and_back() {
 #[test]
 fn all_backends_down_is_503() {
     let (d1, d2) = (free_addr(), free_addr());
-    let listen = free_addr();
-    let _p = start(
-        listen,
-        &format!("        peers: [\"{d1}\", \"{d2}\"]\n        health_check: {{ type: tcp, interval_ms: 50 }}"),
+    let p = start(
+        &format!("peers: [\"{d1}\", \"{d2}\"]"),
+        &["health_check: { type: tcp, interval_ms: 50 }"],
     );
+    let listen = p.addr;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let (status, _) = body(listen, "/");
@@ -179,40 +153,25 @@ fn all_backends_down_is_503() {
 
 #[test]
 fn backend_health_is_reported_in_metrics() {
-    let live = named("live");
+    let live = Origin::named("live");
     let dead = free_addr();
-    let (listen, admin) = (free_addr(), free_addr());
-    let yaml = format!(
-        r#"version: 1
-pid_file: {{dir}}/pingora.pid
-upgrade_sock: {{dir}}/upgrade.sock
-admin: {{ addr: "{admin}" }}
-services:
-  - name: web
-    listeners: [ {{ addr: "{listen}" }} ]
-    routes: [ {{ upstream: pool }} ]
-    upstreams:
-      pool:
-        peers: ["{live}", "{dead}"]
-        health_check: {{ type: tcp, interval_ms: 50 }}
-"#,
-        live = live.addr()
-    );
-    let _p = ProxyProcess::start(bin(), &yaml, &[listen, admin]).expect("proxy starts");
-    let gauge = |backend: String| {
-        let r = request(admin, "GET", "/metrics", &[("Host", "x")], b"").expect("metrics");
-        let text = String::from_utf8_lossy(&r.body).into_owned();
-        text.lines()
-            .find(|l| {
-                l.starts_with("pingora_upstream_backend_healthy{")
-                    && l.contains(&format!("backend=\"{backend}\""))
-            })
-            .map(|l| l.rsplit(' ').next().unwrap_or("").to_string())
+    let admin = free_addr();
+    let _p = ProxyConfig::new(live.addr())
+        .set("admin", &format!("{{ addr: \"{admin}\" }}"))
+        .peers_from(&format!("peers: [\"{}\", \"{dead}\"]", live.addr()))
+        .upstream("health_check: { type: tcp, interval_ms: 50 }")
+        .start(bin());
+    assert!(wait_for_port(admin, Duration::from_secs(5)));
+    let gauge = |backend: SocketAddr| {
+        Metrics::scrape(admin).find(
+            "pingora_upstream_backend_healthy",
+            &[("backend", &backend.to_string())],
+        )
     };
     let deadline = Instant::now() + Duration::from_secs(5);
-    while gauge(dead.to_string()).as_deref() != Some("0") {
+    while gauge(dead) != Some(0.0) {
         assert!(Instant::now() < deadline, "dead backend never reported 0");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(gauge(live.addr().to_string()).as_deref(), Some("1"));
+    assert_eq!(gauge(live.addr()), Some(1.0));
 }

@@ -1,21 +1,19 @@
 //! TLS through the real binary: HTTPS listeners (large bodies both ways, SNI certificates,
 //! ALPN, resumption), TLS to upstreams (test CA, untrusted certificates, `verify: false`,
 //! client certificates), and the checks `-t` makes. Certificates are minted per test.
-//! Built without the `tls` feature, only the test that TLS is refused runs.
-#![cfg_attr(not(feature = "tls"), allow(dead_code, unused_imports))]
-
-mod common;
+//! Compiled with the `tls` feature only; without it, `cli::a_build_without_tls_refuses_tls_sections`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::bin;
 use test_support::{
     checksum, deterministic_checksum, free_addr, run_command, wait_until, ByteStream,
     CommandOutput, Origin, ProxyProcess, Reply, TestCa, TestDir, TlsClient, TlsClientConfig,
     TlsFront, LARGE_STREAM_SEED,
 };
+
+use crate::bin;
 
 /// Longest any curl or pingora command here may run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -124,7 +122,6 @@ fn get(addr: SocketAddr, path: &str) -> test_support::Response {
     c.read_final_response().expect("response")
 }
 
-#[cfg(feature = "tls")]
 #[test]
 fn https_listener_streams_large_bodies_both_ways() {
     const LEN: u64 = 32 * 1024 * 1024;
@@ -153,7 +150,7 @@ fn https_listener_streams_large_bodies_both_ways() {
         Some(0),
         "curl: {}\nproxy log:\n{}",
         r.stderr,
-        proxy.stderr_text()
+        proxy.log()
     );
     let body = std::fs::read(&out_path).unwrap();
     assert_eq!(body.len() as u64, LEN);
@@ -176,7 +173,7 @@ fn https_listener_streams_large_bodies_both_ways() {
         Some(0),
         "curl: {}\nproxy log:\n{}",
         r.stderr,
-        proxy.stderr_text()
+        proxy.log()
     );
     let echoed = std::fs::read(&echo_path).unwrap();
     assert_eq!(echoed.len(), upload.len());
@@ -197,7 +194,6 @@ fn https_listener_streams_large_bodies_both_ways() {
     );
 }
 
-#[cfg(feature = "tls")]
 #[test]
 fn sni_picks_the_certificate_and_alpn_is_http1() {
     let files = Files::new();
@@ -259,7 +255,6 @@ fn sni_picks_the_certificate_and_alpn_is_http1() {
     assert!(String::from_utf8_lossy(&reply).ends_with("origin"));
 }
 
-#[cfg(feature = "tls")]
 #[test]
 fn sessions_resume_and_bad_handshakes_are_survived() {
     let files = Files::new();
@@ -297,10 +292,9 @@ fn sessions_resume_and_bad_handshakes_are_survived() {
     assert!(stranger.connect(listen, "site.test").is_err());
     let r = curl_https(&files.ca_file(), "site.test", listen, "/hello", &[]);
     assert_eq!(r.stdout, "hi\n", "{}", r.stderr);
-    assert!(proxy.stderr_text().matches("panicked").next().is_none());
+    assert!(proxy.log().matches("panicked").next().is_none());
 }
 
-#[cfg(feature = "tls")]
 #[test]
 fn upstream_tls_with_a_test_ca_and_pooled_connections() {
     let files = Files::new();
@@ -315,7 +309,7 @@ fn upstream_tls_with_a_test_ca_and_pooled_connections() {
     let proxy = start(&tls_upstream_yaml(listen, front.addr(), &tls, ""), listen);
     for i in 0..3 {
         let r = get(listen, &format!("/r{i}"));
-        assert_eq!(r.status, 200, "{}", proxy.stderr_text());
+        assert_eq!(r.status, 200, "{}", proxy.log());
         assert_eq!(r.text(), format!("origin saw /r{i}"));
     }
     let seen = front.handshakes();
@@ -335,7 +329,6 @@ fn upstream_tls_with_a_test_ca_and_pooled_connections() {
     assert_eq!(get(listen2, "/server-ca").status, 200);
 }
 
-#[cfg(feature = "tls")]
 #[test]
 fn health_checks_of_a_tls_upstream_go_over_tls() {
     let files = Files::new();
@@ -343,7 +336,7 @@ fn health_checks_of_a_tls_upstream_go_over_tls() {
     let front = TlsFront::start(origin.addr(), &files.ca.issue(&["origin.test"]));
     let listen = free_addr();
     let tls_and_check = format!(
-        "          sni: origin.test\n          ca_file: {}\n        health_check: {{ type: http, path: /health, interval_ms: 100, unhealthy_threshold: 1 }}\n",
+        "          sni: origin.test\n          ca_file: {}\n        health_check: {{ type: http, path: /health, interval_ms: 100, timeout_ms: 5000, unhealthy_threshold: 1 }}\n",
         files.ca_file().display()
     );
     let proxy = start(
@@ -361,15 +354,14 @@ fn health_checks_of_a_tls_upstream_go_over_tls() {
         wait_until(Duration::from_secs(10), || checks() >= 3),
         "no health checks reached the origin through TLS; front failures {:?}; log:\n{}",
         front.failures(),
-        proxy.stderr_text()
+        proxy.log()
     );
     assert!(front.failures().is_empty(), "{:?}", front.failures());
     let r = get(listen, "/after-checks");
-    assert_eq!(r.status, 200, "{}", proxy.stderr_text());
+    assert_eq!(r.status, 200, "{}", proxy.log());
     assert_eq!(r.text(), "origin saw /after-checks");
 }
 
-#[cfg(feature = "tls")]
 #[test]
 fn untrusted_upstream_certificate_is_a_502_naming_the_cause() {
     let files = Files::new();
@@ -386,12 +378,12 @@ fn untrusted_upstream_certificate_is_a_502_naming_the_cause() {
     assert_eq!(r.status, 502);
     assert!(!r.text().contains("secret"));
     assert!(
-        proxy.wait_for_stderr(
+        proxy.wait_for_log(
             "certificate verify failed: unable to get local issuer certificate",
             Duration::from_secs(5)
         ),
         "error log: {}",
-        proxy.stderr_text()
+        proxy.log()
     );
     assert_eq!(origin.requests(), 0);
 
@@ -406,7 +398,6 @@ fn untrusted_upstream_certificate_is_a_502_naming_the_cause() {
     assert_eq!(r.text(), "secret");
 }
 
-#[cfg(feature = "tls")]
 #[test]
 fn client_certificate_for_an_origin_that_requires_one() {
     let files = Files::new();
@@ -429,7 +420,7 @@ fn client_certificate_for_an_origin_that_requires_one() {
     );
     let proxy = start(&tls_upstream_yaml(listen, front.addr(), &tls, ""), listen);
     let r = get(listen, "/");
-    assert_eq!(r.status, 200, "{}", proxy.stderr_text());
+    assert_eq!(r.status, 200, "{}", proxy.log());
     assert_eq!(r.text(), "members only");
     assert_eq!(
         front.handshakes()[0].client_cert.as_deref(),
@@ -447,7 +438,6 @@ fn client_certificate_for_an_origin_that_requires_one() {
     assert_eq!(origin.requests(), 1);
 }
 
-#[cfg(feature = "tls")]
 #[test]
 fn check_loads_certificates_and_keys() {
     let files = Files::new();
@@ -492,31 +482,4 @@ fn check_loads_certificates_and_keys() {
     )
     .unwrap();
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
-}
-
-#[cfg(not(feature = "tls"))]
-#[test]
-fn a_build_without_tls_refuses_tls_sections() {
-    let files = Files::new();
-    let good = files.server_cert("good", &["good.test"]);
-    let yaml = tls_listener_yaml(free_addr(), &good, &[], free_addr())
-        .replace("{dir}", &files.dir.path().display().to_string());
-    let path = files.dir.write("tls.yaml", &yaml).unwrap();
-    let out = run_command(
-        bin(),
-        &["-t", "-c", &path.display().to_string()],
-        COMMAND_TIMEOUT,
-    )
-    .unwrap();
-    assert_eq!(out.code(), Some(2), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("services[0].listeners[0].tls"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("built without TLS support"),
-        "{}",
-        out.stderr
-    );
 }

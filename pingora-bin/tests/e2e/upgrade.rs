@@ -4,24 +4,19 @@
 //! the hand-over, and a unix-socket listener. Every request made during them must
 //! succeed.
 
-mod lifecycle_support;
-
 use std::io::{Read, Write};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use lifecycle_support::{
-    heavy, is_running, read_pid, send_signal, wait_gone, wait_pid_file, write_atomically, Conf,
-    Instance, Load, Strays, Target, EXIT_MARGIN, SHUTDOWN_TIMEOUT_SECS, START_TIMEOUT,
+use test_support::{
+    free_addr, heavy, is_running, read_pid, send_signal, wait_gone, wait_pid_file, wait_until,
+    write_atomically, Load, Origin, ProxyConfig, ProxyProcess, Reply, Signal, Strays, Target,
+    TestDir, DRAIN_EXIT_DEADLINE, SETTLE_TIMEOUT,
 };
-use test_support::{free_addr, wait_until, Origin, Reply, TestDir};
 
-/// How long the old instance may take to exit once the new one serves.
-fn exit_deadline() -> Duration {
-    Duration::from_secs(SHUTDOWN_TIMEOUT_SECS) + EXIT_MARGIN
-}
+use crate::bin;
 
 fn origin() -> Origin {
     Origin::start(|req| Reply::ok(format!("origin:{}", req.path)))
@@ -39,11 +34,11 @@ fn upgrade_under_load(order: Order) {
     let dir = TestDir::new().unwrap();
     let listen = free_addr();
     let target = Target::Tcp(listen);
-    let conf = Conf::new(dir.path(), listen, origin.addr());
+    let conf = ProxyConfig::lifecycle_at(dir.path(), listen, origin.addr());
     let path = conf.write("pingora.yaml");
     let pid_file = conf.pid_file();
 
-    let mut old = Instance::spawn(dir.path(), "old", &path, &[], &[]);
+    let mut old = ProxyProcess::spawn(bin(), dir.path(), "old", &path, &[]);
     old.wait_serving(&target, &pid_file);
     let load = Load::start(target.clone(), 32, "/load", "origin:/load");
     assert!(
@@ -54,27 +49,27 @@ fn upgrade_under_load(order: Order) {
 
     let new = match order {
         Order::SigquitThenNew => {
-            old.signal("QUIT");
+            old.signal(Signal::SIGQUIT);
             assert!(
                 old.wait_for_log("SIGQUIT", Duration::from_secs(3)),
                 "old instance did not log SIGQUIT; log:\n{}",
                 old.log()
             );
-            Instance::spawn(dir.path(), "new", &path, &["-u"], &[])
+            ProxyProcess::spawn(bin(), dir.path(), "new", &path, &["-u"])
         }
         Order::NewThenSigquit => {
-            let new = Instance::spawn(dir.path(), "new", &path, &["-u"], &[]);
+            let new = ProxyProcess::spawn(bin(), dir.path(), "new", &path, &["-u"]);
             assert!(
                 wait_until(Duration::from_secs(3), || conf.upgrade_sock().exists()),
                 "the new instance did not create upgrade_sock; log:\n{}",
                 new.log()
             );
-            old.signal("QUIT");
+            old.signal(Signal::SIGQUIT);
             new
         }
     };
     let new_pid = new.pid();
-    let serving = wait_pid_file(&pid_file, START_TIMEOUT, |p| p == new_pid);
+    let serving = wait_pid_file(&pid_file, SETTLE_TIMEOUT, |p| p == new_pid);
     assert!(
         serving.is_some(),
         "pid_file does not name the new instance {new_pid} (it names {:?});\nold log:\n{}\nnew log:\n{}",
@@ -82,12 +77,12 @@ fn upgrade_under_load(order: Order) {
         old.log(),
         new.log()
     );
-    let status = old.wait_exit(exit_deadline());
+    let status = old.wait_exit(DRAIN_EXIT_DEADLINE);
     assert_eq!(
         status.and_then(|s| s.code()),
         Some(0),
         "old instance did not exit 0 within {:?} (status {status:?}); log:\n{}",
-        exit_deadline(),
+        DRAIN_EXIT_DEADLINE,
         old.log()
     );
     // Keep the load on the new instance alone for a while, ~4 s in all.
@@ -110,7 +105,7 @@ fn upgrade_under_load(order: Order) {
         "new instance died; log:\n{}",
         new.log()
     );
-    assert_eq!(target.get("/who").unwrap().status, 200);
+    assert_eq!(target.get("/hello").unwrap().status, 200);
 }
 
 #[test]
@@ -125,11 +120,11 @@ fn start_new_then_sigquit_loses_no_request() {
 
 /// Sends SIGHUP to the instance the pid file names and waits until a new one serves
 /// and the old one is gone; returns the new pid.
-fn reload_once(conf: &Conf, strays: &Strays, first: &mut Instance) -> u32 {
+fn reload_once(conf: &ProxyConfig, strays: &Strays, first: &mut ProxyProcess) -> u32 {
     let pid_file = conf.pid_file();
     let old_pid = read_pid(&pid_file).expect("pid_file names the serving instance");
-    send_signal(old_pid, "HUP").unwrap();
-    let new_pid = wait_pid_file(&pid_file, START_TIMEOUT, |p| p != old_pid);
+    send_signal(old_pid, Signal::SIGHUP).unwrap();
+    let new_pid = wait_pid_file(&pid_file, SETTLE_TIMEOUT, |p| p != old_pid);
     let Some(new_pid) = new_pid else {
         panic!(
             "no new instance in pid_file after SIGHUP to {old_pid}; log:\n{}",
@@ -138,7 +133,7 @@ fn reload_once(conf: &Conf, strays: &Strays, first: &mut Instance) -> u32 {
     };
     strays.add(new_pid);
     let gone = if old_pid == first.pid() {
-        let status = first.wait_exit(exit_deadline());
+        let status = first.wait_exit(DRAIN_EXIT_DEADLINE);
         assert_eq!(
             status.and_then(|s| s.code()),
             Some(0),
@@ -147,12 +142,12 @@ fn reload_once(conf: &Conf, strays: &Strays, first: &mut Instance) -> u32 {
         );
         true
     } else {
-        wait_gone(old_pid, exit_deadline())
+        wait_gone(old_pid, DRAIN_EXIT_DEADLINE)
     };
     assert!(
         gone,
         "old instance {old_pid} still running {:?} after the reload; log:\n{}",
-        exit_deadline(),
+        DRAIN_EXIT_DEADLINE,
         first.log()
     );
     assert!(
@@ -172,10 +167,10 @@ fn ten_sighup_reloads_in_a_row_lose_no_request() {
     let dir = TestDir::new().unwrap();
     let listen = free_addr();
     let target = Target::Tcp(listen);
-    let conf = Conf::new(dir.path(), listen, origin.addr());
+    let conf = ProxyConfig::lifecycle_at(dir.path(), listen, origin.addr());
     let path = conf.write("pingora.yaml");
     let strays = Strays::default();
-    let mut first = Instance::spawn(dir.path(), "first", &path, &[], &[]);
+    let mut first = ProxyProcess::spawn(bin(), dir.path(), "first", &path, &[]);
     first.wait_serving(&target, &conf.pid_file());
     let load = Load::start(target.clone(), 32, "/load", "origin:/load");
     assert!(load.wait_progress(100, Duration::from_secs(5)));
@@ -197,8 +192,8 @@ fn ten_sighup_reloads_in_a_row_lose_no_request() {
         assert!(!is_running(*p), "instance {p} still running");
     }
     assert!(is_running(last));
-    send_signal(last, "TERM").unwrap();
-    assert!(wait_gone(last, exit_deadline()));
+    send_signal(last, Signal::SIGTERM).unwrap();
+    assert!(wait_gone(last, DRAIN_EXIT_DEADLINE));
 }
 
 #[test]
@@ -208,16 +203,16 @@ fn sighup_applies_an_edited_config_and_refuses_an_invalid_one() {
     let dir = TestDir::new().unwrap();
     let listen = free_addr();
     let target = Target::Tcp(listen);
-    let conf = Conf::new(dir.path(), listen, origin.addr());
+    let conf = ProxyConfig::lifecycle_at(dir.path(), listen, origin.addr());
     let path = conf.write("pingora.yaml");
     let pid_file = conf.pid_file();
     let strays = Strays::default();
-    let mut first = Instance::spawn(dir.path(), "first", &path, &[], &[]);
+    let mut first = ProxyProcess::spawn(bin(), dir.path(), "first", &path, &[]);
     first.wait_serving(&target, &pid_file);
 
     let before = target.get("/feature").unwrap();
     assert_eq!(
-        (before.status, before.body.as_str()),
+        (before.status, before.text().as_str()),
         (200, "origin:/feature")
     );
 
@@ -228,7 +223,7 @@ fn sighup_applies_an_edited_config_and_refuses_an_invalid_one() {
     let new_pid = reload_once(&conf, &strays, &mut first);
     let after = target.get("/feature").unwrap();
     assert_eq!(
-        (after.status, after.body.as_str()),
+        (after.status, after.text().as_str()),
         (200, "feature-on"),
         "the reloaded instance does not serve the new route; log:\n{}",
         first.log()
@@ -239,7 +234,7 @@ fn sighup_applies_an_edited_config_and_refuses_an_invalid_one() {
 
     // Now an invalid edit: an unknown top-level key.
     write_atomically(&path, &format!("{}no_such_server_key: 1\n", edited.yaml()));
-    send_signal(new_pid, "HUP").unwrap();
+    send_signal(new_pid, Signal::SIGHUP).unwrap();
     assert!(
         wait_until(Duration::from_secs(5), || first
             .log()
@@ -267,10 +262,10 @@ fn sighup_applies_an_edited_config_and_refuses_an_invalid_one() {
     );
     assert_eq!(read_pid(&pid_file), Some(new_pid));
     let still = target.get("/feature").unwrap();
-    assert_eq!((still.status, still.body.as_str()), (200, "feature-on"));
-    assert_eq!(target.get("/load").unwrap().body, "origin:/load");
-    send_signal(new_pid, "TERM").unwrap();
-    assert!(wait_gone(new_pid, exit_deadline()));
+    assert_eq!((still.status, still.text().as_str()), (200, "feature-on"));
+    assert_eq!(target.get("/load").unwrap().text(), "origin:/load");
+    send_signal(new_pid, Signal::SIGTERM).unwrap();
+    assert!(wait_gone(new_pid, DRAIN_EXIT_DEADLINE));
 }
 
 #[test]
@@ -279,14 +274,14 @@ fn a_stray_peer_on_upgrade_sock_is_refused_and_the_real_hand_over_still_works() 
     let dir = TestDir::new().unwrap();
     let listen = free_addr();
     let target = Target::Tcp(listen);
-    let conf = Conf::new(dir.path(), listen, origin.addr());
+    let conf = ProxyConfig::lifecycle_at(dir.path(), listen, origin.addr()).marker("first");
     let path = conf.write("pingora.yaml");
     let new_conf = conf.clone().marker("second").write("second.yaml");
     let pid_file = conf.pid_file();
-    let mut old = Instance::spawn(dir.path(), "old", &path, &[], &[]);
+    let mut old = ProxyProcess::spawn(bin(), dir.path(), "old", &path, &[]);
     old.wait_serving(&target, &pid_file);
 
-    let mut new = Instance::spawn(dir.path(), "new", &new_conf, &["-u"], &[]);
+    let mut new = ProxyProcess::spawn(bin(), dir.path(), "new", &new_conf, &["-u"]);
     assert!(
         wait_until(Duration::from_secs(3), || conf.upgrade_sock().exists()),
         "no upgrade_sock; log:\n{}",
@@ -313,31 +308,31 @@ fn a_stray_peer_on_upgrade_sock_is_refused_and_the_real_hand_over_still_works() 
         "the waiting instance gave up; log:\n{}",
         new.log()
     );
-    let r = target.get("/who").unwrap();
+    let r = target.get("/hello").unwrap();
     assert_eq!(
-        (r.status, r.body.as_str()),
+        (r.status, r.text().as_str()),
         (200, "first"),
         "the running instance was harmed"
     );
     assert_eq!(read_pid(&pid_file), Some(old.pid()));
 
-    old.signal("QUIT");
+    old.signal(Signal::SIGQUIT);
     let new_pid = new.pid();
     assert!(
-        wait_pid_file(&pid_file, START_TIMEOUT, |p| p == new_pid).is_some(),
+        wait_pid_file(&pid_file, SETTLE_TIMEOUT, |p| p == new_pid).is_some(),
         "no hand-over after the stray peer;\nold log:\n{}\nnew log:\n{}",
         old.log(),
         new.log()
     );
-    let status = old.wait_exit(exit_deadline());
+    let status = old.wait_exit(DRAIN_EXIT_DEADLINE);
     assert_eq!(
         status.and_then(|s| s.code()),
         Some(0),
         "old log:\n{}",
         old.log()
     );
-    let r = target.get("/who").unwrap();
-    assert_eq!((r.status, r.body.as_str()), (200, "second"));
+    let r = target.get("/hello").unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "second"));
 }
 
 /// With nothing to drain, the old instance exits while the new one is still writing
@@ -349,21 +344,26 @@ fn quick_hand_overs_leave_the_pid_file_to_the_new_instance() {
     let dir = TestDir::new().unwrap();
     let listen = free_addr();
     let target = Target::Tcp(listen);
-    let conf = Conf::new(dir.path(), listen, origin.addr());
+    let conf = ProxyConfig::lifecycle_at(dir.path(), listen, origin.addr());
     let path = conf.write("pingora.yaml");
     let pid_file = conf.pid_file();
-    let mut current = Instance::spawn(dir.path(), "gen0", &path, &[], &[]);
+    let mut current = ProxyProcess::spawn(bin(), dir.path(), "gen0", &path, &[]);
     current.wait_serving(&target, &pid_file);
     for generation in 1..=50 {
-        let mut next =
-            Instance::spawn(dir.path(), &format!("gen{generation}"), &path, &["-u"], &[]);
+        let mut next = ProxyProcess::spawn(
+            bin(),
+            dir.path(),
+            &format!("gen{generation}"),
+            &path,
+            &["-u"],
+        );
         assert!(
             wait_until(Duration::from_secs(3), || conf.upgrade_sock().exists()),
             "no upgrade_sock; log:\n{}",
             next.log()
         );
-        current.signal("QUIT");
-        let status = current.wait_exit(exit_deadline());
+        current.signal(Signal::SIGQUIT);
+        let status = current.wait_exit(DRAIN_EXIT_DEADLINE);
         assert_eq!(
             status.and_then(|s| s.code()),
             Some(0),
@@ -392,11 +392,11 @@ fn a_slow_response_started_before_the_upgrade_completes_through_the_old_instance
     let dir = TestDir::new().unwrap();
     let listen = free_addr();
     let target = Target::Tcp(listen);
-    let conf = Conf::new(dir.path(), listen, origin.addr()).marker("old");
+    let conf = ProxyConfig::lifecycle_at(dir.path(), listen, origin.addr()).marker("old");
     let path = conf.write("old.yaml");
     let new_conf = conf.clone().marker("new").write("new.yaml");
     let pid_file = conf.pid_file();
-    let mut old = Instance::spawn(dir.path(), "old", &path, &[], &[]);
+    let mut old = ProxyProcess::spawn(bin(), dir.path(), "old", &path, &[]);
     old.wait_serving(&target, &pid_file);
 
     let mut slow = target.connect().unwrap();
@@ -408,18 +408,18 @@ fn a_slow_response_started_before_the_upgrade_completes_through_the_old_instance
         let _ = tx.send((Instant::now(), r));
     });
 
-    let new = Instance::spawn(dir.path(), "new", &new_conf, &["-u"], &[]);
-    old.signal("QUIT");
+    let new = ProxyProcess::spawn(bin(), dir.path(), "new", &new_conf, &["-u"]);
+    old.signal(Signal::SIGQUIT);
     let new_pid = new.pid();
     assert!(
-        wait_pid_file(&pid_file, START_TIMEOUT, |p| p == new_pid).is_some(),
+        wait_pid_file(&pid_file, SETTLE_TIMEOUT, |p| p == new_pid).is_some(),
         "no hand-over;\nold log:\n{}\nnew log:\n{}",
         old.log(),
         new.log()
     );
     // New connections reach the new instance while the slow response is pending.
     let reached_new = wait_until(Duration::from_secs(3), || {
-        target.get("/who").is_ok_and(|r| r.body == "new")
+        target.get("/hello").is_ok_and(|r| r.text() == "new")
     });
     let new_seen = Instant::now();
     assert!(
@@ -432,9 +432,9 @@ fn a_slow_response_started_before_the_upgrade_completes_through_the_old_instance
         old.log()
     );
     for _ in 0..20 {
-        let r = target.get("/who").unwrap();
+        let r = target.get("/hello").unwrap();
         assert_eq!(
-            (r.status, r.body.as_str()),
+            (r.status, r.text().as_str()),
             (200, "new"),
             "a new connection reached the draining instance"
         );
@@ -443,13 +443,16 @@ fn a_slow_response_started_before_the_upgrade_completes_through_the_old_instance
         .recv_timeout(Duration::from_secs(6))
         .expect("the slow response did not finish");
     let r = slow_result.unwrap_or_else(|e| panic!("slow request failed: {e}; log:\n{}", old.log()));
-    assert_eq!((r.status, r.body.as_str()), (200, "slow-done"));
+    assert_eq!((r.status, r.text().as_str()), (200, "slow-done"));
     assert!(
         done > new_seen,
         "the slow response finished before the new instance served"
     );
-    assert!(r.close, "the draining instance kept the connection alive");
-    let status = old.wait_exit(exit_deadline());
+    assert!(
+        r.closes(),
+        "the draining instance kept the connection alive"
+    );
+    let status = old.wait_exit(DRAIN_EXIT_DEADLINE);
     assert_eq!(
         status.and_then(|s| s.code()),
         Some(0),
@@ -465,29 +468,25 @@ fn a_unix_socket_listener_keeps_working_across_an_upgrade() {
     let dir = TestDir::new().unwrap();
     let sock = dir.join("web.sock");
     let target = Target::Unix(sock.clone());
-    let conf = Conf::new(
-        dir.path(),
-        format!("unix:{}", sock.display()),
-        origin.addr(),
-    );
+    let conf = ProxyConfig::lifecycle_at(dir.path(), Target::Unix(sock.clone()), origin.addr());
     let path = conf.write("old.yaml");
     let new_conf = conf.clone().marker("new").write("new.yaml");
     let pid_file = conf.pid_file();
-    let mut old = Instance::spawn(dir.path(), "old", &path, &[], &[]);
+    let mut old = ProxyProcess::spawn(bin(), dir.path(), "old", &path, &[]);
     old.wait_serving(&target, &pid_file);
 
     let load = Load::start(target.clone(), 8, "/load", "origin:/load");
     assert!(load.wait_progress(100, Duration::from_secs(5)));
-    old.signal("QUIT");
-    let new = Instance::spawn(dir.path(), "new", &new_conf, &["-u"], &[]);
+    old.signal(Signal::SIGQUIT);
+    let new = ProxyProcess::spawn(bin(), dir.path(), "new", &new_conf, &["-u"]);
     let new_pid = new.pid();
     assert!(
-        wait_pid_file(&pid_file, START_TIMEOUT, |p| p == new_pid).is_some(),
+        wait_pid_file(&pid_file, SETTLE_TIMEOUT, |p| p == new_pid).is_some(),
         "no hand-over;\nold log:\n{}\nnew log:\n{}",
         old.log(),
         new.log()
     );
-    let status = old.wait_exit(exit_deadline());
+    let status = old.wait_exit(DRAIN_EXIT_DEADLINE);
     assert_eq!(
         status.and_then(|s| s.code()),
         Some(0),
@@ -502,8 +501,8 @@ fn a_unix_socket_listener_keeps_working_across_an_upgrade() {
     let meta = std::fs::symlink_metadata(&sock)
         .unwrap_or_else(|e| panic!("the socket file is gone after the old instance exited: {e}"));
     assert!(meta.file_type().is_socket());
-    let r = target.get("/who").unwrap();
-    assert_eq!((r.status, r.body.as_str()), (200, "new"));
+    let r = target.get("/hello").unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "new"));
 }
 
 #[test]
@@ -512,14 +511,15 @@ fn a_hand_over_nobody_takes_keeps_the_old_instance_serving() {
     let dir = TestDir::new().unwrap();
     let listen = free_addr();
     let target = Target::Tcp(listen);
-    let conf = Conf::new(dir.path(), listen, origin.addr())
+    let conf = ProxyConfig::lifecycle_at(dir.path(), listen, origin.addr())
+        .marker("first")
         .set("upgrade_sock_connect_accept_max_retries", "1");
     let path = conf.write("pingora.yaml");
     let pid_file = conf.pid_file();
-    let mut old = Instance::spawn(dir.path(), "old", &path, &[], &[]);
+    let mut old = ProxyProcess::spawn(bin(), dir.path(), "old", &path, &[]);
     old.wait_serving(&target, &pid_file);
 
-    old.signal("QUIT");
+    old.signal(Signal::SIGQUIT);
     assert!(
         old.wait_for_log("still serving", Duration::from_secs(5)),
         "no failed hand-over logged; log:\n{}",
@@ -530,23 +530,23 @@ fn a_hand_over_nobody_takes_keeps_the_old_instance_serving() {
         "a failed upgrade took the service down"
     );
     assert_eq!(read_pid(&pid_file), Some(old.pid()));
-    let r = target.get("/who").unwrap();
-    assert_eq!((r.status, r.body.as_str()), (200, "first"));
+    let r = target.get("/hello").unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "first"));
 
     // A later upgrade still works.
-    let new = Instance::spawn(dir.path(), "new", &path, &["-u"], &[]);
+    let new = ProxyProcess::spawn(bin(), dir.path(), "new", &path, &["-u"]);
     assert!(wait_until(Duration::from_secs(3), || conf
         .upgrade_sock()
         .exists()));
-    old.signal("QUIT");
+    old.signal(Signal::SIGQUIT);
     let new_pid = new.pid();
     assert!(
-        wait_pid_file(&pid_file, START_TIMEOUT, |p| p == new_pid).is_some(),
+        wait_pid_file(&pid_file, SETTLE_TIMEOUT, |p| p == new_pid).is_some(),
         "second upgrade failed;\nold log:\n{}\nnew log:\n{}",
         old.log(),
         new.log()
     );
-    let status = old.wait_exit(exit_deadline());
+    let status = old.wait_exit(DRAIN_EXIT_DEADLINE);
     assert_eq!(
         status.and_then(|s| s.code()),
         Some(0),
@@ -558,10 +558,10 @@ fn a_hand_over_nobody_takes_keeps_the_old_instance_serving() {
 #[test]
 fn an_upgrade_target_nobody_hands_over_to_exits_1() {
     let dir = TestDir::new().unwrap();
-    let conf = Conf::new(dir.path(), free_addr(), free_addr())
+    let conf = ProxyConfig::lifecycle_at(dir.path(), free_addr(), free_addr())
         .set("upgrade_sock_connect_accept_max_retries", "1");
     let path = conf.write("pingora.yaml");
-    let mut new = Instance::spawn(dir.path(), "new", &path, &["-u"], &[]);
+    let mut new = ProxyProcess::spawn(bin(), dir.path(), "new", &path, &["-u"]);
     let status = new.wait_exit(Duration::from_secs(5));
     assert_eq!(
         status.and_then(|s| s.code()),
@@ -587,28 +587,28 @@ fn the_new_config_may_add_and_drop_listeners() {
     let origin = origin();
     let dir = TestDir::new().unwrap();
     let (kept, dropped, added) = (free_addr(), free_addr(), free_addr());
-    let old_conf = Conf::new(dir.path(), kept, origin.addr())
-        .listener(dropped)
+    let old_conf = ProxyConfig::lifecycle_at(dir.path(), kept, origin.addr())
+        .also_listen(dropped)
         .marker("old");
-    let new_conf = Conf::new(dir.path(), kept, origin.addr())
-        .listener(added)
+    let new_conf = ProxyConfig::lifecycle_at(dir.path(), kept, origin.addr())
+        .also_listen(added)
         .marker("new");
     let old_path = old_conf.write("old.yaml");
     let new_path = new_conf.write("new.yaml");
     let pid_file = old_conf.pid_file();
-    let mut old = Instance::spawn(dir.path(), "old", &old_path, &[], &[]);
+    let mut old = ProxyProcess::spawn(bin(), dir.path(), "old", &old_path, &[]);
     old.wait_serving(&Target::Tcp(dropped), &pid_file);
 
-    let new = Instance::spawn(dir.path(), "new", &new_path, &["-u"], &[]);
-    old.signal("QUIT");
+    let new = ProxyProcess::spawn(bin(), dir.path(), "new", &new_path, &["-u"]);
+    old.signal(Signal::SIGQUIT);
     let new_pid = new.pid();
     assert!(
-        wait_pid_file(&pid_file, START_TIMEOUT, |p| p == new_pid).is_some(),
+        wait_pid_file(&pid_file, SETTLE_TIMEOUT, |p| p == new_pid).is_some(),
         "no hand-over;\nold log:\n{}\nnew log:\n{}",
         old.log(),
         new.log()
     );
-    let status = old.wait_exit(exit_deadline());
+    let status = old.wait_exit(DRAIN_EXIT_DEADLINE);
     assert_eq!(
         status.and_then(|s| s.code()),
         Some(0),
@@ -616,11 +616,11 @@ fn the_new_config_may_add_and_drop_listeners() {
         old.log()
     );
     for addr in [kept, added] {
-        let r = Target::Tcp(addr).get("/who").unwrap();
-        assert_eq!((r.status, r.body.as_str()), (200, "new"), "on {addr}");
+        let r = Target::Tcp(addr).get("/hello").unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, "new"), "on {addr}");
     }
     let err = Target::Tcp(dropped)
-        .get("/who")
+        .get("/hello")
         .expect_err("the listener the new config dropped still answers");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
 }
@@ -634,22 +634,22 @@ fn a_new_instance_that_takes_the_listeners_but_fails_to_start_leaves_the_old_ser
     // instance receives the sockets, then cannot bind it and exits 1.
     let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy = blocker.local_addr().unwrap();
-    let old_conf = Conf::new(dir.path(), listen, origin.addr())
+    let old_conf = ProxyConfig::lifecycle_at(dir.path(), listen, origin.addr())
         .marker("old")
         .set("daemon_ready_timeout_seconds", "3");
-    let new_conf = Conf::new(dir.path(), listen, origin.addr())
-        .listener(busy)
+    let new_conf = ProxyConfig::lifecycle_at(dir.path(), listen, origin.addr())
+        .also_listen(busy)
         .marker("new");
     let old_path = old_conf.write("old.yaml");
     let new_path = new_conf.write("new.yaml");
     let pid_file = old_conf.pid_file();
     let target = Target::Tcp(listen);
-    let mut old = Instance::spawn(dir.path(), "old", &old_path, &[], &[]);
+    let mut old = ProxyProcess::spawn(bin(), dir.path(), "old", &old_path, &[]);
     old.wait_serving(&target, &pid_file);
 
-    let mut new = Instance::spawn(dir.path(), "new", &new_path, &["-u"], &[]);
-    old.signal("QUIT");
-    let status = new.wait_exit(START_TIMEOUT);
+    let mut new = ProxyProcess::spawn(bin(), dir.path(), "new", &new_path, &["-u"]);
+    old.signal(Signal::SIGQUIT);
+    let status = new.wait_exit(SETTLE_TIMEOUT);
     assert_eq!(
         status.and_then(|s| s.code()),
         Some(1),
@@ -663,8 +663,8 @@ fn a_new_instance_that_takes_the_listeners_but_fails_to_start_leaves_the_old_ser
     );
     assert!(old.exited().is_none(), "old log:\n{}", old.log());
     for _ in 0..10 {
-        let r = target.get("/who").unwrap();
-        assert_eq!((r.status, r.body.as_str()), (200, "old"));
+        let r = target.get("/hello").unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, "old"));
     }
     assert_eq!(read_pid(&pid_file), Some(old.pid()));
 }

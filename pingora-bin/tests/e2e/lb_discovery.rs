@@ -3,42 +3,16 @@
 //! thresholds: a failing origin goes out only after `unhealthy_threshold` failed
 //! checks and comes back only after `healthy_threshold` passing ones.
 
-mod common;
-
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::bin;
-use test_support::{
-    free_addr, request, DnsFailure, DnsServer, DnsType, Origin, ProxyProcess, Reply, SrvRecord,
-    TestDir,
-};
+use test_support::{request, DnsFailure, DnsServer, DnsType, Origin, Reply, SrvRecord, TestDir};
+
+use crate::lb::start;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn named(name: &'static str) -> Origin {
-    Origin::start(move |_| Reply::ok(name))
-}
-
-/// Starts the proxy with one upstream `pool` made of the `upstream` lines (indented by 8).
-fn start(listen: SocketAddr, upstream: &str) -> ProxyProcess {
-    let yaml = format!(
-        r#"version: 1
-pid_file: {{dir}}/pingora.pid
-upgrade_sock: {{dir}}/upgrade.sock
-services:
-  - name: web
-    listeners: [ {{ addr: "{listen}" }} ]
-    routes: [ {{ upstream: pool }} ]
-    upstreams:
-      pool:
-{upstream}
-"#
-    );
-    ProxyProcess::start(bin(), &yaml, &[listen]).expect("proxy starts")
-}
 
 fn body(listen: SocketAddr) -> String {
     let r = request(listen, "GET", "/", &[("Host", "x")], b"").expect("response");
@@ -66,18 +40,18 @@ fn srv_to(port: u16) -> [SrvRecord; 1] {
 
 #[test]
 fn traffic_follows_a_dns_change() {
-    let (a, b) = (named("a"), named("b"));
+    let (a, b) = (Origin::named("a"), Origin::named("b"));
     let dns = DnsServer::start().expect("dns server");
     dns.set_a("origin.test", 60, &[Ipv4Addr::LOCALHOST]);
     dns.set_srv("_http._tcp.pool.test", 1, &srv_to(a.addr().port()));
-    let listen = free_addr();
-    let _p = start(
-        listen,
+    let p = start(
         &format!(
-            "        discovery: {{ type: dns, name: _http._tcp.pool.test, record: srv, resolver: \"{}\", refresh_min_ms: 100, refresh_max_ms: 2000 }}",
+            "discovery: {{ type: dns, name: _http._tcp.pool.test, record: srv, resolver: \"{}\", refresh_min_ms: 100, refresh_max_ms: 2000 }}",
             dns.addr()
         ),
+        &[],
     );
+    let listen = p.addr;
     // Resolved before serving: the very first request has a peer.
     assert_eq!(body(listen), "a");
     dns.set_srv("_http._tcp.pool.test", 1, &srv_to(b.addr().port()));
@@ -87,18 +61,18 @@ fn traffic_follows_a_dns_change() {
 
 #[test]
 fn a_failing_dns_server_keeps_the_last_peers() {
-    let a = named("a");
+    let a = Origin::named("a");
     let dns = DnsServer::start().expect("dns server");
     dns.set_a("pool.test", 0, &[Ipv4Addr::LOCALHOST]);
-    let listen = free_addr();
-    let _p = start(
-        listen,
+    let p = start(
         &format!(
-            "        discovery: {{ type: dns, name: pool.test, port: {}, record: a, resolver: \"{}\", refresh_min_ms: 50, refresh_max_ms: 200 }}",
+            "discovery: {{ type: dns, name: pool.test, port: {}, record: a, resolver: \"{}\", refresh_min_ms: 50, refresh_max_ms: 200 }}",
             a.addr().port(),
             dns.addr()
         ),
+        &[],
     );
+    let listen = p.addr;
     assert_eq!(body(listen), "a");
     for failure in [DnsFailure::ServFail, DnsFailure::Silent] {
         dns.fail(Some(failure));
@@ -120,19 +94,19 @@ fn a_failing_dns_server_keeps_the_last_peers() {
 
 #[test]
 fn file_discovery_picks_up_an_edit() {
-    let (a, b) = (named("a"), named("b"));
+    let (a, b) = (Origin::named("a"), Origin::named("b"));
     let dir = TestDir::new().expect("temp dir");
     let list = dir
         .write("peers.txt", &format!("# the pool\n{}\n", a.addr()))
         .expect("peer file");
-    let listen = free_addr();
-    let _p = start(
-        listen,
+    let p = start(
         &format!(
-            "        discovery: {{ type: file, path: {}, interval_ms: 50 }}",
+            "discovery: {{ type: file, path: {}, interval_ms: 50 }}",
             list.display()
         ),
+        &[],
     );
+    let listen = p.addr;
     assert_eq!(body(listen), "a");
     // Replaced the way a deployment tool would: a new file renamed over the old one.
     let next = dir
@@ -182,16 +156,16 @@ impl Patient {
 #[test]
 fn health_thresholds_take_an_origin_out_and_back_in() {
     let patient = Patient::start();
-    let other = named("other");
-    let listen = free_addr();
-    let _p = start(
-        listen,
+    let other = Origin::named("other");
+    let p = start(
         &format!(
-            "        peers: [\"{}\", \"{}\"]\n        health_check: {{ type: http, path: /health, interval_ms: 100, unhealthy_threshold: 5, healthy_threshold: 4, expected_status: \"200-299\" }}",
+            "peers: [\"{}\", \"{}\"]",
             patient.origin.addr(),
             other.addr()
         ),
+        &["health_check: { type: http, path: /health, interval_ms: 100, unhealthy_threshold: 5, healthy_threshold: 4, expected_status: \"200-299\" }"],
     );
+    let listen = p.addr;
     // Round robin over two: four requests reach the patient while it is in.
     let reaches_patient = || (0..4).any(|_| body(listen) == "patient");
     assert!(reaches_patient());

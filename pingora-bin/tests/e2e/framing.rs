@@ -1,12 +1,11 @@
 //! Message framing through the proxy: lengths, chunked bodies and trailers,
 //! close-delimited bodies, bodiless responses, interim responses, HTTP/1.0, pipelining.
 
-mod common;
-
 use std::time::Duration;
 
-use common::Setup;
-use test_support::{chunked_body, owned, request_bytes, Framing, Origin, Reply};
+use test_support::{chunked_body, owned, request_bytes, Framing, Origin, ProxyConfig, Reply};
+
+use crate::bin;
 
 fn framing_origin() -> Origin {
     Origin::start(|req| match req.path.as_str() {
@@ -33,7 +32,7 @@ fn framing_origin() -> Origin {
 #[test]
 fn content_length_bodies_pass_both_ways() {
     let origin = framing_origin();
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     c.send(&request_bytes(
         "POST",
@@ -54,7 +53,7 @@ fn content_length_bodies_pass_both_ways() {
 #[test]
 fn chunked_bodies_keep_their_trailers_both_ways() {
     let origin = framing_origin();
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     let mut req = request_bytes(
         "POST",
@@ -94,7 +93,7 @@ fn chunked_bodies_keep_their_trailers_both_ways() {
 #[test]
 fn close_delimited_response_becomes_chunked_for_http11() {
     let origin = framing_origin();
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     c.send(&request_bytes("GET", "/close", &[("Host", "test")], b""))
         .unwrap();
@@ -111,7 +110,7 @@ fn close_delimited_response_becomes_chunked_for_http11() {
 #[test]
 fn close_delimited_response_stays_close_delimited_for_http10() {
     let origin = framing_origin();
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     c.send(b"GET /close HTTP/1.0\r\nHost: test\r\n\r\n")
         .unwrap();
@@ -125,7 +124,7 @@ fn close_delimited_response_stays_close_delimited_for_http10() {
 #[test]
 fn head_204_and_304_carry_no_body() {
     let origin = framing_origin();
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     c.send(&request_bytes("HEAD", "/head", &[("Host", "test")], b""))
         .unwrap();
@@ -161,7 +160,7 @@ fn head_204_and_304_carry_no_body() {
 #[test]
 fn early_hints_pass_before_the_final_response() {
     let origin = framing_origin();
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     c.send(&request_bytes("GET", "/early", &[("Host", "test")], b""))
         .unwrap();
@@ -180,7 +179,7 @@ fn early_hints_pass_before_the_final_response() {
 #[test]
 fn expect_continue_gets_100_then_the_response() {
     let origin = framing_origin();
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     c.send(&request_bytes(
         "POST",
@@ -210,7 +209,7 @@ fn expect_continue_gets_100_then_the_response() {
 #[test]
 fn http10_client_without_keep_alive_is_closed_after_the_response() {
     let origin = framing_origin();
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     c.send(b"GET /one HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
     let r = c.read_final_response().unwrap();
@@ -224,7 +223,7 @@ fn http10_client_without_keep_alive_is_closed_after_the_response() {
 #[test]
 fn http10_request_without_host_gets_the_upstream_as_host() {
     let origin = framing_origin();
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     c.send(b"GET /nohost HTTP/1.0\r\n\r\n").unwrap();
     let r = c.read_final_response().unwrap();
@@ -239,7 +238,7 @@ fn http10_request_without_host_gets_the_upstream_as_host() {
 #[test]
 fn http10_client_with_keep_alive_keeps_its_connection() {
     let origin = framing_origin();
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     for path in ["/one", "/two"] {
         c.send(
@@ -265,7 +264,7 @@ fn http10_client_with_keep_alive_keeps_its_connection() {
 #[test]
 fn pipelined_requests_are_answered_in_order() {
     let origin = framing_origin();
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     let batch = [
         request_bytes("GET", "/p1", &[("Host", "test")], b""),
@@ -285,7 +284,7 @@ fn pipelined_requests_are_answered_in_order() {
 fn head_responses_without_a_body_do_not_wait_for_one() {
     // Chunked and close-delimited heads announce a body that a HEAD response never has.
     let origin = framing_origin();
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     for path in ["/chunked", "/close"] {
         c.send(&request_bytes("HEAD", path, &[("Host", "test")], b""))
@@ -304,7 +303,7 @@ fn http10_upstream_response_is_read_to_the_close() {
     let origin = Origin::start(|_| {
         Reply::Raw(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nold-style body".to_vec())
     });
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     c.send(&request_bytes("GET", "/old", &[("Host", "test")], b""))
         .unwrap();
@@ -316,7 +315,7 @@ fn http10_upstream_response_is_read_to_the_close() {
 #[test]
 fn chunked_upstream_response_is_close_delimited_for_http10() {
     let origin = framing_origin();
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     c.send(b"GET /chunked HTTP/1.0\r\nHost: test\r\n\r\n")
         .unwrap();
@@ -334,7 +333,7 @@ fn chunked_upstream_response_is_close_delimited_for_http10() {
 fn unsolicited_100_and_repeated_103_are_not_the_final_response() {
     let origin =
         Origin::start(|_| Reply::Interim(vec![100, 103, 103], Box::new(Reply::ok("final"))));
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     c.send(&request_bytes("GET", "/x", &[("Host", "test")], b""))
         .unwrap();
@@ -349,7 +348,7 @@ fn unsolicited_100_and_repeated_103_are_not_the_final_response() {
 #[test]
 fn pipelined_request_after_a_chunked_body() {
     let origin = framing_origin();
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     let mut batch = request_bytes(
         "POST",
@@ -368,7 +367,7 @@ fn pipelined_request_after_a_chunked_body() {
 fn body_of_a_locally_answered_request_is_not_taken_for_the_next_request() {
     // `/hello` is answered by the proxy itself; its request body must still be consumed.
     let origin = framing_origin();
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     let mut batch = request_bytes(
         "POST",
@@ -421,7 +420,7 @@ fn upstream_response_with_length_and_chunked_is_read_as_chunked() {
                 .to_vec(),
         )
     });
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     c.send(&request_bytes("GET", "/x", &[("Host", "test")], b""))
         .unwrap();
@@ -436,7 +435,7 @@ fn upstream_response_with_length_and_chunked_is_read_as_chunked() {
 #[test]
 fn keep_alive_survives_a_locally_answered_request_with_a_body() {
     let origin = framing_origin();
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     c.send(&request_bytes(
         "POST",

@@ -1,10 +1,9 @@
 //! Routing: by host and path prefix to two origins, fixed responses, the health path,
 //! and 404 when nothing matches.
 
-mod common;
-
-use common::bin;
 use test_support::{free_addr, request, Origin, ProxyProcess, Reply};
+
+use crate::bin;
 
 #[test]
 fn routes_pick_the_first_matching_rule() {

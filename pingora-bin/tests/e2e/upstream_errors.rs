@@ -2,17 +2,16 @@
 //! garbled upstreams, 504 for a slow one, a cut response when it fails mid-body,
 //! and a transparent retry when a pooled connection went stale.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Proxy, Setup};
-use test_support::{free_addr, wait_until, Origin, Reply};
+use test_support::{free_addr, wait_until, Origin, Proxy, ProxyConfig, Reply};
+
+use crate::bin;
 
 fn get_status(proxy: &Proxy, path: &str) -> (u16, Duration) {
     let started = Instant::now();
     let mut c = proxy.client();
-    c.send(&common::get_bytes(path)).unwrap();
+    c.send_get(path, false).unwrap();
     let r = c
         .read_final_response()
         .unwrap_or_else(|e| panic!("no response for {path}: {e}\nlog:\n{}", proxy.log()));
@@ -22,12 +21,12 @@ fn get_status(proxy: &Proxy, path: &str) -> (u16, Duration) {
 #[test]
 fn refused_connection_gives_502() {
     let nothing_there = free_addr();
-    let proxy = Setup::new(nothing_there).start();
+    let proxy = ProxyConfig::new(nothing_there).start(bin());
     let (status, took) = get_status(&proxy, "/x");
     assert_eq!(status, 502);
     assert!(took < Duration::from_secs(3), "502 took {took:?}");
     assert!(
-        proxy.process.wait_for_stderr("502", Duration::from_secs(2)),
+        proxy.process.wait_for_log("502", Duration::from_secs(2)),
         "log:\n{}",
         proxy.log()
     );
@@ -38,14 +37,14 @@ fn reset_before_any_response_gives_502() {
     let origin = Origin::start(|_| Reply::ResetAfter {
         head_and_partial_body: Vec::new(),
     });
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     assert_eq!(get_status(&proxy, "/x").0, 502);
 }
 
 #[test]
 fn close_without_response_gives_502() {
     let origin = Origin::start(|_| Reply::CloseWithoutResponse);
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     assert_eq!(get_status(&proxy, "/x").0, 502);
 }
 
@@ -55,7 +54,7 @@ fn garbage_from_upstream_gives_502() {
         "/not-http" => Reply::Raw(b"this is not http at all\r\n\r\n".to_vec()),
         _ => Reply::Raw(b"HTTP/1.1 2x0 What\r\nContent-Length: 0\r\n\r\n".to_vec()),
     });
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     assert_eq!(get_status(&proxy, "/not-http").0, 502);
     assert_eq!(get_status(&proxy, "/bad-status").0, 502);
 }
@@ -66,9 +65,9 @@ fn reset_mid_response_cuts_the_client_response() {
         head_and_partial_body: b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly a part"
             .to_vec(),
     });
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
-    c.send(&common::get_bytes("/x")).unwrap();
+    c.send_get("/x", false).unwrap();
     match c.read_final_response() {
         // The response had started: the client must see it cut short.
         Err(_) => {}
@@ -88,7 +87,9 @@ fn reset_mid_response_cuts_the_client_response() {
 fn slow_upstream_gives_504() {
     let origin =
         Origin::start(|_| Reply::Delay(Duration::from_secs(3), Box::new(Reply::ok("late"))));
-    let proxy = Setup::new(origin.addr()).read_timeout_ms(500).start();
+    let proxy = ProxyConfig::new(origin.addr())
+        .read_timeout_ms(500)
+        .start(bin());
     let (status, took) = get_status(&proxy, "/slow");
     assert_eq!(status, 504);
     assert!(
@@ -103,10 +104,10 @@ fn stale_pooled_connection_is_retried_on_a_fresh_one() {
     let origin = Origin::builder()
         .idle_timeout(Duration::from_millis(100))
         .start(|req| Reply::ok(req.path.clone()));
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     for (i, path) in ["/first", "/second", "/third"].into_iter().enumerate() {
-        c.send(&common::get_bytes(path)).unwrap();
+        c.send_get(path, false).unwrap();
         let r = c.read_final_response().unwrap();
         assert_eq!(
             (r.status, r.text().as_str()),
@@ -129,7 +130,7 @@ fn differing_content_lengths_from_upstream_give_502() {
             b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
         )
     });
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     assert_eq!(get_status(&proxy, "/x").0, 502);
 }
 
@@ -138,9 +139,9 @@ fn bad_chunk_from_upstream_cuts_the_client_response() {
     let origin = Origin::start(|_| {
         Reply::Raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nbad\r\n0\r\n\r\n".to_vec())
     });
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
-    c.send(&common::get_bytes("/x")).unwrap();
+    c.send_get("/x", false).unwrap();
     match c.read_final_response() {
         Err(_) => {}
         Ok(r) => assert_eq!(
@@ -159,7 +160,7 @@ fn request_with_a_body_after_the_pooled_connection_went_stale() {
     let origin = Origin::builder()
         .idle_timeout(Duration::from_millis(100))
         .start(|_| Reply::Echo);
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     for body in ["first body", "second body"] {
         c.send(&test_support::request_bytes(
@@ -197,10 +198,10 @@ fn pooled_connection_closed_on_arrival_of_a_request_is_retried() {
             Reply::ok(req.path.clone())
         }
     });
-    let proxy = Setup::new(origin.addr()).start();
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut c = proxy.client();
     for path in ["/one", "/two", "/three"] {
-        c.send(&common::get_bytes(path)).unwrap();
+        c.send_get(path, false).unwrap();
         let r = c.read_final_response().unwrap();
         assert_eq!(
             (r.status, r.text().as_str()),

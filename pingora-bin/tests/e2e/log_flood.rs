@@ -4,14 +4,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::time::Duration;
 
-use test_support::{free_addr, get, wait_until, ProxyProcess};
+use test_support::{free_addr, get, wait_until, Metrics, ProxyProcess};
 
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_pingora"))
-}
+use crate::bin;
 
 /// Clients sending half a request head and then nothing.
 const SLOW_CLIENTS: usize = 120;
@@ -57,12 +54,6 @@ admin:
         );
     }
 
-    let suppressed = |text: &str| -> u64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix("pingora_log_lines_suppressed_total "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    };
     // The held-back lines are reported by a summary line within a second or so.
     assert!(
         wait_until(Duration::from_secs(10), || {
@@ -79,12 +70,14 @@ admin:
         (1..=20).contains(&warnings),
         "{warnings} lines for {SLOW_CLIENTS} timed-out clients:\n{log}"
     );
-    let metrics = get(admin, "/metrics").expect("metrics").text();
-    let held_back = suppressed(&metrics);
+    let metrics = Metrics::scrape(admin);
+    let held_back = metrics
+        .find("pingora_log_lines_suppressed_total", &[])
+        .unwrap_or(0.0);
     assert_eq!(
         held_back as usize + warnings,
         SLOW_CLIENTS,
-        "every 408 was either logged or counted as suppressed\n{metrics}"
+        "every 408 was either logged or counted as suppressed\n{metrics:?}"
     );
     drop(proxy);
 }

@@ -1,20 +1,19 @@
 //! Process signals as an operator uses them: SIGTERM drains in-flight requests and
 //! exits 0 removing the pid file; SIGINT exits promptly.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::Setup;
-use test_support::{port_accepts, request_bytes, Origin, ProxyProcess, Reply, Signal};
+use test_support::{
+    port_accepts, request_bytes, Origin, Proxy, ProxyConfig, ProxyProcess, Reply, Signal,
+};
+
+use crate::bin;
 
 /// The listeners accept a little before the signal handlers are installed; the
 /// "ready" log line comes after them.
-fn wait_until_signals_are_handled(proxy: &common::Proxy) {
+fn wait_until_signals_are_handled(proxy: &Proxy) {
     assert!(
-        proxy
-            .process
-            .wait_for_stderr("ready", Duration::from_secs(5)),
+        proxy.process.wait_for_log("ready", Duration::from_secs(5)),
         "no ready line in the log:\n{}",
         proxy.log()
     );
@@ -23,9 +22,9 @@ fn wait_until_signals_are_handled(proxy: &common::Proxy) {
 #[test]
 fn sigterm_as_soon_as_the_pid_file_appears_is_graceful() {
     let origin = Origin::start(|_| Reply::ok("x"));
-    let setup = Setup::new(origin.addr());
+    let setup = ProxyConfig::new(origin.addr());
     let yaml = setup.yaml();
-    let mut process = ProxyProcess::start(common::bin(), &yaml, &[]).expect("spawned");
+    let mut process = ProxyProcess::start(bin(), &yaml, &[]).expect("spawned");
     let pid_file = process.dir().join("pingora.pid");
     let deadline = Instant::now() + Duration::from_secs(10);
     // Spin rather than sleep: an operator's script may signal the moment it can.
@@ -33,17 +32,17 @@ fn sigterm_as_soon_as_the_pid_file_appears_is_graceful() {
         assert!(
             Instant::now() < deadline,
             "no pid_file; log:\n{}",
-            process.stderr_text()
+            process.log()
         );
         std::thread::yield_now();
     }
-    process.signal(Signal::SIGTERM).unwrap();
+    process.signal(Signal::SIGTERM);
     let status = process.wait_exit(Duration::from_secs(5)).expect("exits");
     assert_eq!(
         status.code(),
         Some(0),
         "SIGTERM right after start-up was not a graceful shutdown ({status}); log:\n{}",
-        process.stderr_text()
+        process.log()
     );
 }
 
@@ -52,10 +51,10 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
     let origin = Origin::start(|_| {
         Reply::Delay(Duration::from_millis(800), Box::new(Reply::ok("finished")))
     });
-    let mut proxy = Setup::new(origin.addr())
-        .top("graceful_shutdown_timeout_seconds: 5")
-        .top("grace_period_seconds: 0")
-        .start();
+    let mut proxy = ProxyConfig::new(origin.addr())
+        .set("graceful_shutdown_timeout_seconds", "5")
+        .set("grace_period_seconds", "0")
+        .start(bin());
     let pid_file = proxy.process.dir().join("pingora.pid");
     // Written right after the listeners open, so poll for it briefly.
     let expected_pid = proxy.process.pid().to_string();
@@ -74,7 +73,7 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
     assert!(test_support::wait_until(Duration::from_secs(3), || origin
         .requests()
         == 1));
-    proxy.process.signal(Signal::SIGTERM).unwrap();
+    proxy.process.signal(Signal::SIGTERM);
     let r = c
         .read_final_response()
         .expect("the in-flight request is answered");
@@ -106,13 +105,13 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
 #[test]
 fn sigint_exits_promptly() {
     let origin = Origin::start(|_| Reply::ok("x"));
-    let mut proxy = Setup::new(origin.addr()).start();
+    let mut proxy = ProxyConfig::new(origin.addr()).start(bin());
     wait_until_signals_are_handled(&proxy);
     let mut idle = proxy.client();
-    idle.send(&common::get_bytes("/x")).unwrap();
+    idle.send_get("/x", false).unwrap();
     assert_eq!(idle.read_final_response().unwrap().status, 200);
     let started = Instant::now();
-    proxy.process.signal(Signal::SIGINT).unwrap();
+    proxy.process.signal(Signal::SIGINT);
     let status = proxy.process.wait_exit(Duration::from_secs(3));
     assert!(
         status.is_some(),
@@ -124,25 +123,25 @@ fn sigint_exits_promptly() {
 #[test]
 fn sigterm_still_serves_the_next_request_of_an_idle_keepalive_connection() {
     let origin = Origin::start(|req| Reply::ok(req.path.clone()));
-    let mut proxy = Setup::new(origin.addr())
-        .top("graceful_shutdown_timeout_seconds: 5")
-        .top("grace_period_seconds: 0")
-        .start();
+    let mut proxy = ProxyConfig::new(origin.addr())
+        .set("graceful_shutdown_timeout_seconds", "5")
+        .set("grace_period_seconds", "0")
+        .start(bin());
     wait_until_signals_are_handled(&proxy);
     let mut c = proxy.client();
-    c.send(&common::get_bytes("/before")).unwrap();
+    c.send_get("/before", false).unwrap();
     assert_eq!(c.read_final_response().unwrap().status, 200);
 
-    proxy.process.signal(Signal::SIGTERM).unwrap();
+    proxy.process.signal(Signal::SIGTERM);
     assert!(
         proxy
             .process
-            .wait_for_stderr("SIGTERM", Duration::from_secs(3)),
+            .wait_for_log("SIGTERM", Duration::from_secs(3)),
         "log:\n{}",
         proxy.log()
     );
     // The connection was idle when the drain began; a request sent now is served.
-    c.send(&common::get_bytes("/during")).unwrap();
+    c.send_get("/during", false).unwrap();
     let r = c.read_final_response().unwrap_or_else(|e| {
         panic!(
             "request on a draining keep-alive connection failed: {e}\nlog:\n{}",

@@ -9,10 +9,7 @@ use std::time::Duration;
 
 use test_support::{free_addr, request, Origin, ProxyProcess, Reply, Response};
 
-/// The binary under test.
-fn bin() -> &'static std::path::Path {
-    std::path::Path::new(env!("CARGO_BIN_EXE_pingora"))
-}
+use crate::bin;
 
 /// A proxy with a cache of `max_bytes`: `/plain` routes uncached, everything else
 /// through the cache, both to `origin`.

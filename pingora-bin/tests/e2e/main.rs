@@ -1,0 +1,41 @@
+//! Black-box tests of the `pingora` binary, one module per area, linked into one test
+//! binary (`cargo test -p pingora-bin --test e2e`; a test is named `area::what_it_checks`).
+//! Everything they share (config, process control, clients, origins, load, metrics)
+//! is in the `test-support` crate; a module holds only its own tests. Areas that need a
+//! feature of the binary are compiled only with it.
+
+use std::path::{Path, PathBuf};
+
+mod bad_input;
+#[cfg(feature = "cache")]
+mod cache;
+mod cli;
+mod daemon;
+mod framing;
+mod http2;
+mod http2_upstream;
+mod keepalive;
+#[cfg(feature = "lb")]
+mod lb;
+#[cfg(feature = "lb")]
+mod lb_discovery;
+mod log_flood;
+mod observability;
+mod routes;
+mod signals;
+mod streaming;
+#[cfg(feature = "tls")]
+mod tls;
+mod upgrade;
+mod upstream_errors;
+mod websocket;
+
+/// The `pingora` binary built for these tests.
+pub fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_pingora"))
+}
+
+/// The repository's `examples/` directory.
+pub fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
