@@ -86,7 +86,10 @@ fn entity_tag(value: &[u8]) -> (bool, &[u8]) {
 
 /// The stored head updated with the header fields of a `304` (RFC 9111 §3.2 and
 /// §4.3.4): each field the `304` carries replaces every stored field of that name,
-/// except the [`KEPT`] ones and the fields the `304`'s `Connection` lists; the stored
+/// except `Content-Length`, `Content-Encoding`, `Content-Range`, `Transfer-Encoding`,
+/// the validators (`ETag`, `Last-Modified`), hop-by-hop fields (`Connection`,
+/// `Keep-Alive`, `Proxy-Connection`, `TE`, `Upgrade`) and the fields the `304`'s
+/// `Connection` lists; the stored
 /// `Age` is dropped (it described the stored response's first arrival, not this
 /// validation) and stored `Warning`s with a 1xx code are removed. When the `304` does
 /// not match the stored response ([`not_modified_matches`]) the stored head is returned
