@@ -3,11 +3,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::header::CONTENT_LENGTH;
+use http::header::{CONTENT_LENGTH, SET_COOKIE};
 use http::HeaderMap;
-use pingora_core::protocols::http::ResponseHeader;
+use pingora_core::protocols::http::{RequestHeader, ResponseHeader};
 
 use crate::fill::Fill;
 use crate::freshness::CacheMeta;
@@ -15,8 +15,9 @@ use crate::key::CacheKey;
 use crate::lock::{CacheLock, Locked, WritePermit};
 use crate::memory::MemoryStorage;
 use crate::object::{CachedResponse, Entry, VaryIndex};
-use crate::rules::vary_names;
-use crate::storage::Storage;
+use crate::rules::{vary_names, Cacheability, ResponseTiming, StoreRules};
+use crate::stats::{CacheStats, LookupCounters, Tier};
+use crate::storage::{Located, Storage};
 
 /// Settings of an [`HttpCache`].
 #[derive(Debug, Clone)]
@@ -26,6 +27,8 @@ pub struct CacheOptions {
     pub lock_timeout: Duration,
     /// The largest response stored; also bounded by the storage's own limit.
     pub max_entry_bytes: u64,
+    /// What is stored beyond RFC 9111's rules ([`HttpCache::response_cacheability`]).
+    pub rules: StoreRules,
 }
 
 impl Default for CacheOptions {
@@ -33,6 +36,7 @@ impl Default for CacheOptions {
         CacheOptions {
             lock_timeout: Duration::from_secs(2),
             max_entry_bytes: u64::MAX,
+            rules: StoreRules::default(),
         }
     }
 }
@@ -44,6 +48,7 @@ pub struct HttpCache {
     lock: Arc<CacheLock>,
     opts: CacheOptions,
     generation: AtomicU64,
+    counters: Arc<LookupCounters>,
 }
 
 /// The result of [`HttpCache::lookup`].
@@ -69,11 +74,18 @@ pub struct Found {
 impl HttpCache {
     /// A cache over `storage`.
     pub fn new(storage: Arc<dyn Storage>, opts: CacheOptions) -> HttpCache {
+        // Variant generations outlive the process on disk: start past any used before
+        // (wall-clock nanoseconds), so an index made after a purge and a restart never
+        // leads to variants stored before the purge.
+        let first_generation = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
         HttpCache {
             storage,
             lock: CacheLock::new(),
             opts,
-            generation: AtomicU64::new(1),
+            generation: AtomicU64::new(first_generation),
+            counters: Arc::default(),
         }
     }
 
@@ -105,31 +117,89 @@ impl HttpCache {
             .min(self.storage.max_entry_bytes())
     }
 
-    /// The stored response for a request with key `primary` and headers `request`:
-    /// directly under the key, or, when the resource varies, under the variant key
-    /// made of the request's values of the `Vary` headers.
+    /// The stored response for a request with key `primary` and headers `request`,
+    /// looked up in memory only (never waits): directly under the key, or, when the
+    /// resource varies, under the variant key made of the request's values of the
+    /// `Vary` headers. Use [`HttpCache::lookup_async`] to reach a disk tier too.
     pub fn lookup(&self, primary: &CacheKey, request: &HeaderMap) -> Lookup {
         let Some(entry) = self.storage.get(primary) else {
-            return Lookup::Miss {
-                lock_key: primary.clone(),
-            };
+            return self.miss(primary.clone());
         };
         match &*entry {
-            Entry::Response(r) => Lookup::Found(Found {
-                key: primary.clone(),
-                response: Arc::clone(r),
-            }),
+            Entry::Response(r) => self.found(primary.clone(), r, Tier::Memory),
             Entry::Variants(index) => {
                 let key = primary.variant(index.generation, &index.names, request);
                 match self.storage.get(&key).as_deref() {
-                    Some(Entry::Response(r)) => Lookup::Found(Found {
-                        key,
-                        response: Arc::clone(r),
-                    }),
-                    _ => Lookup::Miss { lock_key: key },
+                    Some(Entry::Response(r)) => self.found(key, r, Tier::Memory),
+                    _ => self.miss(key),
                 }
             }
         }
+    }
+
+    /// As [`HttpCache::lookup`], in every tier of the storage: an entry found on disk
+    /// is read on tokio's blocking pool (never on a runtime thread) and put back in
+    /// memory. A memory hit completes at once, without allocating.
+    pub async fn lookup_async(&self, primary: &CacheKey, request: &HeaderMap) -> Lookup {
+        let Some((entry, tier)) = self.locate(primary).await else {
+            return self.miss(primary.clone());
+        };
+        match &*entry {
+            Entry::Response(r) => self.found(primary.clone(), r, tier),
+            Entry::Variants(index) => {
+                let key = primary.variant(index.generation, &index.names, request);
+                match self.locate(&key).await {
+                    Some((entry, tier)) => match &*entry {
+                        Entry::Response(r) => self.found(key, r, tier),
+                        Entry::Variants(_) => self.miss(key),
+                    },
+                    None => self.miss(key),
+                }
+            }
+        }
+    }
+
+    async fn locate(&self, key: &CacheKey) -> Option<(Arc<Entry>, Tier)> {
+        match self.storage.locate(key) {
+            Located::Ready(entry) => Some((entry, Tier::Memory)),
+            Located::Load(load) => load.run().await.map(|entry| (entry, Tier::Disk)),
+            Located::Absent => None,
+        }
+    }
+
+    fn found(&self, key: CacheKey, response: &Arc<CachedResponse>, tier: Tier) -> Lookup {
+        self.counters.hit(tier, response.body.len() as u64);
+        Lookup::Found(Found {
+            key,
+            response: Arc::clone(response),
+        })
+    }
+
+    fn miss(&self, lock_key: CacheKey) -> Lookup {
+        self.counters.miss();
+        Lookup::Miss { lock_key }
+    }
+
+    /// Whether and how `resp`, the answer to `req`, may be stored, by RFC 9111 and this
+    /// cache's [`StoreRules`] (e.g. `store_set_cookie`).
+    pub fn response_cacheability(
+        &self,
+        req: &RequestHeader,
+        resp: &ResponseHeader,
+        timing: &ResponseTiming,
+    ) -> Cacheability {
+        self.opts.rules.response_cacheability(req, resp, timing)
+    }
+
+    /// This cache's [`StoreRules`].
+    pub fn rules(&self) -> &StoreRules {
+        &self.opts.rules
+    }
+
+    /// Lookups found per tier and their bytes, misses, refused admissions, and the
+    /// storage's figures (entries, bytes, evictions, disk writes and errors).
+    pub fn stats(&self) -> CacheStats {
+        self.counters.snapshot(self.storage.stats())
     }
 
     /// Takes the fetch lock of `key` or a wait on it.
@@ -140,14 +210,18 @@ impl HttpCache {
     /// Starts storing `head` (already judged cacheable, with `meta`), the response to a
     /// request with key `primary` and headers `request`. `permit`, if any, is released
     /// once the fill is stored or abandoned.
+    ///
+    /// The stored copy never keeps `Set-Cookie`: a response that has it is stored only
+    /// with [`StoreRules::store_set_cookie`], and then without it.
     pub fn start_fill(
         &self,
         primary: &CacheKey,
         request: &HeaderMap,
-        head: ResponseHeader,
+        mut head: ResponseHeader,
         meta: CacheMeta,
         permit: Option<WritePermit>,
     ) -> Fill {
+        strip_cookies(&mut head);
         let names = vary_names(&head.headers).unwrap_or_default();
         let (target, index) = if names.is_empty() {
             (primary.clone(), None)
@@ -182,6 +256,7 @@ impl HttpCache {
             self.max_entry_bytes(),
             expected_len,
             permit,
+            Arc::clone(&self.counters),
         )
     }
 
@@ -190,9 +265,10 @@ impl HttpCache {
     pub fn refresh(
         &self,
         found: &Found,
-        head: ResponseHeader,
+        mut head: ResponseHeader,
         meta: CacheMeta,
     ) -> Arc<CachedResponse> {
+        strip_cookies(&mut head);
         let response = Arc::new(CachedResponse {
             head,
             body: found.response.body.clone(),
@@ -207,7 +283,7 @@ impl HttpCache {
     }
 
     /// Removes the entry of `primary`; with variants, the index is removed and every
-    /// variant stored before becomes unreachable (and ages out of the LRU). True if
+    /// variant stored before becomes unreachable (and ages out of the cache). True if
     /// anything was removed.
     pub fn purge(&self, primary: &CacheKey) -> bool {
         self.storage.remove(primary)
@@ -217,6 +293,48 @@ impl HttpCache {
     pub fn remove(&self, key: &CacheKey) -> bool {
         self.storage.remove(key)
     }
+
+    /// Removes the stored `GET` response (every variant) of `host` and
+    /// `path_and_query`, as stored under the default key ([`CacheKey::from_parts`]).
+    /// True if anything was removed.
+    pub fn invalidate(&self, host: &str, path_and_query: &str) -> bool {
+        self.purge(&CacheKey::from_parts(
+            &http::Method::GET,
+            host,
+            path_and_query,
+        ))
+    }
+
+    /// RFC 9111 §4.4, after a successful (2xx or 3xx) unsafe request `req` whose
+    /// response carried `response`: invalidates the target URI, and the `Location` and
+    /// `Content-Location` URIs when they are on the same host. Returns how many entries
+    /// were removed.
+    pub fn invalidate_after_unsafe(&self, req: &RequestHeader, response: &HeaderMap) -> usize {
+        let host = req.host().unwrap_or("");
+        let mut removed = usize::from(self.invalidate(host, req.path_and_query()));
+        for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
+            let Some(target) = response.get(name).and_then(|v| v.to_str().ok()) else {
+                continue;
+            };
+            if let Some(path) =
+                crate::invalidate::same_host_target(host, req.path_and_query(), target)
+            {
+                removed += usize::from(self.invalidate(host, &path));
+            }
+        }
+        removed
+    }
+
+    /// Blocks until writes queued for a disk tier are done (at shutdown).
+    pub fn flush(&self) {
+        self.storage.flush();
+    }
+}
+
+/// Removes `Set-Cookie` from a head about to be stored.
+fn strip_cookies(head: &mut ResponseHeader) {
+    head.headers.remove(SET_COOKIE);
+    head.headers.remove("set-cookie2");
 }
 
 #[cfg(test)]

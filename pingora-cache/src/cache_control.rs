@@ -33,6 +33,9 @@ pub struct CacheControl {
     pub stale_if_error: Option<u64>,
     /// `only-if-cached` (requests).
     pub only_if_cached: bool,
+    /// `must-understand` (RFC 9111 §5.2.2.3): store only if the cache implements the
+    /// caching rules of the response's status code.
+    pub must_understand: bool,
 }
 
 impl CacheControl {
@@ -75,6 +78,7 @@ impl CacheControl {
             "must-revalidate" => self.must_revalidate = true,
             "proxy-revalidate" => self.proxy_revalidate = true,
             "only-if-cached" => self.only_if_cached = true,
+            "must-understand" => self.must_understand = true,
             "max-age" if self.max_age.is_none() => self.max_age = Some(seconds(arg)),
             "s-maxage" if self.s_maxage.is_none() => self.s_maxage = Some(seconds(arg)),
             "stale-while-revalidate" if self.stale_while_revalidate.is_none() => {
@@ -89,7 +93,7 @@ impl CacheControl {
 }
 
 /// Non-negative whole seconds, capped at 2^31; `None` when not a number.
-fn delta_seconds(s: &str) -> Option<u64> {
+pub(crate) fn delta_seconds(s: &str) -> Option<u64> {
     let s = s.trim();
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -103,7 +107,7 @@ fn delta_seconds(s: &str) -> Option<u64> {
 
 /// Splits a `Cache-Control` value into lowercase directive names and their arguments
 /// (unquoted), honouring commas inside quoted strings.
-fn directives(text: &str) -> Vec<(String, Option<String>)> {
+pub(crate) fn directives(text: &str) -> Vec<(String, Option<String>)> {
     let mut out = Vec::new();
     let mut rest = text;
     while !rest.is_empty() {
@@ -176,7 +180,8 @@ mod tests {
         assert_eq!(c.stale_if_error, Some(30));
         assert!(!c.no_store && !c.private && !c.no_cache);
         let c = cc(&["No-Store, PRIVATE"]);
-        assert!(c.no_store && c.private);
+        assert!(c.no_store && c.private && !c.must_understand);
+        assert!(cc(&["must-understand, no-store"]).must_understand);
     }
 
     #[test]

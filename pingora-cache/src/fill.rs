@@ -10,6 +10,7 @@ use crate::freshness::CacheMeta;
 use crate::key::CacheKey;
 use crate::lock::WritePermit;
 use crate::object::{CachedResponse, Entry, VaryIndex};
+use crate::stats::LookupCounters;
 use crate::storage::Storage;
 
 /// A response being stored. Feed it the body with [`Fill::push`] and end it with
@@ -28,6 +29,7 @@ pub struct Fill {
     /// Set once the body passed `limit`: the fill is dead.
     too_large: bool,
     permit: Option<WritePermit>,
+    counters: Arc<LookupCounters>,
 }
 
 impl Fill {
@@ -41,6 +43,7 @@ impl Fill {
         limit: u64,
         expected_len: Option<u64>,
         permit: Option<WritePermit>,
+        counters: Arc<LookupCounters>,
     ) -> Fill {
         let too_large = expected_len.is_some_and(|n| n > limit);
         let capacity = if too_large {
@@ -58,6 +61,7 @@ impl Fill {
             limit,
             too_large,
             permit,
+            counters,
         };
         if too_large {
             fill.give_up();
@@ -90,6 +94,7 @@ impl Fill {
     }
 
     fn give_up(&mut self) {
+        self.counters.refused();
         self.body = BytesMut::new();
         self.permit = None;
     }

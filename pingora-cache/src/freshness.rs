@@ -107,11 +107,10 @@ pub fn initial_age(
         }
         None => Duration::ZERO,
     };
-    let age_value = headers
-        .get(AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .map_or(Duration::ZERO, |s| Duration::from_secs(s.min(1 << 31)));
+    let age_value = match age_field(headers) {
+        AgeField::Valid(age) => age,
+        AgeField::Absent | AgeField::Invalid => Duration::ZERO,
+    };
     let delay = response_time
         .duration_since(request_time)
         .unwrap_or(Duration::ZERO);
@@ -121,6 +120,43 @@ pub fn initial_age(
         whole(age_value + delay)
     };
     apparent.max(corrected)
+}
+
+/// What a response's `Age` field says (RFC 9111 §5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgeField {
+    /// No `Age` field.
+    Absent,
+    /// One field holding one non-negative integer (capped at 2^31 seconds, as RFC 9111
+    /// §1.2.2 caps delta-seconds: such a response is stale for any lifetime).
+    Valid(Duration),
+    /// Not a non-negative integer (`abc`, `-1`, `1.5`, `7200;x=y`), a list (`0, 7200`)
+    /// or repeated in several fields. The response's age cannot be trusted, so
+    /// [`crate::rules`] treats it as stale (a conservative reading of §5.1, which
+    /// suggests using the first member or ignoring the field: either could serve a
+    /// response older than its lifetime).
+    Invalid,
+}
+
+/// Reads the `Age` field of `headers`.
+pub fn age_field(headers: &HeaderMap) -> AgeField {
+    let mut fields = headers.get_all(AGE).iter();
+    let Some(value) = fields.next() else {
+        return AgeField::Absent;
+    };
+    if fields.next().is_some() {
+        return AgeField::Invalid;
+    }
+    let text = value.as_bytes().trim_ascii();
+    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
+        return AgeField::Invalid;
+    }
+    let seconds = std::str::from_utf8(text)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(u64::MAX)
+        .min(1 << 31);
+    AgeField::Valid(Duration::from_secs(seconds))
 }
 
 fn date_value(headers: &HeaderMap) -> Option<SystemTime> {
@@ -242,6 +278,34 @@ mod tests {
             ),
             Duration::ZERO
         );
+    }
+
+    #[test]
+    fn age_must_be_one_non_negative_integer() {
+        let age = |values: &[&str]| {
+            let pairs: Vec<(&str, &str)> = values.iter().map(|v| ("age", *v)).collect();
+            age_field(&headers(&pairs))
+        };
+        assert_eq!(age(&[]), AgeField::Absent);
+        assert_eq!(age(&["7200"]), AgeField::Valid(Duration::from_secs(7200)));
+        assert_eq!(age(&[" 5 "]), AgeField::Valid(Duration::from_secs(5)));
+        assert_eq!(
+            age(&["99999999999999999999999"]),
+            AgeField::Valid(Duration::from_secs(1 << 31))
+        );
+        for bad in [
+            &["abc"][..],
+            &["-7200"],
+            &["7200.0"],
+            &[""],
+            &["7200, 0"],
+            &["0, 7200"],
+            &["7200;foo=bar"],
+            &["0", "0"],
+            &["7200", "0"],
+        ] {
+            assert_eq!(age(bad), AgeField::Invalid, "{bad:?}");
+        }
     }
 
     fn meta(lifetime: u64, initial: u64) -> CacheMeta {

@@ -4,20 +4,23 @@
 //! - [`CacheKey`]: what identifies a cached response;
 //! - [`CacheControl`], [`http_date`], [`freshness`] and [`rules`]: whether a response may
 //!   be stored, for how long it is fresh, and when a request may use the cache;
-//! - [`Storage`] and [`MemoryStorage`]: where entries live, with size accounting and
-//!   LRU eviction;
+//! - [`Storage`]: where entries live: [`MemoryStorage`] (one byte budget, scan-resistant
+//!   admission and eviction), [`DiskStorage`] (a file per entry, surviving restarts) and
+//!   [`TieredStorage`] (memory in front of disk);
 //! - [`CacheLock`]: one fetch per key at a time, the others wait;
 //! - [`HttpCache`] and [`Fill`]: lookups (following `Vary`), streaming fills, refreshes
-//!   after a `304`, and purges.
+//!   after a `304`, purges and invalidations, and [`CacheStats`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod cache;
 pub mod cache_control;
+mod disk;
 mod error;
 mod fill;
 pub mod freshness;
 pub mod http_date;
+mod invalidate;
 mod key;
 mod lock;
 mod lru;
@@ -25,19 +28,25 @@ mod memory;
 mod object;
 pub mod revalidate;
 pub mod rules;
+mod stats;
 mod storage;
+pub mod surrogate;
+mod tiered;
 
 pub use cache::{CacheOptions, Found, HttpCache, Lookup};
 pub use cache_control::CacheControl;
+pub use disk::DiskStorage;
 pub use error::CacheError;
 pub use fill::Fill;
 pub use freshness::CacheMeta;
 pub use key::CacheKey;
 pub use lock::{CacheLock, LockWait, Locked, WaitOutcome, WritePermit};
-pub use memory::MemoryStorage;
+pub use memory::{EvictionSink, MemoryStorage};
 pub use object::{CachedResponse, Entry, VaryIndex};
-pub use rules::{Cacheability, RequestPolicy, ResponseTiming};
-pub use storage::Storage;
+pub use rules::{Cacheability, RequestPolicy, ResponseTiming, StoreRules};
+pub use stats::{CacheStats, StorageStats};
+pub use storage::{Located, SlowLoad, Storage};
+pub use tiered::TieredStorage;
 
 /// The value of the `X-Cache-Status` response header: how the cache answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,5 @@
-//! A size-bounded least-recently-used map: the unit a [`crate::MemoryStorage`] shard
-//! is made of.
+//! A size-bounded least-recently-used map: the index of the disk tier (which file to
+//! remove first when the disk budget is reached).
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
@@ -48,37 +48,41 @@ impl<K: Hash + Eq + Clone, V: Clone> Lru<K, V> {
         Some(slot.value.clone())
     }
 
-    /// Inserts (or replaces) `key`; returns how many entries were evicted to make room.
-    /// The caller guarantees `size <= capacity`.
-    pub(crate) fn insert(&mut self, key: K, value: V, size: u64) -> usize {
+    /// The value under `key`, without marking it used.
+    pub(crate) fn peek(&self, key: &K) -> Option<&V> {
+        self.map.get(key).map(|slot| &slot.value)
+    }
+
+    /// The value under `key` to change in place, without marking it used.
+    pub(crate) fn peek_mut(&mut self, key: &K) -> Option<&mut V> {
+        self.map.get_mut(key).map(|slot| &mut slot.value)
+    }
+
+    /// Inserts (or replaces) `key`; the entries evicted to make room are added to
+    /// `evicted`. An entry larger than the capacity evicts everything else.
+    pub(crate) fn insert(&mut self, key: K, value: V, size: u64, evicted: &mut Vec<(K, V)>) {
         self.remove(&key);
-        let mut evicted = 0;
         while self.used + size > self.capacity {
             let Some((_, oldest)) = self.order.pop_first() else {
                 break;
             };
             if let Some(slot) = self.map.remove(&oldest) {
                 self.used -= slot.size;
-                evicted += 1;
+                evicted.push((oldest, slot.value));
             }
         }
         let tick = self.tick();
         self.order.insert(tick, key.clone());
         self.map.insert(key, Slot { value, size, tick });
         self.used += size;
-        evicted
     }
 
-    /// Removes `key`; true if it was there.
-    pub(crate) fn remove(&mut self, key: &K) -> bool {
-        match self.map.remove(key) {
-            Some(slot) => {
-                self.order.remove(&slot.tick);
-                self.used -= slot.size;
-                true
-            }
-            None => false,
-        }
+    /// Removes `key`, returning its value.
+    pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
+        let slot = self.map.remove(key)?;
+        self.order.remove(&slot.tick);
+        self.used -= slot.size;
+        Some(slot.value)
     }
 
     pub(crate) fn used(&self) -> u64 {
@@ -97,10 +101,14 @@ mod tests {
     #[test]
     fn evicts_least_recently_used_within_capacity() {
         let mut lru = Lru::new(100);
-        assert_eq!(lru.insert("a", 1, 40), 0);
-        assert_eq!(lru.insert("b", 2, 40), 0);
+        let mut out = Vec::new();
+        lru.insert("a", 1, 40, &mut out);
+        lru.insert("b", 2, 40, &mut out);
+        assert!(out.is_empty());
         assert_eq!(lru.get(&"a"), Some(1)); // b is now the oldest
-        assert_eq!(lru.insert("c", 3, 40), 1);
+        assert_eq!(lru.peek(&"b"), Some(&2)); // and peeking does not change that
+        lru.insert("c", 3, 40, &mut out);
+        assert_eq!(out, [("b", 2)]);
         assert_eq!(lru.get(&"b"), None);
         assert_eq!(lru.get(&"a"), Some(1));
         assert_eq!(lru.get(&"c"), Some(3));
@@ -111,15 +119,19 @@ mod tests {
     #[test]
     fn replacing_and_removing_keep_the_count_right() {
         let mut lru = Lru::new(100);
-        lru.insert("a", 1, 60);
-        lru.insert("a", 2, 30);
+        let mut out = Vec::new();
+        lru.insert("a", 1, 60, &mut out);
+        lru.insert("a", 2, 30, &mut out);
+        assert!(out.is_empty());
         assert_eq!(lru.used(), 30);
         assert_eq!(lru.get(&"a"), Some(2));
-        assert!(lru.remove(&"a"));
-        assert!(!lru.remove(&"a"));
+        assert_eq!(lru.remove(&"a"), Some(2));
+        assert_eq!(lru.remove(&"a"), None);
         assert_eq!(lru.used(), 0);
-        assert_eq!(lru.insert("big", 9, 100), 0);
-        assert_eq!(lru.insert("x", 1, 1), 1);
+        lru.insert("big", 9, 100, &mut out);
+        assert!(out.is_empty());
+        lru.insert("x", 1, 1, &mut out);
+        assert_eq!(out, [("big", 9)]);
         assert_eq!(lru.used(), 1);
     }
 }

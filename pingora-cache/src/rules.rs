@@ -8,7 +8,8 @@ use http::{Method, StatusCode};
 use pingora_core::protocols::http::{RequestHeader, ResponseHeader};
 
 use crate::cache_control::CacheControl;
-use crate::freshness::{freshness_lifetime, initial_age, CacheMeta};
+use crate::freshness::{age_field, freshness_lifetime, initial_age, AgeField, CacheMeta};
+use crate::surrogate::SurrogateControl;
 
 /// How a request may use the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,79 +103,137 @@ pub enum Cacheability {
 /// less 206 (ranges are not cached).
 const DEFAULT_CACHEABLE: [u16; 11] = [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501];
 
+/// Statuses whose caching rules this cache implements, for `must-understand`
+/// (RFC 9111 §5.2.2.3): the default-cacheable ones and the other redirects.
+const UNDERSTOOD: [u16; 14] = [
+    200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501,
+];
+
 /// Whether the status is in RFC 9110's list of heuristically cacheable statuses.
 pub fn is_default_cacheable(status: StatusCode) -> bool {
     DEFAULT_CACHEABLE.contains(&status.as_u16())
 }
 
-/// Decides whether a shared cache may store `resp`, the answer to `req` (RFC 9111 §3).
-///
-/// Stored: responses to `GET` with an explicit freshness lifetime (`s-maxage`, `max-age`
-/// or `Expires`; no heuristic freshness), or with `no-cache` and a validator (stored
-/// but always revalidated). Not stored: `no-store` (request or response), `private`,
-/// `Vary: *`, `Set-Cookie`, interim, `206` and `304` responses, responses to requests
-/// with `Authorization` unless `public`, `s-maxage` or `must-revalidate` allow it, and
-/// statuses outside the default-cacheable list unless `public`/`s-maxage`/`max-age`/
-/// `Expires` say so explicitly.
+/// Whether this cache implements the caching rules of `status` (for `must-understand`).
+pub fn is_understood(status: StatusCode) -> bool {
+    UNDERSTOOD.contains(&status.as_u16())
+}
+
+/// The choices a cache makes on top of RFC 9111 when deciding what to store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreRules {
+    /// Store responses that carry `Set-Cookie` (default off: a shared cache must never
+    /// hand one client's cookie to another). When on, the stored copy is kept without
+    /// its `Set-Cookie` fields: the client whose request filled the entry gets its
+    /// cookie, later hits get none.
+    pub store_set_cookie: bool,
+}
+
+/// Decides whether a shared cache may store `resp`, the answer to `req` (RFC 9111 §3),
+/// with the default [`StoreRules`] (see [`StoreRules::response_cacheability`]).
 pub fn response_cacheability(
     req: &RequestHeader,
     resp: &ResponseHeader,
     timing: &ResponseTiming,
 ) -> Cacheability {
-    use Cacheability::NoStore;
-    if req.method != Method::GET {
-        return NoStore("only responses to GET are stored");
+    StoreRules::default().response_cacheability(req, resp, timing)
+}
+
+impl StoreRules {
+    /// Decides whether a shared cache may store `resp`, the answer to `req` (RFC 9111 §3).
+    ///
+    /// Stored: responses to `GET` with an explicit freshness lifetime
+    /// (`Surrogate-Control: max-age`, `s-maxage`, `max-age` or `Expires`; no heuristic
+    /// freshness), or with `no-cache` and a validator (stored but always revalidated).
+    /// Not stored: `no-store` (request, response, or `Surrogate-Control`), `private`,
+    /// `Vary: *`, `Set-Cookie` (unless [`StoreRules::store_set_cookie`]), interim, `206`
+    /// and `304` responses, `must-understand` with a status this cache does not
+    /// understand, responses to requests with `Authorization` unless `public`,
+    /// `s-maxage` or `must-revalidate` allow it, and statuses outside the
+    /// default-cacheable list unless `public`/`s-maxage`/`max-age`/`Expires` say so
+    /// explicitly. An invalid, list-valued or repeated `Age` makes the response stale
+    /// at once (stored only when it can be revalidated).
+    pub fn response_cacheability(
+        &self,
+        req: &RequestHeader,
+        resp: &ResponseHeader,
+        timing: &ResponseTiming,
+    ) -> Cacheability {
+        use Cacheability::NoStore;
+        if req.method != Method::GET {
+            return NoStore("only responses to GET are stored");
+        }
+        let status = resp.status;
+        if status.is_informational()
+            || status == StatusCode::PARTIAL_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            return NoStore("status is never stored");
+        }
+        let cc = CacheControl::from_headers(&resp.headers);
+        let sc = SurrogateControl::from_headers(&resp.headers);
+        if cc.must_understand && !is_understood(status) {
+            return NoStore("must-understand with a status this cache does not understand");
+        }
+        // RFC 9111 §5.2.2.3: must-understand overrides no-store for understood statuses.
+        if cc.no_store && !cc.must_understand {
+            return NoStore("response says no-store");
+        }
+        if sc.no_store {
+            return NoStore("Surrogate-Control says no-store");
+        }
+        if cc.private {
+            return NoStore("response is private");
+        }
+        if CacheControl::from_request_headers(&req.headers).no_store {
+            return NoStore("request says no-store");
+        }
+        let shareable_with_auth = cc.public || cc.s_maxage.is_some() || cc.must_revalidate;
+        if req.headers.contains_key(AUTHORIZATION) && !shareable_with_auth {
+            return NoStore("request has Authorization");
+        }
+        if vary_names(&resp.headers).is_none() {
+            return NoStore("response varies on everything (Vary: *)");
+        }
+        if resp.headers.contains_key(SET_COOKIE) && !self.store_set_cookie {
+            return NoStore("response sets a cookie");
+        }
+        let lifetime = match sc.max_age {
+            Some(s) => Some(Duration::from_secs(s)),
+            None => freshness_lifetime(&cc, &resp.headers, timing.response_time),
+        };
+        let validators = has_validator(&resp.headers);
+        let lifetime = match lifetime {
+            Some(l) => l,
+            None if cc.no_cache && validators => Duration::ZERO,
+            None => return NoStore("no explicit freshness lifetime"),
+        };
+        let explicit = sc.max_age.is_some() || lifetime_is_explicit(&cc, &resp.headers);
+        if !(is_default_cacheable(status) || cc.public || explicit) {
+            return NoStore("status is not cacheable without explicit freshness");
+        }
+        // RFC 9111 §5.1: an Age this cache cannot read makes the response stale.
+        let lifetime = match age_field(&resp.headers) {
+            AgeField::Invalid => Duration::ZERO,
+            _ => lifetime,
+        };
+        if (lifetime.is_zero() || cc.no_cache) && !validators {
+            return NoStore("stale at once and cannot be revalidated");
+        }
+        let window = |surrogate: Option<u64>, control: Option<u64>| {
+            Duration::from_secs(surrogate.or(control).unwrap_or(0))
+        };
+        Cacheability::Store(CacheMeta {
+            stored_at: timing.received_at,
+            initial_age: initial_age(&resp.headers, timing.request_time, timing.response_time),
+            lifetime,
+            always_revalidate: cc.no_cache,
+            never_stale: cc.must_revalidate || cc.proxy_revalidate || cc.s_maxage.is_some(),
+            stale_while_revalidate: window(sc.stale_while_revalidate, cc.stale_while_revalidate),
+            stale_if_error: window(sc.stale_if_error, cc.stale_if_error),
+            shareable_with_auth,
+        })
     }
-    let status = resp.status;
-    if status.is_informational()
-        || status == StatusCode::PARTIAL_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
-        return NoStore("status is never stored");
-    }
-    let cc = CacheControl::from_headers(&resp.headers);
-    if cc.no_store {
-        return NoStore("response says no-store");
-    }
-    if cc.private {
-        return NoStore("response is private");
-    }
-    if CacheControl::from_request_headers(&req.headers).no_store {
-        return NoStore("request says no-store");
-    }
-    let shareable_with_auth = cc.public || cc.s_maxage.is_some() || cc.must_revalidate;
-    if req.headers.contains_key(AUTHORIZATION) && !shareable_with_auth {
-        return NoStore("request has Authorization");
-    }
-    if vary_names(&resp.headers).is_none() {
-        return NoStore("response varies on everything (Vary: *)");
-    }
-    if resp.headers.contains_key(SET_COOKIE) {
-        return NoStore("response sets a cookie");
-    }
-    let lifetime = freshness_lifetime(&cc, &resp.headers, timing.response_time);
-    let validators = has_validator(&resp.headers);
-    let lifetime = match lifetime {
-        Some(l) => l,
-        None if cc.no_cache && validators => Duration::ZERO,
-        None => return NoStore("no explicit freshness lifetime"),
-    };
-    if !(is_default_cacheable(status) || cc.public || lifetime_is_explicit(&cc, &resp.headers)) {
-        return NoStore("status is not cacheable without explicit freshness");
-    }
-    if (lifetime.is_zero() || cc.no_cache) && !validators {
-        return NoStore("stale at once and cannot be revalidated");
-    }
-    Cacheability::Store(CacheMeta {
-        stored_at: timing.received_at,
-        initial_age: initial_age(&resp.headers, timing.request_time, timing.response_time),
-        lifetime,
-        always_revalidate: cc.no_cache,
-        never_stale: cc.must_revalidate || cc.proxy_revalidate || cc.s_maxage.is_some(),
-        stale_while_revalidate: Duration::from_secs(cc.stale_while_revalidate.unwrap_or(0)),
-        stale_if_error: Duration::from_secs(cc.stale_if_error.unwrap_or(0)),
-        shareable_with_auth,
-    })
 }
 
 fn lifetime_is_explicit(cc: &CacheControl, headers: &HeaderMap) -> bool {
@@ -459,6 +518,123 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn an_unreadable_age_makes_the_response_stale() {
+        let get = req("GET", &[]);
+        for age in [
+            &["abc"][..],
+            &["-7200"],
+            &["7200.0"],
+            &["0, 7200"],
+            &["0", "0"],
+        ] {
+            let mut headers = vec![("cache-control", "max-age=3600")];
+            headers.extend(age.iter().map(|a| ("age", *a)));
+            // Without a validator it cannot be revalidated: not stored.
+            refused(decide(&get, &resp(200, &headers)));
+            // With one it is stored, stale at once.
+            headers.push(("etag", "\"v1\""));
+            let m = stored(decide(&get, &resp(200, &headers)));
+            assert!(!m.is_fresh(m.stored_at), "{age:?}");
+        }
+        let m = stored(decide(
+            &get,
+            &resp(200, &[("cache-control", "max-age=3600"), ("age", "100")]),
+        ));
+        assert!(m.is_fresh(m.stored_at));
+        assert!(m.initial_age >= Duration::from_secs(100));
+    }
+
+    #[test]
+    fn must_understand_stores_only_understood_statuses() {
+        let get = req("GET", &[]);
+        let cc = ("cache-control", "max-age=60, must-understand, no-store");
+        // Understood: must-understand overrides no-store.
+        stored(decide(&get, &resp(200, &[cc])));
+        stored(decide(&get, &resp(307, &[cc])));
+        assert_eq!(
+            refused(decide(&get, &resp(299, &[cc]))),
+            "must-understand with a status this cache does not understand"
+        );
+        refused(decide(
+            &get,
+            &resp(
+                599,
+                &[("cache-control", "max-age=60, must-understand, public")],
+            ),
+        ));
+        // Without must-understand, no-store wins as before.
+        refused(decide(
+            &get,
+            &resp(200, &[("cache-control", "max-age=60, no-store")]),
+        ));
+    }
+
+    #[test]
+    fn surrogate_control_is_honoured_as_cdns_do() {
+        let get = req("GET", &[]);
+        let m = stored(decide(
+            &get,
+            &resp(
+                200,
+                &[
+                    ("surrogate-control", "max-age=300, stale-if-error=20"),
+                    ("cache-control", "max-age=5, s-maxage=10"),
+                ],
+            ),
+        ));
+        assert_eq!(m.lifetime, Duration::from_secs(300));
+        assert_eq!(m.stale_if_error, Duration::from_secs(20));
+        // A lifetime given only to the surrogate makes the response storable.
+        let m = stored(decide(
+            &get,
+            &resp(200, &[("surrogate-control", "max-age=60")]),
+        ));
+        assert_eq!(m.lifetime, Duration::from_secs(60));
+        assert_eq!(
+            refused(decide(
+                &get,
+                &resp(
+                    200,
+                    &[
+                        ("surrogate-control", "no-store"),
+                        ("cache-control", "max-age=60")
+                    ]
+                )
+            )),
+            "Surrogate-Control says no-store"
+        );
+        // Cache-Control's own refusals still hold.
+        refused(decide(
+            &get,
+            &resp(
+                200,
+                &[
+                    ("surrogate-control", "max-age=60"),
+                    ("cache-control", "private"),
+                ],
+            ),
+        ));
+    }
+
+    #[test]
+    fn set_cookie_is_stored_only_when_allowed() {
+        let get = req("GET", &[]);
+        let with_cookie = resp(
+            200,
+            &[("cache-control", "max-age=60"), ("set-cookie", "id=1")],
+        );
+        let timing = ResponseTiming::received_now(SystemTime::now());
+        assert_eq!(
+            refused(StoreRules::default().response_cacheability(&get, &with_cookie, &timing)),
+            "response sets a cookie"
+        );
+        let allow = StoreRules {
+            store_set_cookie: true,
+        };
+        stored(allow.response_cacheability(&get, &with_cookie, &timing));
     }
 
     #[test]

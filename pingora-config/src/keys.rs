@@ -7,8 +7,8 @@ use crate::discovery::DiscoveryConf;
 use crate::observability::AccessLogConf;
 use crate::server::{AdminConf, ServerConf, TokioConf};
 use crate::service::{
-    CacheConf, ListenerConf, ListenerTlsConf, RespondConf, RouteConf, RouteMatch, ServiceConf,
-    TlsCertConf,
+    CacheConf, CacheDiskConf, ListenerConf, ListenerTlsConf, RespondConf, RouteConf, RouteMatch,
+    ServiceConf, TlsCertConf,
 };
 use crate::upstream::{HealthCheckConf, PeerConf, UpstreamConf, UpstreamTlsConf};
 
@@ -92,6 +92,10 @@ pub fn config_sections() -> Vec<ConfigSection> {
             name: "services[].cache",
             keys: CacheConf::FIELDS,
         },
+        ConfigSection {
+            name: "services[].cache.disk",
+            keys: CacheDiskConf::FIELDS,
+        },
     ]
 }
 
@@ -158,11 +162,12 @@ mod tests {
             sorted(UpstreamTlsConf::FIELDS)
         );
         assert_eq!(serde_keys::<CacheConf>(), sorted(CacheConf::FIELDS));
+        assert_eq!(serde_keys::<CacheDiskConf>(), sorted(CacheDiskConf::FIELDS));
     }
 
     #[test]
     fn every_section_is_listed() {
-        assert_eq!(config_sections().len(), 17);
+        assert_eq!(config_sections().len(), 18);
         let keys = all_config_keys();
         assert!(keys.contains(&"match"));
         assert!(keys.contains(&"blocking_threads"));

@@ -24,8 +24,8 @@ pub use listen_addr::{ListenAddr, ListenAddrParseError, MAX_UNIX_PATH_BYTES};
 pub use observability::{AccessLogConf, AccessLogFormat, LogLevel};
 pub use server::{AdminConf, ServerConf, TokioConf, ValidateOptions};
 pub use service::{
-    CacheConf, IpNet, ListenerConf, ListenerTlsConf, RespondConf, RouteConf, RouteMatch,
-    ServiceConf, TlsCertConf,
+    CacheConf, CacheDiskConf, IpNet, ListenerConf, ListenerTlsConf, RespondConf, RouteConf,
+    RouteMatch, ServiceConf, TlsCertConf,
 };
 pub use suggest::{closest as suggest_closest, edit_distance};
 pub use upstream::{

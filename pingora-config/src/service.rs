@@ -226,21 +226,58 @@ impl Default for RespondConf {
     }
 }
 
-/// The in-memory HTTP cache of a service.
+/// The HTTP cache of a service: in memory, optionally in front of a disk tier.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConf {
-    /// Most bytes of cached responses kept; least recently used entries are evicted beyond it.
+    /// The memory budget of cached responses; nothing is evicted before it is reached.
     pub max_bytes: u64,
+    /// The largest response stored; larger ones are passed through, not stored.
+    pub max_object_bytes: u64,
     /// How long concurrent misses for one key wait for the first fetch, in milliseconds.
     pub lock_timeout_ms: u64,
     /// Addresses (`10.0.0.5`) or networks (`10.0.0.0/8`) allowed to `PURGE`, besides loopback.
     pub purge_allow: Vec<String>,
+    /// A disk tier behind memory, surviving restarts and upgrades.
+    pub disk: Option<CacheDiskConf>,
+    /// Store responses that carry `Set-Cookie` (without the cookie); off by default.
+    pub store_set_cookie: bool,
+}
+
+/// The disk tier of a cache: one file per entry under `path`, within `max_bytes`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheDiskConf {
+    /// The cache directory (created if missing).
+    pub path: std::path::PathBuf,
+    /// Most bytes of files kept; the least recently used are removed beyond it.
+    pub max_bytes: u64,
+}
+
+impl CacheDiskConf {
+    /// The YAML keys of a cache's `disk` section.
+    pub const FIELDS: &'static [&'static str] = &["path", "max_bytes"];
+}
+
+impl Default for CacheDiskConf {
+    fn default() -> Self {
+        CacheDiskConf {
+            path: std::path::PathBuf::new(),
+            max_bytes: 1_073_741_824,
+        }
+    }
 }
 
 impl CacheConf {
     /// The YAML keys of a service's `cache` section.
-    pub const FIELDS: &'static [&'static str] = &["max_bytes", "lock_timeout_ms", "purge_allow"];
+    pub const FIELDS: &'static [&'static str] = &[
+        "max_bytes",
+        "max_object_bytes",
+        "lock_timeout_ms",
+        "purge_allow",
+        "disk",
+        "store_set_cookie",
+    ];
 
     /// The parsed `purge_allow` networks (entries that do not parse are skipped; validation
     /// rejects them).
@@ -316,8 +353,11 @@ impl Default for CacheConf {
     fn default() -> Self {
         CacheConf {
             max_bytes: 268_435_456,
+            max_object_bytes: 33_554_432,
             lock_timeout_ms: 2_000,
             purge_allow: Vec::new(),
+            disk: None,
+            store_set_cookie: false,
         }
     }
 }

@@ -395,6 +395,15 @@ fn validate_service(
         if cache.max_bytes == 0 {
             return Err(r.invalid(&at("cache.max_bytes"), "must be greater than 0, found 0"));
         }
+        if cache.max_object_bytes == 0 {
+            return Err(r.invalid(
+                &at("cache.max_object_bytes"),
+                "must be greater than 0, found 0",
+            ));
+        }
+        if let Some(disk) = &cache.disk {
+            validate_cache_disk(disk, &at("cache.disk"), r)?;
+        }
         r.timeout_ms(&at("cache.lock_timeout_ms"), cache.lock_timeout_ms)?;
         for (k, net) in cache.purge_allow.iter().enumerate() {
             if let Err(why) = net.parse::<crate::service::IpNet>() {
@@ -520,5 +529,31 @@ fn validate_route(
             ),
         ));
     }
+    Ok(())
+}
+
+/// Validates a cache's `disk` section written at `path`: a non-empty path that is a
+/// directory if it exists (it is created otherwise), and a budget of at least 1 MiB.
+fn validate_cache_disk(
+    disk: &crate::service::CacheDiskConf,
+    path: &str,
+    r: &Reporter<'_>,
+) -> Result<(), ConfigError> {
+    let at = |key: &str| join_key(path, key);
+    if disk.path.as_os_str().is_empty() {
+        let key = if r.is_written(&at("path")) {
+            at("path")
+        } else {
+            path.to_string()
+        };
+        return Err(r.invalid(&key, "the cache directory `path` is required"));
+    }
+    if disk.path.exists() && !disk.path.is_dir() {
+        return Err(r.invalid(
+            &at("path"),
+            format!("{} exists and is not a directory", disk.path.display()),
+        ));
+    }
+    r.range(&at("max_bytes"), disk.max_bytes, 1 << 20, u64::MAX, "")?;
     Ok(())
 }

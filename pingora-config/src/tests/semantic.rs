@@ -1,6 +1,6 @@
 //! Rules checked after decoding: each names the line and key path of the offending value.
 
-use super::{assert_err, service};
+use super::{assert_err, err, service};
 use crate::ConfigErrorKind::Invalid;
 
 /// A service with one upstream `api`; `upstream_extra` lines (indented by 8) are added to it.
@@ -543,5 +543,50 @@ fn cache_section_limits() {
         11,
         "services[0].cache.lock_timeout_ms",
         "greater than 0",
+    );
+    assert_err(
+        &format!("{base}    cache:\n      max_object_bytes: 0\n"),
+        Invalid,
+        11,
+        "services[0].cache.max_object_bytes",
+        "greater than 0",
+    );
+}
+
+#[test]
+fn cache_disk_section() {
+    let base = with_upstream("");
+    assert_err(
+        &format!("{base}    cache:\n      disk: {{max_bytes: 1073741824}}\n"),
+        Invalid,
+        11,
+        "services[0].cache.disk",
+        "`path` is required",
+    );
+    let file = std::env::temp_dir().join(format!("pingora-config-disk-{}", std::process::id()));
+    std::fs::write(&file, b"not a directory").unwrap();
+    let e = err(&format!(
+        "{base}    cache:\n      disk:\n        path: {}\n",
+        file.display()
+    ));
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(e.key_path, "services[0].cache.disk.path");
+    assert_eq!(e.line, Some(12));
+    assert!(e.message.contains("not a directory"), "{e}");
+    assert_err(
+        &format!(
+            "{base}    cache:\n      disk:\n        path: /var/cache/pingora\n        max_bytes: 1000\n"
+        ),
+        Invalid,
+        13,
+        "services[0].cache.disk.max_bytes",
+        "at least 1048576",
+    );
+    assert_err(
+        &format!("{base}    cache:\n      disk: {{path: /x, max_byte: 5}}\n"),
+        crate::ConfigErrorKind::UnknownKey,
+        11,
+        "services[0].cache.disk",
+        "max_byte",
     );
 }

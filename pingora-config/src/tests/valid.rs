@@ -1,6 +1,6 @@
 //! Configurations that must be accepted, and the values they produce.
 
-use super::ok;
+use super::{ok, service};
 use crate::*;
 
 /// The "minimal production config" of Pingora's deployment page, verbatim.
@@ -142,6 +142,23 @@ fn defaults_match_the_documentation() {
     assert_eq!(HealthCheckConf::default().path, "/");
     assert_eq!(CacheConf::default().max_bytes, 268_435_456);
     assert_eq!(CacheConf::default().lock_timeout_ms, 2_000);
+    assert_eq!(CacheConf::default().max_object_bytes, 33_554_432);
+    assert_eq!(CacheConf::default().disk, None);
+    assert!(!CacheConf::default().store_set_cookie);
+}
+
+#[test]
+fn cache_with_a_disk_tier() {
+    let conf = ok(&service(
+        "    cache:\n      max_bytes: 4194304\n      max_object_bytes: 1048576\n      disk: { path: /var/cache/pingora, max_bytes: 10737418240 }\n      store_set_cookie: true\n",
+    ));
+    let cache = conf.services[0].cache.as_ref().unwrap();
+    assert_eq!(cache.max_bytes, 4_194_304);
+    assert_eq!(cache.max_object_bytes, 1_048_576);
+    assert!(cache.store_set_cookie);
+    let disk = cache.disk.as_ref().unwrap();
+    assert_eq!(disk.path, std::path::PathBuf::from("/var/cache/pingora"));
+    assert_eq!(disk.max_bytes, 10_737_418_240);
 }
 
 /// The example of the reference page, minus the TLS listener (its files do not exist here).
