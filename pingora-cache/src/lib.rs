@@ -27,7 +27,7 @@ pub mod revalidate;
 pub mod rules;
 mod storage;
 
-pub use cache::{CacheOptions, Found, HttpCache, Lookup};
+pub use cache::{CacheOptions, Found, HttpCache, Lookup, PurgeTarget};
 pub use cache_control::CacheControl;
 pub use error::CacheError;
 pub use fill::Fill;

@@ -81,6 +81,15 @@ impl<K: Hash + Eq + Clone, V: Clone> Lru<K, V> {
         }
     }
 
+    /// Removes every entry whose key `matches`; returns how many were removed.
+    pub(crate) fn remove_where(&mut self, matches: &dyn Fn(&K) -> bool) -> usize {
+        let doomed: Vec<K> = self.map.keys().filter(|k| matches(k)).cloned().collect();
+        for key in &doomed {
+            self.remove(key);
+        }
+        doomed.len()
+    }
+
     pub(crate) fn used(&self) -> u64 {
         self.used
     }

@@ -95,6 +95,20 @@ impl Storage for MemoryStorage {
     fn max_entry_bytes(&self) -> u64 {
         self.shard_bytes
     }
+
+    fn entries(&self) -> u64 {
+        self.len() as u64
+    }
+
+    fn remove_where(&self, matches: &dyn Fn(&CacheKey) -> bool) -> u64 {
+        // One shard locked at a time: requests on the other shards go on meanwhile.
+        (self.shards.iter())
+            .map(|s| {
+                let mut shard = s.lock().unwrap_or_else(|p| p.into_inner());
+                shard.remove_where(matches) as u64
+            })
+            .sum()
+    }
 }
 
 #[cfg(test)]

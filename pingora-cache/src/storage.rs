@@ -27,4 +27,18 @@ pub trait Storage: Send + Sync + 'static {
 
     /// The largest entry (body and headers) a `put` accepts.
     fn max_entry_bytes(&self) -> u64;
+
+    /// Entries stored (responses and variant indexes). The default, for a storage
+    /// that cannot count them, is 0.
+    fn entries(&self) -> u64 {
+        0
+    }
+
+    /// Removes every entry whose key `matches` (a purge by prefix, from the admin
+    /// endpoint); returns how many were removed. The default, for a storage that
+    /// cannot list its keys, removes nothing.
+    fn remove_where(&self, matches: &dyn Fn(&CacheKey) -> bool) -> u64 {
+        let _ = matches;
+        0
+    }
 }
