@@ -64,12 +64,19 @@ fn dashboard_and_alert_rules_use_only_exposed_metrics() {
         out.stdout,
         out.stderr
     );
-    assert!(out.stdout.contains("metric names found in 2 files"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("metric names found in 2 files"),
+        "{}",
+        out.stdout
+    );
 
     // The check can fail: a rule naming a metric that does not exist.
     let dir = TestDir::new().unwrap();
     let bad = dir
-        .write("bad.yaml", "expr: rate(pingora_no_such_metric_total[5m]) > 0\n")
+        .write(
+            "bad.yaml",
+            "expr: rate(pingora_no_such_metric_total[5m]) > 0\n",
+        )
         .unwrap();
     let out = run_command(
         &python(),
@@ -78,5 +85,9 @@ fn dashboard_and_alert_rules_use_only_exposed_metrics() {
     )
     .expect("python3 runs");
     assert_eq!(out.status.code(), Some(1), "{}{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("pingora_no_such_metric_total"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("pingora_no_such_metric_total"),
+        "{}",
+        out.stdout
+    );
 }
