@@ -55,6 +55,7 @@ admin:
 }
 
 #[test]
+#[cfg_attr(not(feature = "lb"), ignore = "needs the `lb` feature (health checks)")]
 fn the_page_is_complete_without_script() {
     let (a, b) = (
         Origin::start(|_| Reply::ok("a")),
@@ -126,7 +127,11 @@ fn expect_line(rx: &mpsc::Receiver<String>, prefix: &str) -> String {
 }
 
 #[test]
-#[ignore = "needs chromium and playwright-core: scripts/setup --browser, then cargo test --test admin_browser -- --ignored"]
+#[cfg_attr(not(feature = "lb"), ignore = "needs the `lb` feature (health checks)")]
+#[cfg_attr(
+    feature = "lb",
+    ignore = "needs chromium and playwright-core: scripts/setup --browser, then cargo test --test admin_browser -- --ignored"
+)]
 fn the_page_shows_a_backend_going_down_and_its_drain_button_works() {
     let a = Origin::start(|_| Reply::ok("a"));
     let b = Origin::start(|_| Reply::ok("b"));

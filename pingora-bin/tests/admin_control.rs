@@ -133,6 +133,7 @@ fn check(schema: &Value, v: &Value, at: &str, errors: &mut Vec<String>) {
 }
 
 #[test]
+#[cfg_attr(not(feature = "cache"), ignore = "needs the `cache` feature")]
 fn status_json_follows_its_schema_and_counts_what_was_sent() {
     let a = Origin::start(|_| Reply::full(200, &[("cache-control", "max-age=60")], "a"));
     let b = Origin::start(|_| Reply::ok("b"));
@@ -287,6 +288,7 @@ fn drain_and_enable_move_traffic_and_let_requests_in_flight_finish() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "cache"), ignore = "needs the `cache` feature")]
 fn cache_purge_by_key_and_by_prefix() {
     let origin = Origin::start(|_| Reply::full(200, &[("cache-control", "max-age=60")], "img"));
     let (listen, admin) = (free_addr(), free_addr());

@@ -49,6 +49,10 @@ admin:
 }
 
 #[test]
+#[cfg_attr(
+    not(all(feature = "lb", feature = "cache")),
+    ignore = "needs the `lb` and `cache` features (every series of the dashboard)"
+)]
 fn dashboard_and_alert_rules_use_only_exposed_metrics() {
     let origin = Origin::start(|_| Reply::ok("o"));
     let (listen, admin) = (free_addr(), free_addr());
