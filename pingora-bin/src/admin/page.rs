@@ -60,7 +60,7 @@ header h1{font-size:18px;margin:0}main{padding:12px 18px}\
 section{background:#fff;border:1px solid #dde1e6;border-radius:6px;margin:0 0 14px;padding:10px 14px}\
 h2{font-size:16px;margin:0 0 6px}h3{font-size:14px;margin:10px 0 4px}\
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:3px 8px;border-bottom:1px solid #eceff2}\
-th{font-weight:600;color:#56606b}td.n{text-align:right;font-variant-numeric:tabular-nums}\
+th{font-weight:600;color:#56606b}.n{text-align:right;font-variant-numeric:tabular-nums}\
 .badge{display:inline-block;padding:0 7px;border-radius:9px;font-size:12px;font-weight:600}\
 .up{background:#d7f5dd;color:#135d22}.down{background:#fbd9d9;color:#8a1212}\
 .backed_off{background:#fdecc8;color:#7a4b00}.draining{background:#dfe3f7;color:#27317a}\
@@ -167,8 +167,9 @@ fn write_service(o: &mut String, s: &ServiceStatus) -> std::fmt::Result {
         o,
         "<section class=\"service\" data-service=\"{name}\"><h2>Service {name}</h2>\
 <p class=\"muted\">listening on {listeners}</p>\
-<table><tr><th>requests</th><th>req/s (10 s)</th><th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th>\
-<th>1xx</th><th>no answer</th><th>p50</th><th>p90</th><th>p99 (1 min)</th></tr>\
+<table><tr><th class=\"n\">requests</th><th class=\"n\">req/s (10 s)</th><th class=\"n\">2xx</th>\
+<th class=\"n\">3xx</th><th class=\"n\">4xx</th><th class=\"n\">5xx</th><th class=\"n\">1xx</th>\
+<th class=\"n\">no answer</th><th class=\"n\">p50</th><th class=\"n\">p90</th><th class=\"n\">p99 (1 min)</th></tr>\
 <tr><td class=\"n\">{}</td><td class=\"n\">{:.1}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
 <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
 <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr></table>",
@@ -195,7 +196,7 @@ fn write_service(o: &mut String, s: &ServiceStatus) -> std::fmt::Result {
     if let Some(cache) = &s.cache {
         write!(
             o,
-            "<h3>Cache</h3><table><tr><th>entries</th><th>bytes</th><th>hit ratio</th></tr>\
+            "<h3>Cache</h3><table><tr><th class=\"n\">entries</th><th class=\"n\">bytes</th><th class=\"n\">hit ratio</th></tr>\
 <tr><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{:.1} %</td></tr></table>",
             cache.entries,
             cache.bytes,
@@ -206,8 +207,8 @@ fn write_service(o: &mut String, s: &ServiceStatus) -> std::fmt::Result {
         write!(
             o,
             "<h3>Upstream {} <span class=\"muted\">({})</span></h3><table class=\"backends\">\
-<tr><th>backend</th><th>state</th><th>last check</th><th>back-off</th><th>in flight</th>\
-<th>requests</th><th>errors</th><th></th></tr>",
+<tr><th>backend</th><th>state</th><th>last check</th><th>back-off</th><th class=\"n\">in flight</th>\
+<th class=\"n\">requests</th><th class=\"n\">errors</th><th></th></tr>",
             Esc(&u.name),
             u.lb
         )?;
