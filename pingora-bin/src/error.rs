@@ -36,6 +36,15 @@ pub enum BinError {
         #[source]
         source: std::io::Error,
     },
+    /// `admin.token_file` cannot be read.
+    #[error("cannot read admin.token_file {}: {source}", path.display())]
+    AdminToken {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The access log's writer thread cannot be started.
     #[error("cannot start the access_log writer: {0}")]
     AccessLogWriter(#[source] std::io::Error),

@@ -73,8 +73,8 @@ pub struct ServiceRoutes {
     pub health_path: Option<String>,
     /// First match wins.
     pub routes: Vec<Route>,
-    /// Upstreams the routes refer to.
-    pub upstreams: Vec<Upstream>,
+    /// Upstreams the routes refer to (shared with the admin endpoint).
+    pub upstreams: Vec<std::sync::Arc<Upstream>>,
 }
 
 impl ServiceRoutes {
@@ -231,7 +231,7 @@ impl ProxyHttp for RouterProxy {
         match selected {
             Some((i, peer, guard)) => {
                 ctx.backend = Some((i, guard));
-                Ok(peer.clone())
+                Ok(peer)
             }
             None => Err(Error::new(
                 ErrorKind::NoUpstream,
@@ -275,8 +275,8 @@ impl ProxyHttp for RouterProxy {
         error: Error,
     ) -> Error {
         let upstream = ctx.upstream.and_then(|i| self.routes.upstreams.get(i));
-        if let (Some(u), Some((i, _))) = (upstream, &ctx.backend) {
-            u.connect_failed(*i);
+        if let (Some(u), Some((i, in_flight))) = (upstream, &ctx.backend) {
+            u.connect_failed(in_flight);
             ctx.failed_backend = Some(*i);
         }
         error
@@ -323,6 +323,19 @@ impl ProxyHttp for RouterProxy {
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
+        // A failed connect was counted on its backend already (fail_to_connect).
+        if let (Some(e), Some((_, in_flight))) = (error, &ctx.backend) {
+            let connect_failure = matches!(
+                e.kind,
+                ErrorKind::ConnectRefused
+                    | ErrorKind::ConnectTimeout
+                    | ErrorKind::ConnectError
+                    | ErrorKind::TlsHandshake
+            );
+            if e.side == Side::Upstream && !connect_failure {
+                in_flight.record_error();
+            }
+        }
         if self.metrics.is_none() && self.access_log.is_none() {
             return;
         }

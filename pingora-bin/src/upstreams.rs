@@ -1,8 +1,8 @@
 //! A configured upstream: its peers (listed, or discovered from a file or DNS) behind a
-//! load balancer, the hash key for consistent hashing, its health check, and the
-//! background work that keeps the peer set and its health up to date.
+//! [`pingora_lb::Upstream`], the hash key for consistent hashing, and the health check
+//! and discovery built from the YAML. Selection, passive marking, draining and the
+//! background work are pingora-lb's.
 
-use std::ops::Deref;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,40 +13,19 @@ use pingora_config::{
 };
 use pingora_core::connector::{HttpPeer, PeerAddress, PeerOptions};
 use pingora_core::protocols::tls::UpstreamTls;
-use pingora_core::shutdown::ShutdownWatch;
 use pingora_lb::{
-    read_backend_file, run_discovery, AddressFamily, Algorithm, Backend, BackendId, Discovery,
-    DnsDiscovery, DnsDiscoveryOptions, DnsQuery, FileDiscovery, HealthCheck, HealthCheckKind,
-    LoadBalancer, Thresholds,
+    read_backend_file, AddressFamily, Algorithm, Backend, Discovery, DnsDiscovery,
+    DnsDiscoveryOptions, DnsQuery, FileDiscovery, HealthCheck, HealthCheckKind, Thresholds,
 };
 use pingora_proxy::Session;
 
 use crate::error::BinError;
 
-pub use pingora_lb::InFlight;
-
-/// Tells whether a backend may be picked now (for metrics).
-pub type BackendProbe = Box<dyn Fn() -> Vec<(String, bool)> + Send + Sync>;
-
-/// The name `wire.rs` and `main.rs` know the background work of an upstream by.
-pub type HealthChecker = UpstreamTasks;
-
-/// How long a backend is skipped after a failed connection (unless a health check
-/// passes first).
-const PASSIVE_BACKOFF: Duration = Duration::from_secs(10);
+pub use pingora_lb::{BackendStatus, InFlight, UpstreamTasks as HealthChecker};
 
 /// Most time the first DNS resolution may hold up start-up; without an answer by then
 /// the upstream starts empty (503) and the background discovery keeps trying.
 const FIRST_RESOLUTION_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The connection targets of an upstream's backends.
-enum Peers {
-    /// The `peers:` list, in the order of the (never updated) backend set.
-    Listed(Vec<HttpPeer>),
-    /// Discovered backends: each selection builds its peer from the backend's address
-    /// (an `IP:PORT` parse and a hash: cheaper than any shared map).
-    Discovered(PeerOptions),
-}
 
 /// Where the backend set of a discovered upstream comes from.
 enum Source {
@@ -54,35 +33,13 @@ enum Source {
     Dns(DnsDiscoveryOptions),
 }
 
-/// The peer chosen for one request: borrowed from the upstream's list, or built for a
-/// discovered backend. Dereferences to the [`HttpPeer`].
-pub enum SelectedPeer<'a> {
-    /// A listed peer.
-    Listed(&'a HttpPeer),
-    /// A discovered peer.
-    Discovered(HttpPeer),
-}
-
-impl Deref for SelectedPeer<'_> {
-    type Target = HttpPeer;
-
-    fn deref(&self) -> &HttpPeer {
-        match self {
-            SelectedPeer::Listed(peer) => peer,
-            SelectedPeer::Discovered(peer) => peer,
-        }
-    }
-}
-
 /// One `upstreams:` entry.
 pub struct Upstream {
     /// The name from the config.
     pub name: String,
-    peers: Peers,
-    lb: Arc<LoadBalancer>,
+    inner: pingora_lb::Upstream,
+    algorithm: LbAlgorithm,
     hash_key: Option<HashKey>,
-    health: Option<HealthCheck>,
-    source: Option<Source>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -94,16 +51,10 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    /// Builds the upstream `name` from its configuration, its resolved `peers` (same
-    /// order as `conf.peers`; empty with `discovery`, whose first answer is fetched
-    /// here, before any request is served) and the `options` discovered peers are built
-    /// with (the same as the listed peers have, TLS included).
-    pub fn new(
-        name: String,
-        conf: &UpstreamConf,
-        peers: Vec<HttpPeer>,
-        options: PeerOptions,
-    ) -> Self {
+    /// Builds the upstream `name` from its configuration; peers are built with
+    /// `options` (TLS included). With `discovery`, the first answer is fetched here,
+    /// before any request is served.
+    pub fn new(name: String, conf: &UpstreamConf, options: PeerOptions) -> Result<Self, BinError> {
         let algorithm = match conf.lb {
             LbAlgorithm::RoundRobin => Algorithm::RoundRobin,
             LbAlgorithm::Weighted => Algorithm::Weighted,
@@ -116,28 +67,46 @@ impl Upstream {
         // Backends spoken to over TLS are checked over TLS, with the same settings.
         let health = (conf.health_check.as_ref()).map(|h| health_check(h, options.tls.clone()));
         let source = conf.discovery.as_ref().and_then(|d| source(&name, d));
-        let (backends, peers) = match &source {
+        let backends = match &source {
             None => {
-                let backends = (conf.peers.iter())
-                    .map(|p| Backend::new(p.addr.clone()).with_weight(p.weight))
-                    .collect();
-                (backends, Peers::Listed(peers))
+                let mut backends = Vec::with_capacity(conf.peers.len());
+                for p in &conf.peers {
+                    PeerAddress::parse(&p.addr)
+                        .ok_or_else(|| BinError::PeerAddress(p.addr.clone()).in_upstream(&name))?;
+                    backends.push(Backend::new(p.addr.clone()).with_weight(p.weight));
+                }
+                backends
             }
-            Some(source) => (first_backends(&name, source), Peers::Discovered(options)),
+            Some(source) => first_backends(&name, source),
         };
-        Upstream {
-            name,
-            peers,
-            lb: Arc::new(LoadBalancer::new(backends, algorithm)),
-            hash_key,
-            health,
-            source,
+        let mut inner =
+            pingora_lb::Upstream::new(name.clone(), backends, algorithm).peer_options(options);
+        if let Some(check) = health {
+            inner = inner.health_check(check);
         }
+        match source {
+            None => {}
+            Some(Source::File { path, interval }) => {
+                inner = inner.discovery(FileDiscovery::new(path), interval);
+            }
+            Some(Source::Dns(options)) => match DnsDiscovery::new(options) {
+                // The interval is unused: DNS answers say when to ask again.
+                Ok(dns) => inner = inner.discovery(dns, Duration::from_secs(1)),
+                Err(e) => ::log::error!("upstream {name}: no DNS discovery: {e}"),
+            },
+        }
+        Ok(Upstream {
+            name,
+            inner,
+            algorithm: conf.lb,
+            hash_key,
+        })
     }
 
     /// Picks a backend for the request: a number to give back to
-    /// [`Upstream::connect_failed`], its peer and an in-flight guard.
-    pub fn select(&self, session: &Session) -> Option<(usize, SelectedPeer<'_>, InFlight)> {
+    /// [`Upstream::connect_failed`] (and to tell picks apart), its peer and an
+    /// in-flight guard.
+    pub fn select(&self, session: &Session) -> Option<(usize, HttpPeer, InFlight)> {
         let mut ip = [0u8; 16];
         let key: &[u8] = match &self.hash_key {
             None => b"",
@@ -159,87 +128,52 @@ impl Upstream {
                 .get(name.as_str())
                 .map_or(&b""[..], |v| v.as_bytes()),
         };
-        match &self.peers {
-            Peers::Listed(peers) => {
-                let (i, guard) = self.lb.select(key)?;
-                Some((i, SelectedPeer::Listed(peers.get(i)?), guard))
-            }
-            Peers::Discovered(options) => {
-                let (id, peer, guard) = self
-                    .lb
-                    .select_with(key, |b| discovered_peer(&b.addr, options))?;
-                Some((id.get(), SelectedPeer::Discovered(peer?), guard))
-            }
-        }
+        let picked = self.inner.select(key)?;
+        Some((picked.backend.get(), picked.peer, picked.in_flight))
     }
 
-    /// Passive health: a failed connection to the backend `selected` (from
-    /// [`Upstream::select`]) takes it out for a while, when another backend could serve
-    /// instead. After a change of a discovered set, a number from before names nothing.
-    pub fn connect_failed(&self, selected: usize) {
-        if self.lb.len() <= 1 {
-            return;
-        }
-        match self.peers {
-            Peers::Listed(_) => self.lb.mark_failed(selected, PASSIVE_BACKOFF),
-            Peers::Discovered(_) => {
-                self.lb
-                    .mark_failed_id(BackendId::from_raw(selected), PASSIVE_BACKOFF);
-            }
-        }
+    /// Passive health: a connection to the backend of `in_flight` (from
+    /// [`Upstream::select`]) failed: counted, and the backend is taken out for a
+    /// while when another could serve instead.
+    pub fn connect_failed(&self, in_flight: &InFlight) {
+        self.inner.connect_failed(in_flight);
     }
 
-    /// A probe listing the backends of the current set (discovery changes it) with
-    /// whether each may be picked.
-    pub fn backend_health(&self) -> Option<BackendProbe> {
-        let lb = self.lb.clone();
-        Some(Box::new(move || {
-            (lb.backends().into_iter())
-                .map(|b| {
-                    let usable = lb.is_usable_addr(&b.addr);
-                    (b.addr, usable)
-                })
-                .collect()
-        }))
+    /// The backends of the current set (discovery changes it) with their health, load
+    /// and counters.
+    pub fn statuses(&self) -> Vec<BackendStatus> {
+        self.inner.statuses()
+    }
+
+    /// Takes the backend at `addr` out of rotation (`drain: true`: no new requests,
+    /// those in flight finish) or puts it back; whether it changed, `None` when the
+    /// upstream has no such backend.
+    pub fn set_draining(&self, addr: &str, drain: bool) -> Option<bool> {
+        let changed = if drain {
+            self.inner.drain(addr)
+        } else {
+            self.inner.enable(addr)
+        };
+        changed.ok()
+    }
+
+    /// The `lb:` algorithm, as written in the file.
+    pub fn algorithm(&self) -> &'static str {
+        match self.algorithm {
+            LbAlgorithm::RoundRobin => "round_robin",
+            LbAlgorithm::Weighted => "weighted",
+            LbAlgorithm::Random => "random",
+            LbAlgorithm::ConsistentHash => "consistent_hash",
+            LbAlgorithm::LeastConn => "least_conn",
+            LbAlgorithm::P2c => "p2c",
+        }
     }
 
     /// The background work of this upstream (its health checks, its discovery), if it
     /// has any.
-    pub fn health_checker(&self) -> Option<UpstreamTasks> {
-        let checks = self
-            .health
-            .clone()
-            .map(|check| pingora_lb::HealthChecker::new(self.lb.clone(), check));
-        let discovery = match &self.source {
-            None => None,
-            Some(Source::File { path, interval }) => Some(DiscoveryTask::File {
-                discovery: FileDiscovery::new(path),
-                interval: *interval,
-            }),
-            Some(Source::Dns(options)) => match DnsDiscovery::new(options.clone()) {
-                Ok(discovery) => Some(DiscoveryTask::Dns(Box::new(discovery))),
-                Err(e) => {
-                    ::log::error!("upstream {}: no DNS discovery: {e}", self.name);
-                    None
-                }
-            },
-        };
-        if checks.is_none() && discovery.is_none() {
-            return None;
-        }
-        Some(UpstreamTasks {
-            name: self.name.clone(),
-            lb: self.lb.clone(),
-            checks,
-            discovery,
-        })
+    pub fn health_checker(&self) -> Option<HealthChecker> {
+        self.inner.has_background().then(|| self.inner.background())
     }
-}
-
-/// The peer of a discovered backend (`None` for an address that is not one, which
-/// discovery never yields).
-fn discovered_peer(addr: &str, options: &PeerOptions) -> Option<HttpPeer> {
-    Some(HttpPeer::new(PeerAddress::parse(addr)?, options.clone()))
 }
 
 /// The discovery settings of upstream `name`, or `None` (logged) when they cannot be
@@ -345,62 +279,14 @@ fn health_check(conf: &HealthCheckConf, tls: Option<Arc<UpstreamTls>>) -> Health
     }
 }
 
-/// How an upstream's backend set is kept up to date.
-enum DiscoveryTask {
-    File {
-        discovery: FileDiscovery,
-        interval: Duration,
-    },
-    Dns(Box<DnsDiscovery>),
-}
-
-/// The background work of one upstream: its health checks and the discovery of its
-/// backends (each new set is swapped in while requests are served; the checks probe
-/// whatever set is current).
-pub struct UpstreamTasks {
-    name: String,
-    lb: Arc<LoadBalancer>,
-    checks: Option<pingora_lb::HealthChecker>,
-    discovery: Option<DiscoveryTask>,
-}
-
-impl UpstreamTasks {
-    /// Spawns the tasks on the current runtime; they run for the life of the process.
-    fn spawn(self, tasks: &mut tokio::task::JoinSet<()>) {
-        if let Some(checks) = self.checks {
-            tasks.spawn(checks.run(std::future::pending()));
-        }
-        match self.discovery {
-            None => {}
-            Some(DiscoveryTask::File {
-                discovery,
-                interval,
-            }) => {
-                tasks.spawn(follow(self.name, self.lb, discovery, interval));
-            }
-            Some(DiscoveryTask::Dns(discovery)) => {
-                // The interval is unused: DNS answers say when to ask again.
-                let interval = Duration::from_secs(1);
-                tasks.spawn(follow(self.name, self.lb, *discovery, interval));
-            }
-        }
-    }
-}
-
-/// Runs `discovery` into `lb` for the life of the process.
-async fn follow(name: String, lb: Arc<LoadBalancer>, discovery: impl Discovery, every: Duration) {
-    ::log::info!("upstream {name}: following {}", discovery.describe());
-    run_discovery(lb, discovery, every, std::future::pending()).await;
-}
-
 /// Runs the background work of every upstream (health checks, discovery) until the
 /// server stops: the server's background service `health-checks`, on a single-threaded
 /// runtime of its own (probes and DNS queries wait on the network, not the CPU). It
 /// goes on through a drain, so that backends are still judged while connections finish.
-pub async fn run_background(checkers: Vec<UpstreamTasks>, _shutdown: ShutdownWatch) {
-    let mut tasks = tokio::task::JoinSet::new();
+pub fn background(checkers: Vec<HealthChecker>) -> HealthChecker {
+    let mut all = HealthChecker::new();
     for c in checkers {
-        c.spawn(&mut tasks);
+        all.add(c);
     }
-    while tasks.join_next().await.is_some() {}
+    all
 }

@@ -1,11 +1,12 @@
 //! Turns the YAML configuration into a server: services, listeners, routes, upstreams.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
 use pingora_config::{ServerConf, ServiceConf, ValidateOptions};
-use pingora_core::connector::{BindAddrs, Connector, HttpPeer, PeerAddress, PeerOptions};
+use pingora_core::connector::{BindAddrs, Connector, PeerOptions};
 use pingora_core::listener::ListenOptions;
 use pingora_core::protocols::http::v1::server::ServerSessionOptions;
 use pingora_core::protocols::http::v1::HeadLimits;
@@ -14,7 +15,7 @@ use pingora_core::service::ListeningService;
 use pingora_proxy::{HttpProxy, ProxyOptions};
 
 use crate::access_log::ServiceAccessLog;
-use crate::admin::AdminService;
+use crate::admin::{AdminService, AdminSources, ServiceSource};
 use crate::error::BinError;
 use crate::metrics::Metrics;
 use crate::router::{Action, Route, RouterProxy, ServiceRoutes};
@@ -35,21 +36,22 @@ pub fn add_services(server: &mut Server, conf: &ServerConf) -> Result<(), BinErr
     let mut checkers = Vec::new();
     // Metrics are only kept when the admin listener can show them.
     let metrics = conf.admin.as_ref().map(|_| Metrics::new()).transpose()?;
+    let mut sources = Vec::new();
     for service in &conf.services {
-        server.add_service(build_service(
-            conf,
-            service,
-            metrics.as_ref(),
-            &mut checkers,
-        )?);
+        let (svc, source) = build_service(conf, service, metrics.as_ref(), &mut checkers)?;
+        server.add_service(svc);
+        sources.extend(source);
     }
     if let (Some(admin), Some(metrics)) = (&conf.admin, metrics) {
-        server.add_service(AdminService::new(admin.addr.clone(), metrics));
+        let sources = AdminSources {
+            metrics,
+            services: sources,
+            config_file: server.args().conf.clone(),
+        };
+        server.add_service(AdminService::new(admin, sources)?);
     }
     if !checkers.is_empty() {
-        server.add_background("health-checks", move |shutdown| {
-            crate::upstreams::run_background(checkers, shutdown)
-        });
+        server.add_background("health-checks", crate::upstreams::background(checkers));
     }
     Ok(())
 }
@@ -59,7 +61,13 @@ fn build_service(
     service: &ServiceConf,
     metrics: Option<&Metrics>,
     checkers: &mut Vec<HealthChecker>,
-) -> Result<ListeningService<HttpProxy<RouterProxy>>, BinError> {
+) -> Result<
+    (
+        ListeningService<HttpProxy<RouterProxy>>,
+        Option<ServiceSource>,
+    ),
+    BinError,
+> {
     let routes = build_routes(conf, service)?;
     #[cfg(not(feature = "cache"))]
     if service.cache.is_some() {
@@ -88,16 +96,18 @@ fn build_service(
     };
     if let Some(metrics) = metrics {
         for u in &routes.upstreams {
-            if let Some(probe) = u.backend_health() {
-                metrics.poll_backend_health(&service.name, &u.name, probe);
-            }
+            let u = Arc::clone(u);
+            metrics.poll_backends(&service.name, &u.name.clone(), move || u.statuses());
         }
     }
+    let upstreams = routes.upstreams.clone();
     let connector = Connector::new(bind_addrs(conf)?);
-    let router = RouterProxy::new(routes).observed(service_metrics, access_log);
+    let router = RouterProxy::new(routes).observed(service_metrics.clone(), access_log);
+    #[cfg(feature = "cache")]
+    let cache = service.cache.as_ref().map(crate::router::service_cache);
     #[cfg(feature = "cache")]
     let router = router.cached(
-        service.cache.as_ref().map(crate::router::service_cache),
+        cache.clone(),
         service.routes.iter().map(|r| r.cache).collect(),
         service
             .cache
@@ -125,7 +135,19 @@ fn build_service(
             },
         );
     }
-    Ok(svc)
+    let source = service_metrics.map(|metrics| ServiceSource {
+        name: service.name.clone(),
+        listeners: service
+            .listeners
+            .iter()
+            .map(|l| l.addr.to_string())
+            .collect(),
+        metrics,
+        upstreams,
+        #[cfg(feature = "cache")]
+        cache,
+    });
+    Ok((svc, source))
 }
 
 fn bind_addrs(conf: &ServerConf) -> Result<BindAddrs, BinError> {
@@ -156,13 +178,7 @@ fn build_routes(conf: &ServerConf, service: &ServiceConf) -> Result<ServiceRoute
             tls: crate::tls::upstream_tls(conf, up).map_err(|e| e.in_upstream(name))?,
             http2: up.http2,
         };
-        let mut peers = Vec::new();
-        for p in &up.peers {
-            let addr = PeerAddress::parse(&p.addr)
-                .ok_or_else(|| BinError::PeerAddress(p.addr.clone()).in_upstream(name))?;
-            peers.push(HttpPeer::new(addr, options.clone()));
-        }
-        upstreams.push(Upstream::new(name.to_string(), up, peers, options));
+        upstreams.push(Arc::new(Upstream::new(name.to_string(), up, options)?));
     }
     let mut routes = Vec::new();
     for r in &service.routes {

@@ -289,6 +289,31 @@ impl HttpCache {
         self.storage.remove(primary)
     }
 
+    /// Removes the entries (with their variants) of requests for `target` on `host`,
+    /// or on any host when `host` is `None`; returns how many entries were removed.
+    /// Needs a storage that can list its keys ([`Storage::remove_where`]).
+    pub fn purge_target(&self, host: Option<&str>, target: PurgeTarget<'_>) -> u64 {
+        self.storage.remove_where(&|key| {
+            key.request_target().is_some_and(|(h, path)| {
+                host.is_none_or(|want| h.eq_ignore_ascii_case(want))
+                    && match target {
+                        PurgeTarget::Exact(p) => path == p,
+                        PurgeTarget::Prefix(p) => path.starts_with(p),
+                    }
+            })
+        })
+    }
+
+    /// Entries stored now (0 when the storage cannot count them).
+    pub fn entries(&self) -> u64 {
+        self.storage.entries()
+    }
+
+    /// Bytes counted against the storage's budget now.
+    pub fn used_bytes(&self) -> u64 {
+        self.storage.used_bytes()
+    }
+
     /// Removes one stored response (e.g. one found stale that may no longer be stored).
     pub fn remove(&self, key: &CacheKey) -> bool {
         self.storage.remove(key)
@@ -335,6 +360,15 @@ impl HttpCache {
 fn strip_cookies(head: &mut ResponseHeader) {
     head.headers.remove(SET_COOKIE);
     head.headers.remove("set-cookie2");
+}
+
+/// Which requests' entries [`HttpCache::purge_target`] removes, by path and query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PurgeTarget<'a> {
+    /// Exactly this path and query, e.g. `/img/logo.png?v=2`.
+    Exact(&'a str),
+    /// Every path and query starting with this, e.g. `/img/`.
+    Prefix(&'a str),
 }
 
 #[cfg(test)]
@@ -470,6 +504,38 @@ mod tests {
         );
         assert!(body_of(&cache, &key, &gzip).is_none());
         assert_eq!(body_of(&cache, &key, &plain).unwrap(), "plain2");
+    }
+
+    #[test]
+    fn purge_by_target_and_prefix_takes_variants_along() {
+        use http::Method;
+        let cache = HttpCache::in_memory(1 << 20, Duration::from_secs(1));
+        let key = |host: &str, path: &str| CacheKey::from_parts(&Method::GET, host, path);
+        let plain = req(None);
+        let gzip = req(Some("gzip"));
+        for (host, path) in [
+            ("a.test", "/img/1"),
+            ("a.test", "/img/2"),
+            ("b.test", "/img/1"),
+        ] {
+            store(&cache, &key(host, path), &plain, head(None), b"x");
+        }
+        let varied = key("a.test", "/css/site.css");
+        store(&cache, &varied, &gzip, head(Some("Accept-Encoding")), b"z");
+        assert_eq!(cache.entries(), 5, "four responses, one variant index");
+        assert!(cache.used_bytes() > 0);
+        assert_eq!(
+            cache.purge_target(Some("A.test"), PurgeTarget::Exact("/img/1")),
+            1
+        );
+        assert!(body_of(&cache, &key("b.test", "/img/1"), &plain).is_some());
+        assert_eq!(cache.purge_target(None, PurgeTarget::Prefix("/img/")), 2);
+        assert_eq!(
+            cache.purge_target(None, PurgeTarget::Exact("/css/site.css")),
+            2
+        );
+        assert!(body_of(&cache, &varied, &gzip).is_none());
+        assert_eq!(cache.entries(), 0);
     }
 
     #[test]

@@ -83,7 +83,18 @@ impl CacheKey {
         CacheKey::new(text)
     }
 
-    /// The key's text.
+    /// The host and the path with query of a key made by [`CacheKey::from_parts`] or
+    /// [`CacheKey::from_request`] (and of its variants); `None` for a key of another
+    /// shape.
+    pub fn request_target(&self) -> Option<(&str, &str)> {
+        let mut parts = self.text.splitn(4, '\n');
+        let _method = parts.next()?;
+        let host = parts.next()?;
+        let path_and_query = parts.next()?;
+        Some((host, path_and_query))
+    }
+
+    /// The text of the key.
     pub fn as_str(&self) -> &str {
         &self.text
     }

@@ -33,7 +33,7 @@ mod storage;
 pub mod surrogate;
 mod tiered;
 
-pub use cache::{CacheOptions, Found, HttpCache, Lookup};
+pub use cache::{CacheOptions, Found, HttpCache, Lookup, PurgeTarget};
 pub use cache_control::CacheControl;
 pub use disk::DiskStorage;
 pub use error::CacheError;

@@ -146,6 +146,21 @@ impl Storage for MemoryStorage {
         self.max_entry_bytes
     }
 
+    fn entries(&self) -> u64 {
+        self.entries.len() as u64
+    }
+
+    fn remove_where(&self, matches: &dyn Fn(&CacheKey) -> bool) -> u64 {
+        let doomed: Vec<CacheKey> = (self.entries.iter())
+            .filter(|(key, _)| matches(key))
+            .map(|(key, _)| key)
+            .collect();
+        doomed
+            .iter()
+            .filter(|k| self.entries.remove(*k).is_some())
+            .count() as u64
+    }
+
     fn stats(&self) -> StorageStats {
         StorageStats {
             memory_entries: self.entries.len() as u64,

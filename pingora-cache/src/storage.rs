@@ -53,6 +53,20 @@ pub trait Storage: Send + Sync + 'static {
             ..StorageStats::default()
         }
     }
+
+    /// Entries stored (responses and variant indexes). The default, for a storage
+    /// that cannot count them, is 0.
+    fn entries(&self) -> u64 {
+        0
+    }
+
+    /// Removes every entry whose key `matches` (a purge by prefix, from the admin
+    /// endpoint); returns how many were removed. The default, for a storage that
+    /// cannot list its keys, removes nothing.
+    fn remove_where(&self, matches: &dyn Fn(&CacheKey) -> bool) -> u64 {
+        let _ = matches;
+        0
+    }
 }
 
 /// Where [`Storage::locate`] found an entry.

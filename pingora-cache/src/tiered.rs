@@ -114,6 +114,16 @@ impl Storage for TieredStorage {
         self.disk.flush();
     }
 
+    /// Entries in memory (the disk tier's count is in [`Storage::stats`]).
+    fn entries(&self) -> u64 {
+        self.memory.entries()
+    }
+
+    /// Removes matching entries from memory and from disk.
+    fn remove_where(&self, matches: &dyn Fn(&CacheKey) -> bool) -> u64 {
+        self.memory.remove_where(matches) + self.disk.remove_where(matches)
+    }
+
     fn stats(&self) -> StorageStats {
         let m = self.memory.stats();
         let d = self.disk.stats();

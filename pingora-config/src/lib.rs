@@ -22,7 +22,7 @@ pub use error::{ConfigError, ConfigErrorDetails, ConfigErrorKind};
 pub use keys::{all_config_keys, config_sections, ConfigSection};
 pub use listen_addr::{ListenAddr, ListenAddrParseError, MAX_UNIX_PATH_BYTES};
 pub use observability::{AccessLogConf, AccessLogFormat, LogLevel};
-pub use server::{AdminConf, ServerConf, TokioConf, ValidateOptions};
+pub use server::{read_token_file, AdminConf, ServerConf, TokioConf, ValidateOptions};
 pub use service::{
     CacheConf, CacheDiskConf, IpNet, ListenerConf, ListenerTlsConf, RespondConf, RouteConf,
     RouteMatch, ServiceConf, TlsCertConf,

@@ -256,11 +256,15 @@ impl Default for ValidateOptions {
 pub struct AdminConf {
     /// `IP:PORT` or `unix:/path` of the admin endpoint.
     pub addr: ListenAddr,
+    /// A file holding the bearer token every `POST` (and every `GET` from off
+    /// loopback) must carry. Without it, `POST`s are accepted from loopback only.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 impl AdminConf {
     /// The YAML keys of the `admin` section.
-    pub const FIELDS: &'static [&'static str] = &["addr"];
+    pub const FIELDS: &'static [&'static str] = &["addr", "token_file"];
 }
 
 impl Default for AdminConf {
@@ -268,8 +272,16 @@ impl Default for AdminConf {
     fn default() -> Self {
         AdminConf {
             addr: ListenAddr::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], 9901))),
+            token_file: None,
         }
     }
+}
+
+/// The token in an `admin.token_file`: the file's text without surrounding whitespace
+/// (so a final newline does not count). Validation refuses an empty token, inner
+/// whitespace and control characters.
+pub fn read_token_file(path: &Path) -> std::io::Result<String> {
+    Ok(std::fs::read_to_string(path)?.trim().to_string())
 }
 
 /// The `tokio:` section, an alias for tokio-related top-level keys.

@@ -274,8 +274,60 @@ pub(crate) fn validate_server(
         }
         first_by_name.insert(&service.name, i);
     }
+    if let Some(token_file) = conf.admin.as_ref().and_then(|a| a.token_file.as_deref()) {
+        validate_token_file(r, token_file)?;
+    }
     check_listener_conflicts(conf, r)
 }
+
+/// `admin.token_file`: readable, and holding one token (surrounding whitespace and a
+/// final newline are ignored) of printable ASCII without spaces.
+fn validate_token_file(r: &Reporter<'_>, file: &Path) -> Result<(), ConfigError> {
+    const KEY: &str = "admin.token_file";
+    r.readable_file(KEY, "admin token file", file)?;
+    let token = match crate::server::read_token_file(file) {
+        Ok(token) => token,
+        Err(err) => {
+            return Err(r
+                .error(
+                    ConfigErrorKind::File,
+                    KEY,
+                    format!(
+                        "cannot read admin token file `{}`: {}",
+                        file.display(),
+                        describe_io_error(&err)
+                    ),
+                )
+                .caused_by(err))
+        }
+    };
+    if token.is_empty() {
+        return Err(r.invalid(KEY, format!("`{}` holds no token", file.display())));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(r.invalid(
+            KEY,
+            format!(
+                "the token in `{}` must be one word of printable ASCII (no spaces or control characters)",
+                file.display()
+            ),
+        ));
+    }
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(r.invalid(
+            KEY,
+            format!(
+                "the token in `{}` has {} bytes, at most {MAX_TOKEN_BYTES} are accepted",
+                file.display(),
+                token.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Largest accepted admin token.
+const MAX_TOKEN_BYTES: usize = 4096;
 
 fn non_empty_path(r: &Reporter<'_>, key: &str, path: &Path) -> Result<(), ConfigError> {
     if path.as_os_str().is_empty() {

@@ -1,9 +1,11 @@
 //! A backend, the health and load kept for it, and the guard that counts a request
 //! in flight on it.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+use pingora_core::connector::HttpPeer;
 
 /// One server requests can be sent to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -42,7 +44,24 @@ pub(crate) struct BackendState {
     streak_ok: AtomicU32,
     /// Consecutive failing health checks (0 after a passing one).
     streak_failed: AtomicU32,
+    /// Taken out of rotation by an operator: no new requests, in-flight ones finish.
+    draining: AtomicBool,
+    /// Requests sent to the backend (each selection counts one).
+    requests: AtomicU64,
+    /// Requests to the backend that failed (see [`InFlight::record_error`]).
+    errors: AtomicU64,
+    /// The last health-check result: [`CHECK_NONE`], [`CHECK_PASSED`] or [`CHECK_FAILED`].
+    last_check: AtomicU8,
+    /// When the last health check ended, in [`now_ms`] milliseconds.
+    last_check_ms: AtomicU64,
+    /// The connection target an [`crate::Upstream`] built for this backend, built on
+    /// its first selection (`None`: the address is not one a peer can be made of).
+    pub(crate) peer: OnceLock<Option<HttpPeer>>,
 }
+
+const CHECK_NONE: u8 = 0;
+const CHECK_PASSED: u8 = 1;
+const CHECK_FAILED: u8 = 2;
 
 impl Default for BackendState {
     fn default() -> Self {
@@ -52,6 +71,12 @@ impl Default for BackendState {
             in_flight: AtomicUsize::new(0),
             streak_ok: AtomicU32::new(0),
             streak_failed: AtomicU32::new(0),
+            draining: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            last_check: AtomicU8::new(CHECK_NONE),
+            last_check_ms: AtomicU64::new(0),
+            peer: OnceLock::new(),
         }
     }
 }
@@ -85,13 +110,49 @@ impl LazyNow {
 }
 
 impl BackendState {
-    /// Healthy and not backed off now.
+    /// Healthy, not backed off and not drained now.
     pub(crate) fn is_usable(&self, now: &LazyNow) -> bool {
-        if !self.healthy.load(Ordering::Relaxed) {
+        if !self.healthy.load(Ordering::Relaxed) || self.draining.load(Ordering::Relaxed) {
             return false;
         }
+        !self.is_backed_off(now)
+    }
+
+    /// Skipped now after a failure (passive health).
+    fn is_backed_off(&self, now: &LazyNow) -> bool {
         let until = self.backoff_until_ms.load(Ordering::Relaxed);
-        until == 0 || until <= now.get()
+        until != 0 && until > now.get()
+    }
+
+    /// Takes the backend out of rotation (or puts it back); returns whether it changed.
+    pub(crate) fn set_draining(&self, draining: bool) -> bool {
+        self.draining.swap(draining, Ordering::Relaxed) != draining
+    }
+
+    /// What is known of the backend now, for status pages.
+    pub(crate) fn status(&self, backend: &Backend) -> BackendStatus {
+        let now_ms = now_ms();
+        let until = self.backoff_until_ms.load(Ordering::Relaxed);
+        let last_check = match self.last_check.load(Ordering::Relaxed) {
+            CHECK_NONE => None,
+            result => Some(CheckResult {
+                passed: result == CHECK_PASSED,
+                age: Duration::from_millis(
+                    now_ms.saturating_sub(self.last_check_ms.load(Ordering::Relaxed)),
+                ),
+            }),
+        };
+        BackendStatus {
+            addr: backend.addr.clone(),
+            weight: backend.weight,
+            healthy: self.healthy.load(Ordering::Relaxed),
+            backoff_remaining: (until > now_ms).then(|| Duration::from_millis(until - now_ms)),
+            draining: self.draining.load(Ordering::Relaxed),
+            in_flight: self.in_flight(),
+            requests: self.requests.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            last_check,
+        }
     }
 
     pub(crate) fn is_healthy(&self) -> bool {
@@ -123,6 +184,11 @@ impl BackendState {
     /// Records one health-check result; returns the length of the current streak of
     /// equal results.
     pub(crate) fn record_check(&self, ok: bool) -> u32 {
+        self.last_check.store(
+            if ok { CHECK_PASSED } else { CHECK_FAILED },
+            Ordering::Relaxed,
+        );
+        self.last_check_ms.store(now_ms(), Ordering::Relaxed);
         let (same, other) = if ok {
             (&self.streak_ok, &self.streak_failed)
         } else {
@@ -142,8 +208,10 @@ pub struct InFlight {
 }
 
 impl InFlight {
+    /// Counts a request (in flight, and in the backend's request count).
     pub(crate) fn start(state: &Arc<BackendState>) -> Self {
         state.in_flight.fetch_add(1, Ordering::Relaxed);
+        state.requests.fetch_add(1, Ordering::Relaxed);
         InFlight {
             state: Arc::clone(state),
         }
@@ -154,10 +222,57 @@ impl InFlight {
     pub fn mark_failed(&self, backoff: Duration) {
         self.state.back_off(backoff);
     }
+
+    /// Counts a failed request in the backend's error count (shown by
+    /// [`BackendStatus::errors`]): call it once per request that failed on it.
+    pub fn record_error(&self) {
+        self.state.errors.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// A snapshot of one backend for status pages and metrics
+/// ([`LoadBalancer::statuses`](crate::LoadBalancer::statuses)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendStatus {
+    /// The backend's address, as listed or discovered.
+    pub addr: String,
+    /// Its weight.
+    pub weight: u32,
+    /// Healthy per the active health checks (always true without checks).
+    pub healthy: bool,
+    /// How much longer it is skipped after a failed connection (passive health).
+    pub backoff_remaining: Option<Duration>,
+    /// Taken out of rotation by an operator (no new requests).
+    pub draining: bool,
+    /// Requests in flight on it now.
+    pub in_flight: usize,
+    /// Requests sent to it so far (each attempt counts, retries included).
+    pub requests: u64,
+    /// Requests to it that failed so far (failed connections, and whatever the
+    /// caller reported with [`InFlight::record_error`]).
+    pub errors: u64,
+    /// The last health check, if one ran.
+    pub last_check: Option<CheckResult>,
+}
+
+impl BackendStatus {
+    /// Whether a request may be sent to it now: healthy, not backed off, not draining.
+    pub fn is_usable(&self) -> bool {
+        self.healthy && self.backoff_remaining.is_none() && !self.draining
+    }
+}
+
+/// The outcome of a backend's last health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckResult {
+    /// Whether it passed.
+    pub passed: bool,
+    /// How long ago it ended.
+    pub age: Duration,
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::backend::{Backend, BackendState, InFlight, LazyNow};
+use crate::backend::{Backend, BackendState, BackendStatus, InFlight, LazyNow};
 use crate::selection::{
     ConsistentHash, LeastConn, PowerOfTwo, Random, RoundRobin, Selector, Weighted,
 };
@@ -227,11 +227,46 @@ impl LoadBalancer {
         key: &[u8],
         f: impl FnOnce(&Backend) -> R,
     ) -> Option<(BackendId, R, InFlight)> {
+        self.select_state_with(key, |backend, _| f(backend))
+    }
+
+    /// Like [`LoadBalancer::select_with`], with the chosen backend's state too.
+    pub(crate) fn select_state_with<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&Backend, &BackendState) -> R,
+    ) -> Option<(BackendId, R, InFlight)> {
         let set = self.current.load();
         let (i, state) = set.pick(key)?;
         let backend = set.backends.get(i)?;
         let id = BackendId(set.first_id.wrapping_add(i));
-        Some((id, f(backend), InFlight::start(state)))
+        Some((id, f(backend, state), InFlight::start(state)))
+    }
+
+    /// Takes the backend at `addr` out of rotation (`draining: true`: it gets no new
+    /// requests, those in flight finish) or puts it back. `None` when no backend of
+    /// the current set has that address; else whether its state changed. The state
+    /// follows the backend across updates of the set (while it stays in it).
+    pub fn set_draining(&self, addr: &str, draining: bool) -> Option<bool> {
+        let set = self.current.load();
+        let i = set.backends.iter().position(|b| b.addr == addr)?;
+        let changed = set.states.get(i)?.set_draining(draining);
+        if changed {
+            if draining {
+                log::info!("backend {addr} is draining: no new requests");
+            } else {
+                log::info!("backend {addr} is back in rotation");
+            }
+        }
+        Some(changed)
+    }
+
+    /// Health, load and counters of every backend of the current set, in order.
+    pub fn statuses(&self) -> Vec<BackendStatus> {
+        let set = self.current.load();
+        (set.backends.iter().zip(&set.states))
+            .map(|(b, s)| s.status(b))
+            .collect()
     }
 
     /// Passive health by id: skips the backend `id` names for `backoff`. Returns false
@@ -332,6 +367,33 @@ mod tests {
         assert!(lb.select(b"").is_none());
         lb.set_healthy(1, true);
         assert_eq!(lb.select(b"").map(|(i, _)| i), Some(1));
+    }
+
+    #[test]
+    fn drained_backends_get_no_new_requests_and_keep_their_state() {
+        let lb = LoadBalancer::new(backends(2), Algorithm::RoundRobin);
+        let (_, in_flight) = lb.select(b"").unwrap();
+        assert_eq!(lb.set_draining("127.0.0.1:1000", true), Some(true));
+        assert_eq!(lb.set_draining("127.0.0.1:1000", true), Some(false));
+        assert_eq!(lb.set_draining("10.9.9.9:1", true), None);
+        assert!((0..4).all(|_| lb.select(b"").map(|(i, _)| i) == Some(1)));
+        let st = lb.statuses();
+        assert!(st[0].draining && !st[0].is_usable() && st[0].healthy);
+        assert_eq!(
+            (st[0].in_flight, st[0].requests),
+            (1, 1),
+            "in flight goes on"
+        );
+        assert_eq!(st[1].requests, 4);
+        in_flight.record_error();
+        drop(in_flight);
+        // An update keeps the drain of a backend that stays.
+        lb.update(backends(3));
+        let st = lb.statuses();
+        assert!(st[0].draining && !st[1].draining && !st[2].draining);
+        assert_eq!((st[0].in_flight, st[0].errors), (0, 1));
+        assert_eq!(lb.set_draining("127.0.0.1:1000", false), Some(true));
+        assert!(lb.statuses().iter().all(|s| s.is_usable()));
     }
 
     #[test]

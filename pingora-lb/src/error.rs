@@ -46,4 +46,12 @@ pub enum LbError {
         #[source]
         source: Box<hickory_resolver::ResolveError>,
     },
+    /// No backend of the upstream has this address (drain, enable).
+    #[error("upstream {upstream} has no backend {addr}")]
+    UnknownBackend {
+        /// The upstream's name.
+        upstream: String,
+        /// The address asked for.
+        addr: String,
+    },
 }

@@ -80,6 +80,20 @@ pub struct HealthCheck {
     pub tls: Option<Arc<UpstreamTls>>,
 }
 
+impl HealthCheck {
+    /// A check of kind `kind` every `interval`, each probe within one second (or the
+    /// interval, if shorter), with the default [`Thresholds`], over plain TCP.
+    pub fn every(kind: HealthCheckKind, interval: Duration) -> Self {
+        HealthCheck {
+            kind,
+            interval,
+            timeout: interval.min(Duration::from_secs(1)),
+            thresholds: Thresholds::default(),
+            tls: None,
+        }
+    }
+}
+
 /// Most probes of one checker in progress at once.
 const MAX_CONCURRENT_PROBES: usize = 64;
 

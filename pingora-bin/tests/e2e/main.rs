@@ -6,11 +6,14 @@
 
 use std::path::{Path, PathBuf};
 
+mod admin_browser;
+mod admin_control;
 mod bad_input;
 #[cfg(feature = "cache")]
 mod cache;
 mod cli;
 mod daemon;
+mod deploy_metrics;
 mod framing;
 mod http2;
 mod http2_upstream;
@@ -21,6 +24,7 @@ mod lb;
 mod lb_discovery;
 mod log_flood;
 mod observability;
+mod retries;
 mod routes;
 mod signals;
 mod streaming;
@@ -28,6 +32,7 @@ mod streaming;
 mod tls;
 mod upgrade;
 mod upstream_errors;
+mod upstream_idle;
 mod websocket;
 
 /// The `pingora` binary built for these tests.

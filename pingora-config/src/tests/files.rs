@@ -323,3 +323,48 @@ fn upstream_tls_files() {
     );
     assert!(e.to_string().contains("did you mean `ca_file`"), "{e}");
 }
+
+fn admin_with_token(path: &Path) -> String {
+    format!(
+        "admin:\n  addr: 127.0.0.1:9901\n  token_file: {}\n",
+        path.display()
+    )
+}
+
+#[test]
+fn admin_token_file_is_read_and_checked() {
+    let dir = ScratchDir::new();
+    let good = dir.0.join("token");
+    std::fs::write(&good, "s3cret-Token_1\n").unwrap();
+    let conf = ok(&admin_with_token(&good));
+    let admin = conf.admin.as_ref().unwrap();
+    assert_eq!(admin.token_file.as_deref(), Some(good.as_path()));
+    assert_eq!(crate::read_token_file(&good).unwrap(), "s3cret-Token_1");
+
+    let missing = dir.0.join("absent");
+    assert_err(
+        &admin_with_token(&missing),
+        File,
+        3,
+        "admin.token_file",
+        "cannot read admin token file",
+    );
+    let empty = dir.0.join("empty");
+    std::fs::write(&empty, "  \n").unwrap();
+    assert_err(
+        &admin_with_token(&empty),
+        Invalid,
+        3,
+        "admin.token_file",
+        "holds no token",
+    );
+    let spaced = dir.0.join("spaced");
+    std::fs::write(&spaced, "two words\n").unwrap();
+    assert_err(
+        &admin_with_token(&spaced),
+        Invalid,
+        3,
+        "admin.token_file",
+        "one word of printable ASCII",
+    );
+}

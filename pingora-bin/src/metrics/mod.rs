@@ -7,11 +7,17 @@ use std::time::{Duration, Instant};
 
 use pingora_proxy::{Error, ErrorKind, Session, Side};
 
+mod backends;
+mod totals;
+
 use crate::error::BinError;
+use crate::upstreams::BackendStatus;
+use backends::{BackendFamilies, PolledBackends};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+pub use totals::ServiceTotals;
 
 /// Which route answered a request, as the `route` label sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -171,43 +177,13 @@ struct Inner {
     bytes_in: IntCounterVec,
     bytes_out: IntCounterVec,
     upstream_idle: IntGaugeVec,
-    backend_healthy: IntGaugeVec,
+    backends: BackendFamilies,
     live_connections: IntGauge,
     draining: IntGauge,
     access_log_dropped: IntCounter,
     log_lines_suppressed: IntCounter,
     polled: Mutex<Vec<PolledGauge>>,
     polled_backends: Mutex<Vec<PolledBackends>>,
-}
-
-/// The backends of one upstream, listed from elsewhere each time metrics are rendered.
-struct PolledBackends {
-    /// `service` and `upstream` label values.
-    labels: [String; 2],
-    read: Box<dyn Fn() -> Vec<(String, bool)> + Send + Sync>,
-    /// The backends that have a series now.
-    shown: Vec<String>,
-}
-
-impl PolledBackends {
-    /// Sets one series per current backend, and removes those of departed ones.
-    fn update(&mut self, gauge: &IntGaugeVec) {
-        let [service, upstream] = &self.labels;
-        let now = (self.read)();
-        for gone in self
-            .shown
-            .iter()
-            .filter(|s| !now.iter().any(|(a, _)| a == *s))
-        {
-            let _ = gauge.remove_label_values(&[service, upstream, gone]);
-        }
-        for (addr, usable) in &now {
-            gauge
-                .with_label_values(&[service.as_str(), upstream.as_str(), addr.as_str()])
-                .set(i64::from(*usable));
-        }
-        self.shown = now.into_iter().map(|(a, _)| a).collect();
-    }
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(
@@ -291,17 +267,7 @@ impl Metrics {
                 &["service", "status"],
             )?,
         )?;
-        let backend_healthy = register(
-            &registry,
-            IntGaugeVec::new(
-                Opts::new(
-                    "pingora_upstream_backend_healthy",
-                    "1 while a backend may be picked (healthy and not backed off after a failure), else 0.",
-                ),
-                &["service", "upstream", "backend"],
-            )
-            .map_err(metric_error)?,
-        )?;
+        let backends = BackendFamilies::new(&registry)?;
         let upstream_idle = register(
             &registry,
             IntGaugeVec::new(
@@ -366,7 +332,7 @@ impl Metrics {
                 bytes_in,
                 bytes_out,
                 upstream_idle,
-                backend_healthy,
+                backends,
                 live_connections,
                 draining,
                 access_log_dropped,
@@ -409,14 +375,14 @@ impl Metrics {
         }
     }
 
-    /// Reports whether each backend of `upstream` may be picked: `backends` lists the
-    /// current set at each scrape, so backends that discovery adds get a series and
-    /// those it removes lose theirs.
-    pub fn poll_backend_health(
+    /// Reports the backends of `upstream` (health, drain, load, counters): `read`
+    /// lists the current set at each scrape, so backends that discovery adds get
+    /// series and those it removes lose theirs.
+    pub fn poll_backends(
         &self,
         service: &str,
         upstream: &str,
-        backends: impl Fn() -> Vec<(String, bool)> + Send + Sync + 'static,
+        read: impl Fn() -> Vec<BackendStatus> + Send + Sync + 'static,
     ) {
         self.inner
             .polled_backends
@@ -424,7 +390,7 @@ impl Metrics {
             .unwrap_or_else(|p| p.into_inner())
             .push(PolledBackends {
                 labels: [service.to_string(), upstream.to_string()],
-                read: Box::new(backends),
+                read: Box::new(read),
                 shown: Vec::new(),
             });
     }
@@ -465,7 +431,7 @@ impl Metrics {
             .unwrap_or_else(|p| p.into_inner())
             .iter_mut()
         {
-            p.update(&i.backend_healthy);
+            p.update(&i.backends);
         }
         let mut out = Vec::with_capacity(8192);
         if let Err(e) = TextEncoder::new().encode(&i.registry.gather(), &mut out) {
@@ -560,34 +526,66 @@ mod tests {
 
     #[test]
     fn backend_series_follow_the_current_set() {
+        fn backend(addr: &str, healthy: bool, requests: u64) -> BackendStatus {
+            BackendStatus {
+                addr: addr.to_string(),
+                weight: 1,
+                healthy,
+                backoff_remaining: None,
+                draining: !healthy,
+                in_flight: 2,
+                requests,
+                errors: 1,
+                last_check: None,
+            }
+        }
         let m = Metrics::new().unwrap();
         let set = Arc::new(Mutex::new(vec![
-            ("a:1".to_string(), true),
-            ("b:1".to_string(), false),
+            backend("a:1", true, 5),
+            backend("b:1", false, 7),
         ]));
         let read = Arc::clone(&set);
-        m.poll_backend_health("web", "api", move || read.lock().unwrap().clone());
-        let series = |t: &str| -> Vec<String> {
+        m.poll_backends("web", "api", move || read.lock().unwrap().clone());
+        let series = |t: &str, name: &str| -> Vec<String> {
             t.lines()
-                .filter(|l| l.starts_with("pingora_upstream_backend_healthy{"))
+                .filter(|l| l.starts_with(&format!("{name}{{")))
                 .map(String::from)
                 .collect()
         };
+        let t = text(&m);
         assert_eq!(
-            series(&text(&m)),
+            series(&t, "pingora_upstream_backend_healthy"),
             [
                 r#"pingora_upstream_backend_healthy{backend="a:1",service="web",upstream="api"} 1"#,
                 r#"pingora_upstream_backend_healthy{backend="b:1",service="web",upstream="api"} 0"#,
             ]
         );
-        *set.lock().unwrap() = vec![("b:1".to_string(), true), ("c:1".to_string(), true)];
         assert_eq!(
-            series(&text(&m)),
+            series(&t, "pingora_upstream_backend_requests_total"),
+            [
+                r#"pingora_upstream_backend_requests_total{backend="a:1",service="web",upstream="api"} 5"#,
+                r#"pingora_upstream_backend_requests_total{backend="b:1",service="web",upstream="api"} 7"#,
+            ]
+        );
+        assert!(t.contains(
+            r#"pingora_upstream_backend_draining{backend="b:1",service="web",upstream="api"} 1"#
+        ));
+        assert!(t.contains(
+            r#"pingora_upstream_backend_in_flight{backend="a:1",service="web",upstream="api"} 2"#
+        ));
+        *set.lock().unwrap() = vec![backend("b:1", true, 9), backend("c:1", true, 0)];
+        let t = text(&m);
+        assert_eq!(
+            series(&t, "pingora_upstream_backend_healthy"),
             [
                 r#"pingora_upstream_backend_healthy{backend="b:1",service="web",upstream="api"} 1"#,
                 r#"pingora_upstream_backend_healthy{backend="c:1",service="web",upstream="api"} 1"#,
             ]
         );
+        assert!(t.contains(
+            r#"pingora_upstream_backend_requests_total{backend="b:1",service="web",upstream="api"} 9"#
+        ));
+        assert!(!t.contains(r#"backend="a:1""#));
     }
 
     #[test]

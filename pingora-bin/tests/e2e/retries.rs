@@ -5,14 +5,11 @@
 //! that expired.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use test_support::{free_addr, request, Origin, ProxyProcess, RawClient, Reply};
 
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_pingora"))
-}
+use crate::bin;
 
 /// A proxy on a fresh port for one service routing everything to upstream `pool`,
 /// whose settings are `upstream` (YAML lines indented for the upstream's body), with
@@ -48,7 +45,7 @@ fn get_status(listen: SocketAddr, path: &str) -> u16 {
 /// The lines of the proxy's log that contain every one of `needles`.
 fn log_lines(proxy: &ProxyProcess, needles: &[&str]) -> Vec<String> {
     proxy
-        .stderr_text()
+        .log()
         .lines()
         .filter(|l| needles.iter().all(|n| l.contains(n)))
         .map(str::to_string)
@@ -128,29 +125,24 @@ fn a_single_failing_peer_is_tried_once_and_the_failure_logged_once() {
         ),
         "",
     );
-    assert_eq!(
-        get_status(listen, "/one"),
-        502,
-        "log:\n{}",
-        proxy.stderr_text()
-    );
+    assert_eq!(get_status(listen, "/one"), 502, "log:\n{}", proxy.log());
     assert!(
-        proxy.wait_for_stderr("GET /one", Duration::from_secs(3)),
+        proxy.wait_for_log("GET /one", Duration::from_secs(3)),
         "no log line; log:\n{}",
-        proxy.stderr_text()
+        proxy.log()
     );
     assert_eq!(
         dead.connects(),
         1,
         "one connect per request (max_retries is 16); log:\n{}",
-        proxy.stderr_text()
+        proxy.log()
     );
     let failures = log_lines(&proxy, &["GET /one"]);
     assert_eq!(
         failures.len(),
         1,
         "one line for the failed request; log:\n{}",
-        proxy.stderr_text()
+        proxy.log()
     );
     assert!(
         failures[0].contains("answered 502 after 1 upstream attempt:")
@@ -161,7 +153,7 @@ fn a_single_failing_peer_is_tried_once_and_the_failure_logged_once() {
     assert!(
         log_lines(&proxy, &["retry"]).is_empty(),
         "no line per retry; log:\n{}",
-        proxy.stderr_text()
+        proxy.log()
     );
 }
 
@@ -172,10 +164,10 @@ fn a_single_refused_peer_is_a_502_logged_once_with_its_attempts() {
     for path in ["/a", "/b"] {
         assert_eq!(get_status(listen, path), 502);
     }
-    assert!(proxy.wait_for_stderr("GET /b", Duration::from_secs(3)));
+    assert!(proxy.wait_for_log("GET /b", Duration::from_secs(3)));
     for path in ["GET /a ", "GET /b "] {
         let lines = log_lines(&proxy, &[path]);
-        assert_eq!(lines.len(), 1, "log:\n{}", proxy.stderr_text());
+        assert_eq!(lines.len(), 1, "log:\n{}", proxy.log());
         assert!(
             lines[0].contains("answered 502 after 1 upstream attempt: connect_refused"),
             "{}",
@@ -185,7 +177,7 @@ fn a_single_refused_peer_is_a_502_logged_once_with_its_attempts() {
     assert!(
         log_lines(&proxy, &["retry"]).is_empty(),
         "log:\n{}",
-        proxy.stderr_text()
+        proxy.log()
     );
 }
 
@@ -201,15 +193,15 @@ fn each_failing_peer_is_tried_once_per_request() {
         "",
     );
     assert_eq!(get_status(listen, "/both"), 502);
-    assert!(proxy.wait_for_stderr("GET /both", Duration::from_secs(3)));
+    assert!(proxy.wait_for_log("GET /both", Duration::from_secs(3)));
     assert_eq!(
         (one.connects(), two.connects()),
         (1, 1),
         "log:\n{}",
-        proxy.stderr_text()
+        proxy.log()
     );
     let lines = log_lines(&proxy, &["GET /both"]);
-    assert_eq!(lines.len(), 1, "log:\n{}", proxy.stderr_text());
+    assert_eq!(lines.len(), 1, "log:\n{}", proxy.log());
     assert!(
         lines[0].contains("answered 502 after 2 upstream attempts:"),
         "{}",
@@ -248,13 +240,13 @@ fn with_one_of_two_peers_dead_every_request_succeeds_on_the_other() {
                 (r.status, String::from_utf8_lossy(&r.body).into_owned()),
                 (200, format!("live {path}")),
                 "lb {lb}; log:\n{}",
-                proxy.stderr_text()
+                proxy.log()
             );
         }
         assert!(
             log_lines(&proxy, &["answered"]).is_empty(),
             "no failure logged; log:\n{}",
-            proxy.stderr_text()
+            proxy.log()
         );
     }
 }
@@ -288,9 +280,9 @@ fn a_head_dripping_in_is_logged_as_the_header_timeout() {
         "{:?}",
         String::from_utf8_lossy(&answer)
     );
-    assert!(proxy.wait_for_stderr(&client, Duration::from_secs(3)));
+    assert!(proxy.wait_for_log(&client, Duration::from_secs(3)));
     let lines = log_lines(&proxy, &[&client]);
-    assert_eq!(lines.len(), 1, "log:\n{}", proxy.stderr_text());
+    assert_eq!(lines.len(), 1, "log:\n{}", proxy.log());
     assert!(
         lines[0].contains("client_header_timeout_ms (1000ms)")
             && lines[0].contains("whole request head"),
