@@ -347,3 +347,27 @@ fn a_route_with_only_new_match_keys_is_not_a_catch_all() {
         "        match: { methods: [POST] }\n      - upstream: api\n",
     ));
 }
+
+#[test]
+fn scheme_needs_listeners_that_agree() {
+    let yaml = with_route(
+        "",
+        "        request_headers: { set: { X-Port: \"$server_port\" } }\n",
+    )
+    .replace(
+        "      - addr: 127.0.0.1:8080\n",
+        "      - addr: 127.0.0.1:8080\n      - addr: 127.0.0.1:8081\n",
+    );
+    assert_err(
+        &yaml,
+        Invalid,
+        8,
+        "services[0].routes[0].request_headers.set.X-Port",
+        "`$server_port` needs the service's listeners to agree",
+    );
+    // One port, no TLS: both are known.
+    ok(&with_route(
+        "",
+        "        request_headers: { set: { X-Url: \"$scheme://$host:$server_port\" } }\n",
+    ));
+}

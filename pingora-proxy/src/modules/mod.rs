@@ -44,3 +44,5 @@ pub use vars::{Captures, Expander, RequestVars};
 pub use pingora_config::template::Template;
 /// An IP network (`10.0.0.0/8`, `::1`).
 pub use pingora_config::IpNet;
+/// The regular expressions of [`RouteMatcher::path_regex`] and [`PathRewrite::Regex`].
+pub use regex::Regex;
