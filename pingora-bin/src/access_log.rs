@@ -249,13 +249,15 @@ impl ServiceAccessLog {
         }
     }
 
-    /// Queues the line of the request `session` just finished; drops it (counted) when
-    /// the writer is too far behind.
-    pub fn write(&self, session: &Session, done: &Finished) {
+    /// Queues the line of the request `session` just finished, with its request id when
+    /// the service has them; drops it (counted) when the writer is too far behind.
+    pub fn write(&self, session: &Session, done: &Finished, request_id: Option<&[u8]>) {
         let Some(tx) = self.log.inner.queue.get() else {
             return;
         };
-        self.send(tx, &Fields::new(session, done), done);
+        let mut fields = Fields::new(session, done);
+        fields.request_id = request_id;
+        self.send(tx, &fields, done);
     }
 
     /// Queues the line of a request rejected from `client` before it could be read
@@ -290,6 +292,7 @@ struct Fields<'a> {
     upstream: Option<&'a str>,
     upstream_status: Option<u16>,
     route: String,
+    request_id: Option<&'a [u8]>,
 }
 
 impl<'a> Fields<'a> {
@@ -307,6 +310,7 @@ impl<'a> Fields<'a> {
             upstream: session.upstream_addr(),
             upstream_status: session.upstream_status().map(|s| s.as_u16()),
             route: route_label(done.route),
+            request_id: None,
         }
     }
 
@@ -322,6 +326,7 @@ impl<'a> Fields<'a> {
             upstream: None,
             upstream_status: None,
             route: route_label(RouteSlot::Rejected),
+            request_id: None,
         }
     }
 }
@@ -389,12 +394,17 @@ fn text_line(service: &str, f: &Fields<'_>, done: &Finished) -> String {
         }
         None => s.push('-'),
     }
-    let _ = writeln!(
+    let _ = write!(
         s,
         " time={:.6} error={}",
         done.total.as_secs_f64(),
         error_label(done).unwrap_or("-")
     );
+    if let Some(id) = f.request_id {
+        s.push_str(" request_id=");
+        escape_text(&mut s, id);
+    }
+    s.push('\n');
     s
 }
 
@@ -440,6 +450,7 @@ fn json_line(service: &str, f: &Fields<'_>, done: &Finished) -> String {
     str_field(&mut s, "referer", f.referer);
     str_field(&mut s, "user_agent", f.user_agent);
     str_field(&mut s, "error", error_label(done).map(str::as_bytes));
+    str_field(&mut s, "request_id", f.request_id);
     s.pop(); // the last comma
     s.push_str("}\n");
     s

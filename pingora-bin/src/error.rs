@@ -78,6 +78,15 @@ pub enum BinError {
     /// A `respond` status that is not an HTTP status.
     #[error("bad respond status {0}")]
     RespondStatus(u16),
+    /// A policy key that the validated configuration let through but that does not build
+    /// (a bug: validation should have refused it).
+    #[error("{key}: {message}")]
+    Policy {
+        /// Where in the configuration, e.g. `services[0].routes[1].match.path_regex`.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A route names an upstream that does not exist.
     #[error("route to undefined upstream {0}")]
     UndefinedUpstream(String),

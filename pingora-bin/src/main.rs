@@ -15,6 +15,7 @@ mod error;
 mod lifecycle;
 mod log;
 mod metrics;
+mod policy;
 mod router;
 mod tls;
 #[cfg_attr(not(feature = "lb"), path = "upstreams_basic.rs")]

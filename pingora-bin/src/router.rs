@@ -1,17 +1,28 @@
-//! The binary's proxy logic: routes by host and path prefix to upstreams or to
-//! built-in answers, and the per-service health path.
+//! The binary's proxy logic: routes requests (host, path, regex, methods, headers,
+//! query) to upstreams, fixed answers or redirects, applies each route's policy
+//! (access, body limit, rewrite, header edits, timeouts, request ids) with the
+//! pingora-proxy modules, and answers the per-service health path.
+//!
+//! Order per request: access (403) -> rate limit (hook, none yet) -> body limit (413)
+//! -> redirect / respond -> rewrite -> request headers -> upstream. The route's response
+//! headers and the request id go on every response of the route, the proxy's own
+//! errors included.
 
+use std::net::IpAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::StatusCode;
+use http::{HeaderValue, Method, StatusCode};
 use pingora_core::connector::HttpPeer;
+use pingora_core::protocols::http::v1::BodyFraming;
 use pingora_core::protocols::ClientAddr;
 use pingora_core::{Error, ErrorKind, Result, Side};
+use pingora_proxy::modules::{BodyCount, BodyLimit, Captures, Redirect, RequestVars, RouteTable};
 use pingora_proxy::{ProxyHttp, RequestHeader, ResponseHeader, Session};
 
 use crate::access_log::ServiceAccessLog;
 use crate::metrics::{Finished, RouteSlot, ServiceMetrics};
+use crate::policy::{RoutePolicy, ServicePolicy};
 use crate::upstreams::{InFlight, Upstream};
 
 /// What a matching route does.
@@ -28,43 +39,17 @@ pub enum Action {
         /// Response body.
         body: Bytes,
     },
+    /// Answer with a redirect.
+    Redirect(Redirect),
 }
 
-/// One route: conditions (all must hold; none means "match everything") and an action.
+/// One route: what it does and its policy (its conditions are in the table).
 #[derive(Debug)]
 pub struct Route {
-    /// Required host (compared without port, case-insensitively).
-    pub host: Option<String>,
-    /// Required path prefix.
-    pub path_prefix: Option<String>,
     /// What to do.
     pub action: Action,
-}
-
-impl Route {
-    fn matches(&self, host: Option<&str>, path: &str) -> bool {
-        if let Some(want) = &self.host {
-            match host {
-                Some(h) if strip_port(h).eq_ignore_ascii_case(want) => {}
-                _ => return false,
-            }
-        }
-        match &self.path_prefix {
-            Some(p) => path.starts_with(p.as_str()),
-            None => true,
-        }
-    }
-}
-
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        // [v6]:port
-        return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
-    }
-    match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
-    }
+    /// Access, limits, rewrites and header edits.
+    pub policy: RoutePolicy,
 }
 
 /// A service's routing table.
@@ -72,23 +57,34 @@ pub struct ServiceRoutes {
     /// Answered with 200 "ok" by the proxy itself.
     pub health_path: Option<String>,
     /// First match wins.
-    pub routes: Vec<Route>,
+    pub table: RouteTable<Route>,
     /// Upstreams the routes refer to (shared with the admin endpoint).
     pub upstreams: Vec<std::sync::Arc<Upstream>>,
+    /// What applies to every request of the service.
+    pub policy: ServicePolicy,
 }
 
 impl ServiceRoutes {
-    /// The index of the first route matching `req`.
-    pub fn route_index(&self, req: &RequestHeader) -> Option<usize> {
-        let host = req.host();
-        let path = req.uri.path();
-        self.routes.iter().position(|r| r.matches(host, path))
+    fn route(&self, slot: RouteSlot) -> Option<&Route> {
+        match slot {
+            RouteSlot::Route(i) => self.table.get(i).map(|(_, r)| r),
+            _ => None,
+        }
     }
 }
 
 /// Per-request state of [`RouterProxy`].
 #[derive(Debug, Default)]
 pub struct RequestCtx {
+    /// The client's address (after trusted `X-Forwarded-For`).
+    client_ip: Option<IpAddr>,
+    /// The request id, when the service has them.
+    request_id: Option<HeaderValue>,
+    /// The captures of the route's `path_regex`, when something renders them.
+    captures: Option<Captures>,
+    /// The body limit of the route, and the body seen so far.
+    body_limit: Option<BodyLimit>,
+    body_seen: BodyCount,
     upstream: Option<usize>,
     /// The backend chosen for the current attempt, and its in-flight guard.
     backend: Option<(usize, InFlight)>,
@@ -164,6 +160,93 @@ impl RouterProxy {
     }
 }
 
+impl RouterProxy {
+    /// What the templates of a request read.
+    fn vars<'a>(&'a self, session: &'a Session, ctx: &'a RequestCtx) -> RequestVars<'a> {
+        let req = session.req_header();
+        let policy = &self.routes.policy;
+        RequestVars {
+            req,
+            client_ip: ctx.client_ip,
+            scheme: policy.scheme,
+            server_port: policy.server_port,
+            request_id: ctx.request_id.as_ref().and_then(|v| v.to_str().ok()),
+            captures: ctx.captures.as_ref().map(|c| (c, req.uri.path())),
+        }
+    }
+
+    /// Adds the request id and the route's response headers to a response head.
+    fn decorate(&self, session: &Session, ctx: &RequestCtx, head: &mut ResponseHeader) {
+        if let (Some(ids), Some(id)) = (&self.routes.policy.request_ids, &ctx.request_id) {
+            head.headers.insert(ids.header().clone(), id.clone());
+        }
+        if let Some(rules) = self
+            .routes
+            .route(ctx.route)
+            .and_then(|r| r.policy.response_headers.as_ref())
+        {
+            rules.apply(&mut head.headers, &self.vars(session, ctx));
+        }
+    }
+
+    /// Answers the request with `head` and `body`, decorated like every response of the
+    /// route. A request body not read yet closes the connection after the answer.
+    async fn answer(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        mut head: ResponseHeader,
+        body: Bytes,
+    ) -> Result<()> {
+        self.decorate(session, ctx, &mut head);
+        if session.downstream.req_body_framing() != BodyFraming::Empty {
+            session.downstream.set_keepalive(false);
+        }
+        session.downstream.write_response_header(&mut head).await?;
+        if session.req_header().method != Method::HEAD {
+            session.downstream.write_body(&body).await?;
+        }
+        session.downstream.finish_response(None).await
+    }
+
+    /// Answers with a small text body.
+    async fn answer_text(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        status: StatusCode,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<()> {
+        let head = ResponseHeader::for_local_body(status, content_type, body.len());
+        self.answer(session, ctx, head, body).await
+    }
+
+    /// Answers with the proxy's own error page for `status`.
+    async fn answer_error(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        status: StatusCode,
+    ) -> Result<()> {
+        let body = Bytes::from(format!(
+            "{} {}\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("Error")
+        ));
+        self.answer_text(session, ctx, status, TEXT, body).await
+    }
+
+    /// The rate limit hook: `Some(response)` when the request is over its limit. The
+    /// `rate_limit` keys are another piece of work; until then nothing is limited.
+    fn rate_limited(&self, _session: &Session, _ctx: &RequestCtx) -> Option<ResponseHeader> {
+        None
+    }
+}
+
+/// The content type of the proxy's own text answers.
+const TEXT: &str = "text/plain; charset=utf-8";
+
 impl ProxyHttp for RouterProxy {
     type Ctx = RequestCtx;
 
@@ -176,41 +259,74 @@ impl ProxyHttp for RouterProxy {
             if session.req_header().uri.path() == health {
                 ctx.route = RouteSlot::Health;
                 session
-                    .respond(
-                        StatusCode::OK,
-                        "text/plain; charset=utf-8",
-                        Bytes::from_static(b"ok"),
-                    )
+                    .respond(StatusCode::OK, TEXT, Bytes::from_static(b"ok"))
                     .await?;
                 return Ok(true);
             }
         }
-        let index = self.routes.route_index(session.req_header());
-        ctx.route = index.map_or(RouteSlot::Unmatched, RouteSlot::Route);
-        match index
-            .and_then(|i| self.routes.routes.get(i))
-            .map(|r| &r.action)
-        {
-            Some(Action::Upstream(i)) => {
+        let policy = &self.routes.policy;
+        let peer = session.client_addr().ip();
+        ctx.client_ip = if policy.trusted.is_empty() {
+            peer
+        } else {
+            policy
+                .trusted
+                .client_ip(peer, &session.req_header().headers)
+        };
+        if let Some(ids) = &policy.request_ids {
+            ctx.request_id = Some(ids.resolve(peer, &session.req_header().headers));
+        }
+        let Some((index, route)) = self.routes.table.find(session.req_header()) else {
+            ctx.route = RouteSlot::Unmatched;
+            let body = Bytes::from_static(b"404 Not Found: no route matches\n");
+            self.answer_text(session, ctx, StatusCode::NOT_FOUND, TEXT, body)
+                .await?;
+            return Ok(true);
+        };
+        ctx.route = RouteSlot::Route(index);
+        if route.policy.needs_captures {
+            ctx.captures = self
+                .routes
+                .table
+                .get(index)
+                .and_then(|(m, _)| m.captures(session.req_header()));
+        }
+        if let Some(access) = &route.policy.access {
+            if !access.allows(ctx.client_ip) {
+                self.answer_error(session, ctx, StatusCode::FORBIDDEN)
+                    .await?;
+                return Ok(true);
+            }
+        }
+        if let Some(head) = self.rate_limited(session, ctx) {
+            self.answer(session, ctx, head, Bytes::new()).await?;
+            return Ok(true);
+        }
+        if let Some(limit) = route.policy.body_limit {
+            if limit.check_head(session.req_header()).is_err() {
+                self.answer_error(session, ctx, StatusCode::PAYLOAD_TOO_LARGE)
+                    .await?;
+                return Ok(true);
+            }
+            ctx.body_limit = Some(limit);
+        }
+        match &route.action {
+            Action::Upstream(i) => {
                 ctx.upstream = Some(*i);
                 Ok(false)
             }
-            Some(Action::Respond {
+            Action::Respond {
                 status,
                 content_type,
                 body,
-            }) => {
-                session.respond(*status, content_type, body.clone()).await?;
+            } => {
+                self.answer_text(session, ctx, *status, content_type, body.clone())
+                    .await?;
                 Ok(true)
             }
-            None => {
-                session
-                    .respond(
-                        StatusCode::NOT_FOUND,
-                        "text/plain; charset=utf-8",
-                        Bytes::from_static(b"404 Not Found: no route matches\n"),
-                    )
-                    .await?;
+            Action::Redirect(redirect) => {
+                let head = redirect.response(&self.vars(session, ctx));
+                self.answer(session, ctx, head, Bytes::new()).await?;
                 Ok(true)
             }
         }
@@ -231,6 +347,17 @@ impl ProxyHttp for RouterProxy {
         match selected {
             Some((i, peer, guard)) => {
                 ctx.backend = Some((i, guard));
+                let mut peer = peer;
+                if let Some(t) = self
+                    .routes
+                    .route(ctx.route)
+                    .and_then(|r| r.policy.timeouts.as_ref())
+                {
+                    let o = &mut peer.options;
+                    o.connect_timeout = t.connect.unwrap_or(o.connect_timeout);
+                    o.read_timeout = t.read.unwrap_or(o.read_timeout);
+                    o.write_timeout = t.write.unwrap_or(o.write_timeout);
+                }
                 Ok(peer)
             }
             None => Err(Error::new(
@@ -241,6 +368,43 @@ impl ProxyHttp for RouterProxy {
                     upstream.map_or("?", |u| u.name.as_str())
                 ),
             )),
+        }
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let (Some(ids), Some(id)) = (&self.routes.policy.request_ids, &ctx.request_id) {
+            upstream_request
+                .headers
+                .insert(ids.header().clone(), id.clone());
+        }
+        let Some(route) = self.routes.route(ctx.route) else {
+            return Ok(());
+        };
+        let vars = self.vars(session, ctx);
+        if let Some(rewrite) = &route.policy.rewrite {
+            rewrite.apply(upstream_request, &vars)?;
+        }
+        if let Some(rules) = &route.policy.request_headers {
+            rules.apply(&mut upstream_request.headers, &vars);
+        }
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        match ctx.body_limit {
+            Some(limit) => limit.count(&mut ctx.body_seen, body),
+            None => Ok(()),
         }
     }
 
@@ -282,9 +446,26 @@ impl ProxyHttp for RouterProxy {
         error
     }
 
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        error: &Error,
+        ctx: &mut RequestCtx,
+    ) -> u16 {
+        if session.downstream.response_started() {
+            return 0;
+        }
+        let status = pingora_proxy::status::for_error(error);
+        session.downstream.set_keepalive(false);
+        match self.answer_error(session, ctx, status).await {
+            Ok(()) => status.as_u16(),
+            Err(_) => 0,
+        }
+    }
+
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
@@ -299,6 +480,7 @@ impl ProxyHttp for RouterProxy {
                 })
                 .copied();
         }
+        self.decorate(session, ctx, response);
         Ok(())
     }
 
@@ -345,37 +527,8 @@ impl ProxyHttp for RouterProxy {
             metrics.record(&done);
         }
         if let Some(log) = &self.access_log {
-            log.write(session, &done);
+            let id = ctx.request_id.as_ref().map(|v| v.as_bytes());
+            log.write(session, &done, id);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn strips_ports() {
-        assert_eq!(strip_port("example.com:8080"), "example.com");
-        assert_eq!(strip_port("example.com"), "example.com");
-        assert_eq!(strip_port("[::1]:80"), "::1");
-        assert_eq!(strip_port("[::1]"), "::1");
-    }
-
-    fn route(host: Option<&str>, prefix: Option<&str>) -> Route {
-        Route {
-            host: host.map(String::from),
-            path_prefix: prefix.map(String::from),
-            action: Action::Upstream(0),
-        }
-    }
-
-    #[test]
-    fn route_matching() {
-        let r = route(Some("api.example.com"), Some("/v1"));
-        assert!(r.matches(Some("API.example.com:443"), "/v1/users"));
-        assert!(!r.matches(Some("api.example.com"), "/v2"));
-        assert!(!r.matches(None, "/v1"));
-        assert!(route(None, None).matches(None, "/anything"));
     }
 }

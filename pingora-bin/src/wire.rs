@@ -12,6 +12,7 @@ use pingora_core::protocols::http::v1::server::ServerSessionOptions;
 use pingora_core::protocols::http::v1::HeadLimits;
 use pingora_core::server::Server;
 use pingora_core::service::ListeningService;
+use pingora_proxy::modules::{PerClientConnections, RouteTable};
 use pingora_proxy::{HttpProxy, ProxyOptions};
 
 use crate::access_log::ServiceAccessLog;
@@ -19,6 +20,9 @@ use crate::admin::{AdminService, AdminSources, ServiceSource};
 use crate::error::BinError;
 use crate::metrics::Metrics;
 use crate::router::{Action, Route, RouterProxy, ServiceRoutes};
+
+/// The app of a YAML service: the router's proxy behind the per-client connection limit.
+pub type ServiceApp = PerClientConnections<HttpProxy<RouterProxy>>;
 use crate::upstreams::{HealthChecker, Upstream};
 
 /// What this build can do, for config validation.
@@ -37,8 +41,14 @@ pub fn add_services(server: &mut Server, conf: &ServerConf) -> Result<(), BinErr
     // Metrics are only kept when the admin listener can show them.
     let metrics = conf.admin.as_ref().map(|_| Metrics::new()).transpose()?;
     let mut sources = Vec::new();
-    for service in &conf.services {
-        let (svc, source) = build_service(conf, service, metrics.as_ref(), &mut checkers)?;
+    for (i, service) in conf.services.iter().enumerate() {
+        let (svc, source) = build_service(
+            conf,
+            service,
+            &format!("services[{i}]"),
+            metrics.as_ref(),
+            &mut checkers,
+        )?;
         server.add_service(svc);
         sources.extend(source);
     }
@@ -59,16 +69,11 @@ pub fn add_services(server: &mut Server, conf: &ServerConf) -> Result<(), BinErr
 fn build_service(
     conf: &ServerConf,
     service: &ServiceConf,
+    at: &str,
     metrics: Option<&Metrics>,
     checkers: &mut Vec<HealthChecker>,
-) -> Result<
-    (
-        ListeningService<HttpProxy<RouterProxy>>,
-        Option<ServiceSource>,
-    ),
-    BinError,
-> {
-    let routes = build_routes(conf, service)?;
+) -> Result<(ListeningService<ServiceApp>, Option<ServiceSource>), BinError> {
+    let routes = build_routes(conf, service, at)?;
     #[cfg(not(feature = "cache"))]
     if service.cache.is_some() {
         ::log::warn!(
@@ -77,7 +82,7 @@ fn build_service(
         );
     }
     checkers.extend(routes.upstreams.iter().filter_map(|u| u.health_checker()));
-    let service_metrics = metrics.map(|m| m.service(&service.name, routes.routes.len()));
+    let service_metrics = metrics.map(|m| m.service(&service.name, routes.table.len()));
     let access_log = crate::access_log::get().map(|log| ServiceAccessLog::new(log, &service.name));
     let opts = ProxyOptions {
         downstream: ServerSessionOptions {
@@ -116,10 +121,13 @@ fn build_service(
             .unwrap_or_default(),
     );
     let proxy = HttpProxy::new(router, opts, connector);
-    let mut svc = ListeningService::new(service.name.clone(), proxy);
+    let app = PerClientConnections::new(proxy, service.max_connections_per_client);
+    let mut svc = ListeningService::new(service.name.clone(), app);
     if let Some(metrics) = metrics {
         let app = svc.app().clone();
-        metrics.poll_upstream_idle(&service.name, move || app.idle_upstream_connections());
+        metrics.poll_upstream_idle(&service.name, move || {
+            app.inner().idle_upstream_connections()
+        });
     }
     svc.set_threads(service.threads);
     for l in &service.listeners {
@@ -167,7 +175,11 @@ fn bind_addrs(conf: &ServerConf) -> Result<BindAddrs, BinError> {
     })
 }
 
-fn build_routes(conf: &ServerConf, service: &ServiceConf) -> Result<ServiceRoutes, BinError> {
+fn build_routes(
+    conf: &ServerConf,
+    service: &ServiceConf,
+    at: &str,
+) -> Result<ServiceRoutes, BinError> {
     let mut upstreams = Vec::new();
     for (name, up) in service.upstreams.iter() {
         let options = PeerOptions {
@@ -181,7 +193,8 @@ fn build_routes(conf: &ServerConf, service: &ServiceConf) -> Result<ServiceRoute
         upstreams.push(Arc::new(Upstream::new(name.to_string(), up, options)?));
     }
     let mut routes = Vec::new();
-    for r in &service.routes {
+    for (k, r) in service.routes.iter().enumerate() {
+        let at = format!("{at}.routes[{k}]");
         let action = if let Some(resp) = &r.respond {
             Action::Respond {
                 status: StatusCode::from_u16(resp.status)
@@ -189,6 +202,8 @@ fn build_routes(conf: &ServerConf, service: &ServiceConf) -> Result<ServiceRoute
                 content_type: resp.content_type.clone(),
                 body: Bytes::from(resp.body.clone()),
             }
+        } else if let Some(redirect) = crate::policy::route_redirect(r, &at)? {
+            Action::Redirect(redirect)
         } else {
             let name = r.upstream.as_deref().unwrap_or_default();
             let i = upstreams
@@ -197,19 +212,14 @@ fn build_routes(conf: &ServerConf, service: &ServiceConf) -> Result<ServiceRoute
                 .ok_or_else(|| BinError::UndefinedUpstream(name.to_string()))?;
             Action::Upstream(i)
         };
-        let (host, path_prefix) = match &r.matcher {
-            Some(m) => (m.host.clone(), m.path_prefix.clone()),
-            None => (None, None),
-        };
-        routes.push(Route {
-            host,
-            path_prefix,
-            action,
-        });
+        let matcher = crate::policy::route_matcher(r.matcher.as_ref(), &format!("{at}.match"))?;
+        let policy = crate::policy::route_policy(service, r, &at)?;
+        routes.push((matcher, Route { action, policy }));
     }
     Ok(ServiceRoutes {
         health_path: service.health_path.clone(),
-        routes,
+        table: RouteTable::new(routes),
         upstreams,
+        policy: crate::policy::service_policy(service, at)?,
     })
 }

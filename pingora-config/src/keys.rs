@@ -5,6 +5,10 @@
 
 use crate::discovery::DiscoveryConf;
 use crate::observability::AccessLogConf;
+use crate::policy::{
+    AccessConf, HeaderRulesConf, RedirectConf, ReplacePrefixConf, RequestIdConf, RewriteConf,
+    TimeoutsConf,
+};
 use crate::server::{AdminConf, ServerConf, TokioConf};
 use crate::service::{
     CacheConf, CacheDiskConf, ListenerConf, ListenerTlsConf, RespondConf, RouteConf, RouteMatch,
@@ -67,6 +71,34 @@ pub fn config_sections() -> Vec<ConfigSection> {
         ConfigSection {
             name: "services[].routes[].respond",
             keys: RespondConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].routes[].redirect",
+            keys: RedirectConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].routes[].rewrite",
+            keys: RewriteConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].routes[].rewrite.replace_prefix",
+            keys: ReplacePrefixConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].routes[].request_headers, response_headers",
+            keys: HeaderRulesConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].routes[].timeouts",
+            keys: TimeoutsConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].access, services[].routes[].access",
+            keys: AccessConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].request_id",
+            keys: RequestIdConf::FIELDS,
         },
         ConfigSection {
             name: "services[].upstreams.NAME",
@@ -163,11 +195,25 @@ mod tests {
         );
         assert_eq!(serde_keys::<CacheConf>(), sorted(CacheConf::FIELDS));
         assert_eq!(serde_keys::<CacheDiskConf>(), sorted(CacheDiskConf::FIELDS));
+
+        assert_eq!(serde_keys::<RedirectConf>(), sorted(RedirectConf::FIELDS));
+        assert_eq!(serde_keys::<RewriteConf>(), sorted(RewriteConf::FIELDS));
+        assert_eq!(
+            serde_keys::<ReplacePrefixConf>(),
+            sorted(ReplacePrefixConf::FIELDS)
+        );
+        assert_eq!(
+            serde_keys::<HeaderRulesConf>(),
+            sorted(HeaderRulesConf::FIELDS)
+        );
+        assert_eq!(serde_keys::<TimeoutsConf>(), sorted(TimeoutsConf::FIELDS));
+        assert_eq!(serde_keys::<AccessConf>(), sorted(AccessConf::FIELDS));
+        assert_eq!(serde_keys::<RequestIdConf>(), sorted(RequestIdConf::FIELDS));
     }
 
     #[test]
     fn every_section_is_listed() {
-        assert_eq!(config_sections().len(), 18);
+        assert_eq!(config_sections().len(), 25);
         let keys = all_config_keys();
         assert!(keys.contains(&"match"));
         assert!(keys.contains(&"blocking_threads"));

@@ -9,11 +9,14 @@ mod keys;
 mod listen_addr;
 mod locate;
 mod observability;
+mod policy;
 mod server;
 mod service;
 mod suggest;
+pub mod template;
 mod upstream;
 mod validate;
+mod validate_policy;
 mod validate_tls;
 mod validate_upstream;
 
@@ -22,12 +25,17 @@ pub use error::{ConfigError, ConfigErrorDetails, ConfigErrorKind};
 pub use keys::{all_config_keys, config_sections, ConfigSection};
 pub use listen_addr::{ListenAddr, ListenAddrParseError, MAX_UNIX_PATH_BYTES};
 pub use observability::{AccessLogConf, AccessLogFormat, LogLevel};
+pub use policy::{
+    AccessConf, HeaderRulesConf, RedirectConf, ReplacePrefixConf, RequestIdConf, RewriteConf,
+    StringMap, TimeoutsConf,
+};
 pub use server::{read_token_file, AdminConf, ServerConf, TokioConf, ValidateOptions};
 pub use service::{
     CacheConf, CacheDiskConf, IpNet, ListenerConf, ListenerTlsConf, RespondConf, RouteConf,
     RouteMatch, ServiceConf, TlsCertConf,
 };
 pub use suggest::{closest as suggest_closest, edit_distance};
+pub use template::Template;
 pub use upstream::{
     HashKey, HealthCheckConf, HealthCheckType, LbAlgorithm, PeerConf, StatusRange, UpstreamConf,
     UpstreamMap, UpstreamTlsConf,

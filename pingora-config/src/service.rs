@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 
 use crate::listen_addr::ListenAddr;
+use crate::policy::{
+    AccessConf, HeaderRulesConf, RedirectConf, RequestIdConf, RewriteConf, StringMap, TimeoutsConf,
+};
 use crate::upstream::{UpstreamConf, UpstreamMap};
 
 /// One proxy service (`services[]`): its own runtime, listeners, routes and upstreams.
@@ -33,6 +36,16 @@ pub struct ServiceConf {
     pub max_request_head_bytes: usize,
     /// Most header fields in one request; more get 431.
     pub max_request_headers: usize,
+    /// Networks whose `X-Forwarded-For` and request id are believed (empty: nobody's).
+    pub trusted_proxies: Vec<String>,
+    /// Request ids: accepted from trusted peers, else generated.
+    pub request_id: Option<RequestIdConf>,
+    /// Largest request body accepted (413 beyond); routes may override it.
+    pub max_request_body_bytes: Option<u64>,
+    /// Who may send requests (403 otherwise); routes may replace it.
+    pub access: Option<AccessConf>,
+    /// Most concurrent connections from one client address.
+    pub max_connections_per_client: Option<u32>,
 }
 
 impl ServiceConf {
@@ -50,6 +63,11 @@ impl ServiceConf {
         "keepalive_timeout_ms",
         "max_request_head_bytes",
         "max_request_headers",
+        "trusted_proxies",
+        "request_id",
+        "max_request_body_bytes",
+        "access",
+        "max_connections_per_client",
     ];
 
     /// The upstream called `name` in this service.
@@ -73,6 +91,11 @@ impl Default for ServiceConf {
             keepalive_timeout_ms: 75_000,
             max_request_head_bytes: 32_768,
             max_request_headers: 128,
+            trusted_proxies: Vec::new(),
+            request_id: None,
+            max_request_body_bytes: None,
+            access: None,
+            max_connections_per_client: None,
         }
     }
 }
@@ -164,7 +187,8 @@ impl TlsCertConf {
     pub const FIELDS: &'static [&'static str] = &["cert", "key"];
 }
 
-/// One routing rule (`services[].routes[]`): a match and exactly one of `upstream` / `respond`.
+/// One routing rule (`services[].routes[]`): a match, exactly one of `upstream` /
+/// `respond` / `redirect`, and the route's policy.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RouteConf {
@@ -177,26 +201,82 @@ pub struct RouteConf {
     pub respond: Option<RespondConf>,
     /// Serve the matched requests through the service's cache (needs a `cache:` section).
     pub cache: bool,
+    /// Answer the matched requests with a redirect.
+    pub redirect: Option<RedirectConf>,
+    /// Rewrite the path sent upstream.
+    pub rewrite: Option<RewriteConf>,
+    /// Edits of the request headers sent upstream.
+    pub request_headers: Option<HeaderRulesConf>,
+    /// Edits of the response headers sent to the client (every response of the route).
+    pub response_headers: Option<HeaderRulesConf>,
+    /// Replaces the service's `max_request_body_bytes` for this route.
+    pub max_request_body_bytes: Option<u64>,
+    /// Replaces the service's `access` for this route.
+    pub access: Option<AccessConf>,
+    /// Overrides of the upstream's timeouts.
+    pub timeouts: Option<TimeoutsConf>,
 }
 
 impl RouteConf {
     /// The YAML keys of a route.
-    pub const FIELDS: &'static [&'static str] = &["match", "upstream", "respond", "cache"];
+    pub const FIELDS: &'static [&'static str] = &[
+        "match",
+        "upstream",
+        "respond",
+        "cache",
+        "redirect",
+        "rewrite",
+        "request_headers",
+        "response_headers",
+        "max_request_body_bytes",
+        "access",
+        "timeouts",
+    ];
 }
 
 /// Conditions of a route; all that are set must hold.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RouteMatch {
-    /// The request's host name, compared case-insensitively and without any `:port`.
+    /// The request's host name, compared case-insensitively and without any `:port`;
+    /// `*.example.com` matches exactly one more leading label.
     pub host: Option<String>,
+    /// The exact request path (no query).
+    pub path: Option<String>,
     /// A prefix of the request path, starting with `/`.
     pub path_prefix: Option<String>,
+    /// A regular expression the path must match; its captures are `$1`..`$9`.
+    pub path_regex: Option<String>,
+    /// Methods accepted (any when absent).
+    pub methods: Option<Vec<String>>,
+    /// Request headers: an exact value, `~REGEX`, or `*` (present with any value).
+    pub headers: StringMap,
+    /// Query parameters with their exact value.
+    pub query: StringMap,
 }
 
 impl RouteMatch {
     /// The YAML keys of a route's `match` section.
-    pub const FIELDS: &'static [&'static str] = &["host", "path_prefix"];
+    pub const FIELDS: &'static [&'static str] = &[
+        "host",
+        "path",
+        "path_prefix",
+        "path_regex",
+        "methods",
+        "headers",
+        "query",
+    ];
+
+    /// Whether no condition is set (the route takes every request).
+    pub fn is_empty(&self) -> bool {
+        self.host.is_none()
+            && self.path.is_none()
+            && self.path_prefix.is_none()
+            && self.path_regex.is_none()
+            && self.methods.is_none()
+            && self.headers.is_empty()
+            && self.query.is_empty()
+    }
 }
 
 /// A fixed response produced by the proxy itself.
@@ -290,16 +370,29 @@ impl CacheConf {
 }
 
 /// An IP network: an address and a prefix length (`10.0.0.0/8`, `::1/128`); a bare
-/// address is a network of one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    /// The network address.
-    pub addr: std::net::IpAddr,
-    /// Leading bits that must match.
-    pub prefix: u8,
-}
+/// address is a network of one. Built on the `ipnet` crate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IpNet(ipnet::IpNet);
 
 impl IpNet {
+    /// The network of `addr` with `prefix` leading bits (host bits are cleared);
+    /// None when `prefix` is too long for the address family.
+    pub fn new(addr: std::net::IpAddr, prefix: u8) -> Option<IpNet> {
+        ipnet::IpNet::new(addr, prefix)
+            .ok()
+            .map(|n| IpNet(n.trunc()))
+    }
+
+    /// The network address.
+    pub fn addr(&self) -> std::net::IpAddr {
+        self.0.network()
+    }
+
+    /// Leading bits that must match.
+    pub fn prefix_len(&self) -> u8 {
+        self.0.prefix_len()
+    }
+
     /// Whether `ip` is in this network (IPv4-mapped IPv6 addresses match IPv4 networks).
     pub fn contains(&self, ip: std::net::IpAddr) -> bool {
         use std::net::IpAddr;
@@ -307,45 +400,52 @@ impl IpNet {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
             v4 => v4,
         };
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
+        self.0.contains(&ip)
+    }
+}
+
+impl From<ipnet::IpNet> for IpNet {
+    fn from(net: ipnet::IpNet) -> Self {
+        IpNet(net.trunc())
+    }
+}
+
+impl std::fmt::Display for IpNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
     }
 }
 
 impl std::str::FromStr for IpNet {
-    type Err = String;
+    type Err = crate::ConfigError;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    /// Parses `ADDR` or `ADDR/PREFIX`; the error names the text (no file or position).
+    fn from_str(s: &str) -> Result<Self, crate::ConfigError> {
+        let invalid = |message: String| {
+            crate::ConfigError::new("network", crate::ConfigErrorKind::Invalid, "", message)
+        };
         let (addr, prefix) = match s.split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: std::net::IpAddr = addr
-            .parse()
-            .map_err(|_| format!("`{s}` is not an IP address or network"))?;
+        let addr: std::net::IpAddr = addr.parse().map_err(|_| {
+            invalid(format!(
+                "`{}` is not an IP address or network",
+                s.escape_debug()
+            ))
+        })?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("`{s}`: prefix length must be 0 to {max}"))?,
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| {
+                invalid(format!(
+                    "`{}`: prefix length must be 0 to {max}",
+                    s.escape_debug()
+                ))
+            })?,
         };
-        Ok(IpNet { addr, prefix })
+        IpNet::new(addr, prefix)
+            .ok_or_else(|| invalid(format!("`{}` is not a network", s.escape_debug())))
     }
 }
 

@@ -435,10 +435,7 @@ fn validate_service(
             ));
         }
         validate_route(route, service, &route_path, r)?;
-        let matches_all = route
-            .matcher
-            .as_ref()
-            .is_none_or(|m| m.host.is_none() && m.path_prefix.is_none());
+        let matches_all = route.matcher.as_ref().is_none_or(|m| m.is_empty());
         if matches_all {
             catch_all = Some(k);
         }
@@ -459,10 +456,11 @@ fn validate_service(
         r.timeout_ms(&at("cache.lock_timeout_ms"), cache.lock_timeout_ms)?;
         for (k, net) in cache.purge_allow.iter().enumerate() {
             if let Err(why) = net.parse::<crate::service::IpNet>() {
-                return Err(r.invalid(&at(&format!("cache.purge_allow[{k}]")), why));
+                return Err(r.invalid(&at(&format!("cache.purge_allow[{k}]")), why.message.clone()));
             }
         }
     }
+    crate::validate_policy::validate_service_policy(service, path, r)?;
     for (key, value) in [
         ("client_header_timeout_ms", service.client_header_timeout_ms),
         ("client_body_timeout_ms", service.client_body_timeout_ms),
@@ -513,35 +511,26 @@ fn validate_route(
     r: &Reporter<'_>,
 ) -> Result<(), ConfigError> {
     let at = |key: &str| join_key(path, key);
-    if let Some(matcher) = &route.matcher {
-        if let Some(host) = &matcher.host {
-            if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/') {
-                return Err(r.invalid(
-                    &at("match.host"),
-                    format!("`{}` is not a host name", host.escape_debug()),
-                ));
-            }
-        }
-        if let Some(prefix) = &matcher.path_prefix {
-            if !prefix.starts_with('/') {
-                return Err(r.invalid(
-                    &at("match.path_prefix"),
-                    format!("must start with `/`, found `{}`", prefix.escape_debug()),
-                ));
-            }
-        }
+    crate::validate_policy::validate_route_policy(route, path, r)?;
+    let actions = usize::from(route.upstream.is_some())
+        + usize::from(route.respond.is_some())
+        + usize::from(route.redirect.is_some());
+    if actions > 1 {
+        return Err(r.invalid(
+            path,
+            "a route takes exactly one of `upstream`, `respond` and `redirect`, this one has more",
+        ));
+    }
+    if route.redirect.is_some() {
+        return Ok(());
     }
     match (&route.upstream, &route.respond) {
-        (Some(_), Some(_)) => {
-            return Err(r.invalid(
-                path,
-                "a route takes exactly one of `upstream` and `respond`, this one has both",
-            ));
-        }
+        // Both: refused above.
+        (Some(_), Some(_)) => {}
         (None, None) => {
             return Err(r.invalid(
                 path,
-                "a route needs `upstream: NAME` or `respond: {...}`, this one has neither",
+                "a route needs `upstream: NAME`, `respond: {...}` or `redirect: {...}`, this one has none",
             ));
         }
         (Some(name), None) => {

@@ -54,6 +54,8 @@ pub enum ErrorKind {
     /// or sent a GOAWAY whose last stream id is below it. The request is safe to retry
     /// (such errors carry `retry == true`).
     H2StreamRefused,
+    /// A request body larger than the configured limit (answered with 413).
+    BodyTooLarge,
 }
 
 impl ErrorKind {
@@ -77,6 +79,7 @@ impl ErrorKind {
             ErrorKind::Io => "io",
             ErrorKind::Internal => "internal",
             ErrorKind::H2StreamRefused => "h2_stream_refused",
+            ErrorKind::BodyTooLarge => "body_too_large",
         }
     }
 }

@@ -14,6 +14,9 @@
 //! Failures go through [`ProxyHttp::fail_to_connect`] (retry or not) and
 //! [`ProxyHttp::fail_to_proxy`] (the error response).
 //!
+//! [`modules`] holds request policy building blocks (route matching, header rules,
+//! rewrites, redirects, access lists, body limits, request ids, connection limits).
+//!
 //! With the `cache` feature, a request for which [`ProxyHttp::request_cache_filter`]
 //! returns a cache is answered from it when it can be, and its cacheable responses are
 //! stored (see `docs/caching.md`); the other cache phases are
@@ -27,6 +30,7 @@ mod cache;
 mod exchange;
 mod front;
 pub mod headers;
+pub mod modules;
 mod phases;
 pub mod prelude;
 mod proxy;

@@ -4,6 +4,7 @@ use http::StatusCode;
 use pingora_core::{Error, ErrorKind, Side};
 
 /// The status for an error: 400 malformed request, 431 head too large, 408 slow client,
+/// 413 request body too large,
 /// 502 upstream refused/reset/garbled, 503 no upstream, 504 upstream timeout, 500 otherwise.
 pub fn for_error(e: &Error) -> StatusCode {
     match (e.side, e.kind) {
@@ -12,6 +13,7 @@ pub fn for_error(e: &Error) -> StatusCode {
             StatusCode::BAD_REQUEST
         }
         (Side::Downstream, ErrorKind::ReadTimeout) => StatusCode::REQUEST_TIMEOUT,
+        (_, ErrorKind::BodyTooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
         (_, ErrorKind::NoUpstream) => StatusCode::SERVICE_UNAVAILABLE,
         (
             Side::Upstream,
@@ -49,6 +51,10 @@ mod tests {
             504
         );
         assert_eq!(for_error(&e(Side::Internal, ErrorKind::NoUpstream)), 503);
+        assert_eq!(
+            for_error(&e(Side::Downstream, ErrorKind::BodyTooLarge)),
+            413
+        );
         assert_eq!(for_error(&e(Side::Internal, ErrorKind::Internal)), 500);
     }
 }

@@ -12,6 +12,8 @@ mod bad_input;
 #[cfg(feature = "cache")]
 mod cache;
 mod cli;
+#[cfg(feature = "lb")]
+mod cookbook;
 mod daemon;
 mod deploy_metrics;
 mod framing;
@@ -24,6 +26,7 @@ mod lb;
 mod lb_discovery;
 mod log_flood;
 mod observability;
+mod policy;
 mod retries;
 mod routes;
 mod signals;

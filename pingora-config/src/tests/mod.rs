@@ -5,6 +5,7 @@ use crate::{ConfigError, ConfigErrorKind, ServerConf};
 mod decoding;
 mod discovery;
 mod files;
+mod policy;
 mod semantic;
 mod valid;
 

@@ -320,7 +320,7 @@ fn routes_need_exactly_one_action() {
         Invalid,
         5,
         "services[0].routes[0]",
-        "has neither",
+        "has none",
     );
     assert_err(
         &with_upstream("").replace(
@@ -330,7 +330,7 @@ fn routes_need_exactly_one_action() {
         Invalid,
         6,
         "services[0].routes[0]",
-        "has both",
+        "has more",
     );
 }
 
