@@ -15,6 +15,7 @@ use crate::key::CacheKey;
 use crate::lock::{CacheLock, Locked, WritePermit};
 use crate::memory::MemoryStorage;
 use crate::object::{CachedResponse, Entry, VaryIndex};
+use crate::partial::PartialResponse;
 use crate::rules::{vary_names, Cacheability, ResponseTiming, StoreRules};
 use crate::stats::{CacheStats, LookupCounters, Tier};
 use crate::storage::{Located, Storage};
@@ -223,38 +224,38 @@ impl HttpCache {
     ) -> Fill {
         strip_cookies(&mut head);
         let names = vary_names(&head.headers).unwrap_or_default();
-        let (target, index) = if names.is_empty() {
-            (primary.clone(), None)
+        let (target, vary, index) = if names.is_empty() {
+            (primary.clone(), None, None)
         } else {
             let existing = match self.storage.get(primary).as_deref() {
                 Some(Entry::Variants(index)) if index.names == names => Some(index.generation),
                 _ => None,
             };
-            match existing {
-                Some(generation) => (primary.variant(generation, &names, request), None),
+            let (generation, index) = match existing {
+                Some(generation) => (generation, None),
                 None => {
                     let generation = self.generation.fetch_add(1, Ordering::Relaxed);
-                    let key = primary.variant(generation, &names, request);
-                    (
-                        key,
-                        Some((primary.clone(), VaryIndex { names, generation })),
-                    )
+                    let index = VaryIndex {
+                        names: names.clone(),
+                        generation,
+                    };
+                    (generation, Some((primary.clone(), index)))
                 }
-            }
+            };
+            let key = primary.variant(generation, &names, request);
+            (key, Some((names, generation)), index)
         };
         let expected_len = head
             .headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|s| s.parse::<u64>().ok());
+        let partial = PartialResponse::new(target, vary, head, meta, expected_len);
         Fill::new(
             Arc::clone(&self.storage),
-            target,
+            partial,
             index,
-            head,
-            meta,
             self.max_entry_bytes(),
-            expected_len,
             permit,
             Arc::clone(&self.counters),
         )

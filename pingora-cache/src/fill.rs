@@ -2,90 +2,95 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::HeaderMap;
-use pingora_core::protocols::http::ResponseHeader;
 
-use crate::freshness::CacheMeta;
 use crate::key::CacheKey;
 use crate::lock::WritePermit;
 use crate::object::{CachedResponse, Entry, VaryIndex};
+use crate::partial::PartialResponse;
 use crate::stats::LookupCounters;
 use crate::storage::Storage;
 
-/// A response being stored. Feed it the body with [`Fill::push`] and end it with
-/// [`Fill::finish`]; nothing is stored before that, so a fill that is dropped (the
-/// origin cut the body, the client went away) or grew too large is never served.
+/// A response being stored. Feed it the body with [`Fill::push`] (or
+/// [`Fill::push_bytes`]) and end it with [`Fill::finish`]; nothing is stored before
+/// that, so a fill that is dropped (the origin cut the body, the client went away) or
+/// grew too large is never served from the cache. Requests waiting on the key's lock
+/// may follow the body as it arrives ([`PartialResponse`]).
 pub struct Fill {
     storage: Arc<dyn Storage>,
-    /// Where the response goes (a variant key when it has `Vary`).
-    target: CacheKey,
+    /// The head, freshness, target key and body so far, shared with the waiters.
+    partial: Arc<PartialResponse>,
     /// A new variant index to store under the primary key, when there is `Vary`.
     index: Option<(CacheKey, VaryIndex)>,
-    head: ResponseHeader,
-    meta: CacheMeta,
-    body: BytesMut,
+    received: u64,
     limit: u64,
     /// Set once the body passed `limit`: the fill is dead.
     too_large: bool,
+    /// Set once the body ended.
+    finished: bool,
     permit: Option<WritePermit>,
     counters: Arc<LookupCounters>,
 }
 
 impl Fill {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         storage: Arc<dyn Storage>,
-        target: CacheKey,
+        partial: PartialResponse,
         index: Option<(CacheKey, VaryIndex)>,
-        head: ResponseHeader,
-        meta: CacheMeta,
         limit: u64,
-        expected_len: Option<u64>,
         permit: Option<WritePermit>,
         counters: Arc<LookupCounters>,
     ) -> Fill {
-        let too_large = expected_len.is_some_and(|n| n > limit);
-        let capacity = if too_large {
-            0
-        } else {
-            expected_len.unwrap_or(0).min(limit) as usize
-        };
+        let too_large = partial.expected_len().is_some_and(|n| n > limit);
+        let partial = Arc::new(partial);
         let mut fill = Fill {
             storage,
-            target,
+            partial,
             index,
-            head,
-            meta,
-            body: BytesMut::with_capacity(capacity),
+            received: 0,
             limit,
             too_large,
+            finished: false,
             permit,
             counters,
         };
         if too_large {
             fill.give_up();
+        } else if let Some(permit) = &fill.permit {
+            permit.publish(Arc::clone(&fill.partial));
         }
         fill
     }
 
-    /// Adds a piece of the body. Past the size limit the fill is abandoned (the waiters
-    /// are released at once and go to the origin themselves).
+    /// The response being filled, as waiters see it.
+    pub fn partial(&self) -> &Arc<PartialResponse> {
+        &self.partial
+    }
+
+    /// Adds a piece of the body (copied). Past the size limit the fill is abandoned
+    /// (the waiters are released at once and go to the origin themselves).
     pub fn push(&mut self, chunk: &[u8]) {
+        self.push_bytes(Bytes::copy_from_slice(chunk));
+    }
+
+    /// Adds a piece of the body without copying it (it is kept until the end of the
+    /// fill, then joined with the others).
+    pub fn push_bytes(&mut self, chunk: Bytes) {
         if self.too_large {
             return;
         }
-        if (self.body.len() + chunk.len()) as u64 > self.limit {
+        if self.received + chunk.len() as u64 > self.limit {
             log::debug!(
                 "cache: {} is larger than {} bytes; not stored",
-                self.target,
+                self.partial.key(),
                 self.limit
             );
             self.too_large = true;
             self.give_up();
             return;
         }
-        self.body.extend_from_slice(chunk);
+        self.received = self.partial.push(chunk);
     }
 
     /// Whether the fill can still be stored.
@@ -95,7 +100,7 @@ impl Fill {
 
     fn give_up(&mut self) {
         self.counters.refused();
-        self.body = BytesMut::new();
+        self.partial.abandon();
         self.permit = None;
     }
 
@@ -105,29 +110,40 @@ impl Fill {
         if self.too_large {
             return None;
         }
-        let body: Bytes = std::mem::take(&mut self.body).freeze();
+        self.finished = true;
+        let body = self.partial.complete();
         let response = Arc::new(CachedResponse {
-            head: self.head.clone(),
+            head: self.partial.head().clone(),
             body,
             trailers: trailers.cloned(),
-            meta: self.meta.clone(),
+            meta: self.partial.meta().clone(),
         });
+        let target = self.partial.key().clone();
         let stored = self.storage.put(
-            self.target.clone(),
+            target.clone(),
             Arc::new(Entry::Response(Arc::clone(&response))),
         );
         if let Err(e) = stored {
-            log::debug!("cache: {} not stored: {e}", self.target);
+            log::debug!("cache: {target} not stored: {e}");
             return None;
         }
         // The variant first, then the index that leads to it.
         if let Some((primary, index)) = self.index.take() {
             if let Err(e) = self.storage.put(primary, Arc::new(Entry::Variants(index))) {
-                log::debug!("cache: variant index of {} not stored: {e}", self.target);
+                log::debug!("cache: variant index of {target} not stored: {e}");
                 return None;
             }
         }
         // Dropping `self` releases the lock, after the entry became visible.
         Some(response)
+    }
+}
+
+impl Drop for Fill {
+    fn drop(&mut self) {
+        if !self.finished && !self.too_large {
+            // Cut short: waiters following the body must not wait for the rest.
+            self.partial.abandon();
+        }
     }
 }

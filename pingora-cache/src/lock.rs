@@ -2,7 +2,10 @@
 //!
 //! The first request for a key gets a [`WritePermit`] and fetches; the others get a
 //! [`LockWait`] and wait until the permit is dropped (the fetch stored its response,
-//! or gave up) or until their timeout, then look the cache up again.
+//! or gave up) or until their timeout, then look the cache up again. Once the fetch
+//! starts storing a response, the permit announces it ([`WritePermit::publish`]), so
+//! that a waiter needing only part of it can follow the fill
+//! ([`LockWait::wait_for_fill`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,11 +15,15 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::key::CacheKey;
+use crate::partial::PartialResponse;
+
+/// What a permit tells its waiters: the response being filled, once there is one.
+type Announcement = Option<Arc<PartialResponse>>;
 
 /// The keys being fetched right now.
 #[derive(Default)]
 pub struct CacheLock {
-    held: Mutex<HashMap<CacheKey, (u64, watch::Receiver<()>)>>,
+    held: Mutex<HashMap<CacheKey, (u64, watch::Receiver<Announcement>)>>,
     next_id: AtomicU64,
 }
 
@@ -33,12 +40,12 @@ pub struct WritePermit {
     lock: Arc<CacheLock>,
     key: CacheKey,
     id: u64,
-    _wake: watch::Sender<()>,
+    announce: watch::Sender<Announcement>,
 }
 
 /// A wait for the request fetching a key.
 pub struct LockWait {
-    released: watch::Receiver<()>,
+    released: watch::Receiver<Announcement>,
 }
 
 /// How a [`LockWait`] ended.
@@ -50,13 +57,23 @@ pub enum WaitOutcome {
     TimedOut,
 }
 
+/// How a [`LockWait::wait_for_fill`] ended.
+pub enum FillWait {
+    /// The fetch is storing this response (it may still be arriving).
+    Filling(Arc<PartialResponse>),
+    /// The fetch finished without storing anything.
+    Released,
+    /// The timeout passed first.
+    TimedOut,
+}
+
 impl CacheLock {
     /// An empty lock table.
     pub fn new() -> Arc<CacheLock> {
         Arc::new(CacheLock::default())
     }
 
-    fn table(&self) -> MutexGuard<'_, HashMap<CacheKey, (u64, watch::Receiver<()>)>> {
+    fn table(&self) -> MutexGuard<'_, HashMap<CacheKey, (u64, watch::Receiver<Announcement>)>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -68,14 +85,14 @@ impl CacheLock {
                 released: rx.clone(),
             });
         }
-        let (tx, rx) = watch::channel(());
+        let (tx, rx) = watch::channel(None);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         table.insert(key.clone(), (id, rx));
         Locked::Writer(WritePermit {
             lock: Arc::clone(self),
             key: key.clone(),
             id,
-            _wake: tx,
+            announce: tx,
         })
     }
 
@@ -95,6 +112,11 @@ impl WritePermit {
     pub fn key(&self) -> &CacheKey {
         &self.key
     }
+
+    /// Tells the waiters that `partial` is being stored.
+    pub fn publish(&self, partial: Arc<PartialResponse>) {
+        self.announce.send_replace(Some(partial));
+    }
 }
 
 impl Drop for WritePermit {
@@ -110,11 +132,35 @@ impl Drop for WritePermit {
 impl LockWait {
     /// Waits until the fetch is over or `timeout` passes.
     pub async fn wait(mut self, timeout: Duration) -> WaitOutcome {
-        // The sender is never used to send: `changed` returns only once it is dropped.
-        match tokio::time::timeout(timeout, self.released.changed()).await {
-            Ok(_) => WaitOutcome::Released,
+        // `changed` fails only once the permit (the sender) is dropped; announcements
+        // of a fill do not end this wait.
+        let released = async { while self.released.changed().await.is_ok() {} };
+        match tokio::time::timeout(timeout, released).await {
+            Ok(()) => WaitOutcome::Released,
             Err(_) => WaitOutcome::TimedOut,
         }
+    }
+
+    /// Waits until the fetch starts storing a response (or stored it already), the
+    /// fetch ends without storing, or `timeout` passes.
+    pub async fn wait_for_fill(mut self, timeout: Duration) -> FillWait {
+        let announced = async {
+            loop {
+                if let Some(partial) = self.released.borrow_and_update().clone() {
+                    return FillWait::Filling(partial);
+                }
+                if self.released.changed().await.is_err() {
+                    // The permit is gone; it may have announced a fill just before.
+                    return match self.released.borrow().clone() {
+                        Some(partial) => FillWait::Filling(partial),
+                        None => FillWait::Released,
+                    };
+                }
+            }
+        };
+        tokio::time::timeout(timeout, announced)
+            .await
+            .unwrap_or(FillWait::TimedOut)
     }
 }
 

@@ -92,6 +92,11 @@ impl<K: Hash + Eq + Clone, V: Clone> Lru<K, V> {
     pub(crate) fn len(&self) -> usize {
         self.map.len()
     }
+
+    /// Every key, in no particular order.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &K> {
+        self.map.keys()
+    }
 }
 
 #[cfg(test)]

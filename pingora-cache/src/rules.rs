@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use http::header::{HeaderMap, AUTHORIZATION, ETAG, LAST_MODIFIED, RANGE, SET_COOKIE, VARY};
+use http::header::{HeaderMap, AUTHORIZATION, ETAG, LAST_MODIFIED, SET_COOKIE, VARY};
 use http::{Method, StatusCode};
 use pingora_core::protocols::http::{RequestHeader, ResponseHeader};
 
@@ -30,8 +30,10 @@ pub enum RequestPolicy {
     },
 }
 
-/// Whether a request may use the cache: only `GET` and `HEAD` without a body or
-/// `Range` are looked up, and not with request `no-store`.
+/// Whether a request may use the cache: only `GET` and `HEAD` without a body are
+/// looked up, and not with request `no-store`. A `Range` request is looked up too: the
+/// cache answers it from a stored (or arriving) complete response
+/// ([`crate::range`]), and fetches the whole response to fill an entry.
 pub fn request_policy(req: &RequestHeader, has_body: bool) -> RequestPolicy {
     let bypass = |reason| RequestPolicy::Bypass {
         reason,
@@ -49,9 +51,6 @@ pub fn request_policy(req: &RequestHeader, has_body: bool) -> RequestPolicy {
     }
     if has_body {
         return bypass("request has a body");
-    }
-    if req.headers.contains_key(RANGE) {
-        return bypass("range requests are not cached");
     }
     let cc = CacheControl::from_request_headers(&req.headers);
     if cc.no_store {
@@ -489,10 +488,10 @@ mod tests {
                 ..
             }
         ));
-        assert!(matches!(
+        assert_eq!(
             request_policy(&req("GET", &[("range", "bytes=0-1")]), false),
-            RequestPolicy::Bypass { .. }
-        ));
+            RequestPolicy::Lookup { revalidate: false }
+        );
         assert!(matches!(
             request_policy(&req("GET", &[("cache-control", "no-store")]), false),
             RequestPolicy::Bypass { .. }

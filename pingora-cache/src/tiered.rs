@@ -119,9 +119,26 @@ impl Storage for TieredStorage {
         self.memory.entries()
     }
 
-    /// Removes matching entries from memory and from disk.
+    /// Removes matching entries from memory and from disk (reading the keys of the
+    /// files: call it from a blocking thread); an entry in both tiers counts once.
     fn remove_where(&self, matches: &dyn Fn(&CacheKey) -> bool) -> u64 {
-        self.memory.remove_where(matches) + self.disk.remove_where(matches)
+        let in_memory = std::sync::Mutex::new(Vec::new());
+        self.memory.remove_where(&|key| {
+            let hit = matches(key);
+            if hit {
+                in_memory
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(key.clone());
+            }
+            hit
+        });
+        let in_memory = in_memory.into_inner().unwrap_or_else(|p| p.into_inner());
+        // Removed from disk by key first: a write still queued is cancelled too.
+        for key in &in_memory {
+            self.disk.remove(key);
+        }
+        in_memory.len() as u64 + self.disk.remove_where(matches)
     }
 
     fn stats(&self) -> StorageStats {

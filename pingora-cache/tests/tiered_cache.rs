@@ -289,3 +289,31 @@ fn a_successful_unsafe_request_invalidates_its_uri_and_same_host_locations() {
     assert!(cache.invalidate("EXAMPLE.com", "/elsewhere"));
     assert!(!present("/elsewhere"));
 }
+
+#[tokio::test]
+async fn purge_by_prefix_reaches_the_disk_tier_across_a_restart() {
+    use pingora_cache::PurgeTarget;
+    let dir = TempDir::new("purge-prefix");
+    let plain = HeaderMap::new();
+    let path_key = |p: &str| CacheKey::from_parts(&Method::GET, "example.com", p);
+    {
+        let cache = tiered(&dir, 1 << 20, 8 << 20);
+        for p in ["/img/a", "/img/b", "/css/c"] {
+            store(&cache, &path_key(p), &plain, ResponseHeader::new(StatusCode::OK), b"x");
+        }
+        cache.flush();
+    }
+    let cache = tiered(&dir, 1 << 20, 8 << 20);
+    // Read one back into memory: it is in both tiers and counts once.
+    assert!(body_of(&cache, &path_key("/img/a"), &plain).await.is_some());
+    let purged = cache.purge_target(None, PurgeTarget::Prefix("/img/"));
+    assert_eq!(purged, 2);
+    cache.flush();
+    assert!(body_of(&cache, &path_key("/img/a"), &plain).await.is_none());
+    assert!(body_of(&cache, &path_key("/img/b"), &plain).await.is_none());
+    assert!(body_of(&cache, &path_key("/css/c"), &plain).await.is_some());
+    drop(cache);
+    let cache = tiered(&dir, 1 << 20, 8 << 20);
+    assert!(body_of(&cache, &path_key("/img/b"), &plain).await.is_none());
+    assert_eq!(cache.stats().storage.disk_entries, 1);
+}

@@ -148,6 +148,30 @@ fn encode_response(w: &mut Vec<u8>, r: &CachedResponse) {
     }
 }
 
+/// Keys are at most this long in a file read for its key alone (a longer length field
+/// means the file is damaged).
+const MAX_KEY_LEN: usize = 1 << 20;
+
+/// The key stored in the file at `path`, read from its first bytes only (the content is
+/// not checked: a purge reads keys to choose files to remove, never to serve them).
+/// `None` when the file is gone or is not an entry of this format.
+pub(crate) fn read_key(path: &std::path::Path) -> Option<CacheKey> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut fixed = [0u8; FIXED_LEN + 4];
+    file.read_exact(&mut fixed).ok()?;
+    if fixed[0..8] != MAGIC {
+        return None;
+    }
+    let len = u32::from_le_bytes(fixed[FIXED_LEN..].try_into().ok()?) as usize;
+    if len > MAX_KEY_LEN {
+        return None;
+    }
+    let mut key = vec![0u8; len];
+    file.read_exact(&mut key).ok()?;
+    String::from_utf8(key).ok().map(CacheKey::new)
+}
+
 /// Decodes a whole file read for `key`.
 pub(crate) fn decode(file: Bytes, key: &CacheKey) -> Result<Entry, Rejected> {
     use Rejected::Corrupt;

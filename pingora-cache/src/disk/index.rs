@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use crate::key::CacheKey;
 use crate::lru::Lru;
 
 /// One file the index knows.
@@ -17,10 +18,12 @@ pub(crate) struct Slot {
 }
 
 /// A write queued for a file hash.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Pending {
     seq: u64,
     stamp: u64,
+    /// The key written (for purges by predicate before the file exists).
+    key: CacheKey,
 }
 
 /// The index (kept behind a mutex; every method is quick and does no I/O).
@@ -58,9 +61,9 @@ impl Index {
 
     /// Records a write of `hash` about to be queued; returns its sequence number. A
     /// later write or removal of the same hash supersedes it.
-    pub(crate) fn queue_write(&mut self, hash: u64, stamp: u64) -> u64 {
+    pub(crate) fn queue_write(&mut self, hash: u64, stamp: u64, key: CacheKey) -> u64 {
         let seq = self.next();
-        self.pending.insert(hash, Pending { seq, stamp });
+        self.pending.insert(hash, Pending { seq, stamp, key });
         seq
     }
 
@@ -86,15 +89,16 @@ impl Index {
         size: u64,
         evicted: &mut Vec<(u64, Slot)>,
     ) -> bool {
-        let Some(pending) = self.pending.get(&hash).copied() else {
+        let Some(pending) = self.pending.get(&hash) else {
             return false;
         };
         if pending.seq != seq {
             return false;
         }
+        let stamp = pending.stamp;
         self.pending.remove(&hash);
         let slot = Slot {
-            stamp: pending.stamp,
+            stamp,
             version: self.next(),
         };
         self.files.insert(hash, slot, size, evicted);
@@ -140,6 +144,20 @@ impl Index {
         self.files.peek(&hash).is_none() && !self.pending.contains_key(&hash)
     }
 
+    /// The hashes of the files indexed.
+    pub(crate) fn file_hashes(&self) -> Vec<u64> {
+        self.files.keys().copied().collect()
+    }
+
+    /// The hashes of the queued writes whose key `matches`.
+    pub(crate) fn pending_where(&self, matches: &dyn Fn(&CacheKey) -> bool) -> Vec<u64> {
+        self.pending
+            .iter()
+            .filter(|(_, p)| matches(&p.key))
+            .map(|(hash, _)| *hash)
+            .collect()
+    }
+
     /// Files indexed.
     pub(crate) fn len(&self) -> usize {
         self.files.len()
@@ -159,13 +177,13 @@ mod tests {
     fn a_removal_or_a_newer_write_supersedes_a_queued_write() {
         let mut index = Index::new(1000);
         let mut evicted = Vec::new();
-        let first = index.queue_write(7, 100);
+        let first = index.queue_write(7, 100, CacheKey::new("a"));
         assert!(index.holds(7, 100));
-        let second = index.queue_write(7, 200);
+        let second = index.queue_write(7, 200, CacheKey::new("a"));
         assert!(!index.commit(7, first, 10, &mut evicted));
         assert!(index.commit(7, second, 10, &mut evicted));
         assert!(index.holds(7, 200) && !index.holds(7, 100));
-        let third = index.queue_write(7, 300);
+        let third = index.queue_write(7, 300, CacheKey::new("a"));
         assert!(index.remove(7));
         assert!(!index.commit(7, third, 10, &mut evicted));
         assert!(index.is_unknown(7));
@@ -177,7 +195,7 @@ mod tests {
         let mut index = Index::new(100);
         let mut evicted = Vec::new();
         for hash in 1..=3 {
-            let seq = index.queue_write(hash, hash);
+            let seq = index.queue_write(hash, hash, CacheKey::new("a"));
             assert!(index.commit(hash, seq, 40, &mut evicted));
             if hash == 2 {
                 assert!(index.lookup(1).is_some());
@@ -195,7 +213,7 @@ mod tests {
         let mut evicted = Vec::new();
         index.restore(5, 10, &mut evicted);
         let old = index.lookup(5).unwrap();
-        let seq = index.queue_write(5, 9);
+        let seq = index.queue_write(5, 9, CacheKey::new("a"));
         assert!(index.commit(5, seq, 10, &mut evicted));
         assert!(!index.forget(5, old));
         let new = index.lookup(5).unwrap();

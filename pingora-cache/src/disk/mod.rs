@@ -167,6 +167,15 @@ impl DiskStorage {
         Some(move || read(&shared, &ops, &key, hash, version))
     }
 
+    /// Forgets the file of `hash` (and any queued write of it) and has it deleted.
+    fn remove_hash(&self, hash: u64) -> bool {
+        let known = self.shared.index().remove(hash);
+        if known {
+            let _ = self.ops.send(Op::Delete { hash });
+        }
+        known
+    }
+
     /// Keeps an entry memory evicted, unless the disk has that version already.
     pub(crate) fn demote(&self, key: CacheKey, entry: Arc<Entry>) {
         let hash = format::file_hash(&key);
@@ -269,7 +278,9 @@ impl Storage for DiskStorage {
             return Ok(());
         }
         let hash = format::file_hash(&key);
-        let seq = shared.index().queue_write(hash, stamp(&entry));
+        let seq = shared
+            .index()
+            .queue_write(hash, stamp(&entry), key.clone());
         let op = Op::Write {
             hash,
             seq,
@@ -285,12 +296,32 @@ impl Storage for DiskStorage {
     }
 
     fn remove(&self, key: &CacheKey) -> bool {
-        let hash = format::file_hash(key);
-        let known = self.shared.index().remove(hash);
-        if known {
-            let _ = self.ops.send(Op::Delete { hash });
+        self.remove_hash(format::file_hash(key))
+    }
+
+    /// Removes the entries whose key `matches`: queued writes by the key they carry,
+    /// files by the key read from each file's first bytes. Blocks on file I/O (one
+    /// small read per file indexed): call it from a blocking thread.
+    fn remove_where(&self, matches: &dyn Fn(&CacheKey) -> bool) -> u64 {
+        let (pending, files) = {
+            let index = self.shared.index();
+            (index.pending_where(matches), index.file_hashes())
+        };
+        let mut removed = 0;
+        for hash in pending {
+            removed += u64::from(self.remove_hash(hash));
         }
-        known
+        for hash in files {
+            let path = self.shared.file_path(hash);
+            if format::read_key(&path).is_some_and(|key| matches(&key)) {
+                removed += u64::from(self.remove_hash(hash));
+            }
+        }
+        removed
+    }
+
+    fn entries(&self) -> u64 {
+        self.shared.index().len() as u64
     }
 
     /// Bytes of the files.

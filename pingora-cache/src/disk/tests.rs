@@ -238,3 +238,33 @@ fn a_removal_wins_over_a_write_still_queued() {
         "a purged entry never comes back"
     );
 }
+
+#[test]
+fn purge_by_predicate_reads_keys_from_files_and_queued_writes() {
+    let dir = TempDir::new("remove-where");
+    let disk = DiskStorage::open(&dir.0, 1 << 20).unwrap();
+    for i in 0..10 {
+        disk.put(key(i), response(b"x")).unwrap();
+    }
+    disk.close();
+    // A new process: the index knows hashes only, the keys are in the files.
+    let disk = DiskStorage::open(&dir.0, 1 << 20).unwrap();
+    let odd = |k: &CacheKey| {
+        k.as_str()
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.parse::<usize>().ok())
+            .is_some_and(|n| n % 2 == 1)
+    };
+    // And one write that may still be queued.
+    disk.put(key(11), response(b"x")).unwrap();
+    assert_eq!(disk.remove_where(&odd), 6);
+    disk.flush();
+    for i in 0..12 {
+        let want = (i % 2 == 0 && i < 10).then(|| Bytes::from_static(b"x"));
+        assert_eq!(read_key(&disk, &key(i)), want, "entry {i}");
+    }
+    disk.close();
+    let disk = DiskStorage::open(&dir.0, 1 << 20).unwrap();
+    assert_eq!(disk.stats().disk_entries, 5, "the files are gone");
+}
