@@ -87,6 +87,18 @@ pub enum BinError {
         /// What is wrong with it.
         message: String,
     },
+    /// A service's cache directory (`cache.disk.path`) cannot be opened.
+    #[cfg(feature = "cache")]
+    #[error("service {service}: cannot open the cache directory {}: {source}", path.display())]
+    CacheDisk {
+        /// The service.
+        service: String,
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A route names an upstream that does not exist.
     #[error("route to undefined upstream {0}")]
     UndefinedUpstream(String),

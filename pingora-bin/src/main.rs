@@ -10,6 +10,8 @@
 
 mod access_log;
 mod admin;
+#[cfg(feature = "cache")]
+mod cache;
 mod cli;
 mod error;
 mod lifecycle;
@@ -72,8 +74,10 @@ fn run(mut server: Server, conf: &ServerConf) -> Result<(), BinError> {
         path: conf.access_log.path.clone().unwrap_or_else(|| "-".into()),
         source,
     })?;
-    wire::add_services(&mut server, conf)?;
-    let result = server.run_with(&mut BinHooks);
+    let mut hooks = BinHooks::default();
+    wire::add_services(&mut server, conf, &mut hooks)?;
+    let result = server.run_with(&mut hooks);
+    hooks.exiting();
     access_log::finish(Duration::from_secs(2));
     log::flush_suppressed();
     Ok(result?)

@@ -105,19 +105,10 @@ pub struct RouterProxy {
     access_log: Option<ServiceAccessLog>,
     /// The service's cache, and which routes (by index) use it.
     #[cfg(feature = "cache")]
-    cache: Option<(std::sync::Arc<pingora_cache::HttpCache>, Vec<bool>)>,
+    cache: Option<(crate::cache::ServiceCache, Vec<bool>)>,
     /// Who may `PURGE` besides loopback.
     #[cfg(feature = "cache")]
     purge_allow: Vec<pingora_config::IpNet>,
-}
-
-/// The cache of a service's `cache:` section: in memory, within `max_bytes`.
-#[cfg(feature = "cache")]
-pub fn service_cache(conf: &pingora_config::CacheConf) -> std::sync::Arc<pingora_cache::HttpCache> {
-    std::sync::Arc::new(pingora_cache::HttpCache::in_memory(
-        conf.max_bytes,
-        std::time::Duration::from_millis(conf.lock_timeout_ms),
-    ))
 }
 
 impl RouterProxy {
@@ -139,13 +130,19 @@ impl RouterProxy {
     #[cfg(feature = "cache")]
     pub fn cached(
         mut self,
-        cache: Option<std::sync::Arc<pingora_cache::HttpCache>>,
+        cache: Option<crate::cache::ServiceCache>,
         cached_routes: Vec<bool>,
         purge_allow: Vec<pingora_config::IpNet>,
     ) -> Self {
         self.cache = cache.map(|c| (c, cached_routes));
         self.purge_allow = purge_allow;
         self
+    }
+
+    /// The service's cache, if it has one.
+    #[cfg(feature = "cache")]
+    pub fn cache(&self) -> Option<&crate::cache::ServiceCache> {
+        self.cache.as_ref().map(|(cache, _)| cache)
     }
 
     /// Records every finished request in `metrics` and `access_log` (each optional).
@@ -425,7 +422,7 @@ impl ProxyHttp for RouterProxy {
     ) -> Result<Option<std::sync::Arc<pingora_cache::HttpCache>>> {
         match (&self.cache, ctx.route) {
             (Some((cache, routes)), RouteSlot::Route(i)) if routes.get(i) == Some(&true) => {
-                Ok(Some(std::sync::Arc::clone(cache)))
+                Ok(cache.get().cloned())
             }
             _ => Ok(None),
         }

@@ -18,6 +18,7 @@ use pingora_proxy::{HttpProxy, ProxyOptions};
 use crate::access_log::ServiceAccessLog;
 use crate::admin::{AdminService, AdminSources, ServiceSource};
 use crate::error::BinError;
+use crate::lifecycle::BinHooks;
 use crate::metrics::Metrics;
 use crate::router::{Action, Route, RouterProxy, ServiceRoutes};
 
@@ -35,8 +36,15 @@ pub fn validate_options() -> ValidateOptions {
 }
 
 /// Adds one proxy service per configured service, the admin endpoint, and the
-/// background work of the upstreams (health checks, discovery) to `server`.
-pub fn add_services(server: &mut Server, conf: &ServerConf) -> Result<(), BinError> {
+/// background work of the upstreams (health checks, discovery) to `server`; the
+/// services' caches are handed to `hooks`, which open them once the process is set up.
+pub fn add_services(
+    server: &mut Server,
+    conf: &ServerConf,
+    hooks: &mut BinHooks,
+) -> Result<(), BinError> {
+    #[cfg(not(feature = "cache"))]
+    let _ = hooks;
     let mut checkers = Vec::new();
     // Metrics are only kept when the admin listener can show them.
     let metrics = conf.admin.as_ref().map(|_| Metrics::new()).transpose()?;
@@ -49,6 +57,10 @@ pub fn add_services(server: &mut Server, conf: &ServerConf) -> Result<(), BinErr
             metrics.as_ref(),
             &mut checkers,
         )?;
+        #[cfg(feature = "cache")]
+        hooks
+            .caches
+            .extend(svc.app().inner().inner().cache().cloned());
         server.add_service(svc);
         sources.extend(source);
     }
@@ -109,7 +121,11 @@ fn build_service(
     let connector = Connector::new(bind_addrs(conf)?);
     let router = RouterProxy::new(routes).observed(service_metrics.clone(), access_log);
     #[cfg(feature = "cache")]
-    let cache = service.cache.as_ref().map(crate::router::service_cache);
+    let cache = (service.cache.as_ref()).map(|c| crate::cache::ServiceCache::new(&service.name, c));
+    #[cfg(feature = "cache")]
+    if let (Some(metrics), Some(cache)) = (metrics, &cache) {
+        metrics.poll_cache(cache.clone());
+    }
     #[cfg(feature = "cache")]
     let router = router.cached(
         cache.clone(),

@@ -44,8 +44,8 @@ pub fn client_copy_is_current(req: &RequestHeader, stored: &ResponseHeader) -> b
     let Some(since) = date_of(req.headers.get(IF_MODIFIED_SINCE)) else {
         return false;
     };
-    let modified = date_of(stored.headers.get(LAST_MODIFIED))
-        .or_else(|| date_of(stored.headers.get(DATE)));
+    let modified =
+        date_of(stored.headers.get(LAST_MODIFIED)).or_else(|| date_of(stored.headers.get(DATE)));
     modified.is_some_and(|m| m <= since)
 }
 
@@ -120,7 +120,10 @@ mod tests {
         let current = |pairs| client_copy_is_current(&req(Method::GET, pairs), &s);
         assert!(current(&[("if-modified-since", OLD)]));
         assert!(current(&[("if-modified-since", NEW)]));
-        assert!(!current(&[("if-modified-since", "Sat, 05 Nov 1994 08:49:37 GMT")]));
+        assert!(!current(&[(
+            "if-modified-since",
+            "Sat, 05 Nov 1994 08:49:37 GMT"
+        )]));
         assert!(!current(&[("if-modified-since", "yesterday")]));
         assert!(!current(&[]));
         let dated = stored(200, &[("date", OLD)]);

@@ -68,7 +68,10 @@ pub(crate) fn tag_list<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<
             let weak_len = if rest.starts_with(b"W/") { 2 } else { 0 };
             let quoted = &rest[weak_len..];
             let end = if quoted.first() == Some(&b'"') {
-                quoted[1..].iter().position(|&b| b == b'"').map(|i| weak_len + i + 2)
+                quoted[1..]
+                    .iter()
+                    .position(|&b| b == b'"')
+                    .map(|i| weak_len + i + 2)
             } else {
                 None
             };

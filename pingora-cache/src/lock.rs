@@ -142,8 +142,9 @@ impl LockWait {
     }
 
     /// Waits until the fetch starts storing a response (or stored it already), the
-    /// fetch ends without storing, or `timeout` passes.
-    pub async fn wait_for_fill(mut self, timeout: Duration) -> FillWait {
+    /// fetch ends without storing, or `timeout` passes. The wait may go on afterwards
+    /// with [`LockWait::wait`].
+    pub async fn wait_for_fill(&mut self, timeout: Duration) -> FillWait {
         let announced = async {
             loop {
                 if let Some(partial) = self.released.borrow_and_update().clone() {

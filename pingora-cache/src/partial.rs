@@ -175,8 +175,7 @@ impl PartialResponse {
             body.list.push(piece);
             body.len
         };
-        self.progress
-            .send_replace(Progress::Filling { received });
+        self.progress.send_replace(Progress::Filling { received });
         received
     }
 

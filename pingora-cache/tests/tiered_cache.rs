@@ -299,7 +299,13 @@ async fn purge_by_prefix_reaches_the_disk_tier_across_a_restart() {
     {
         let cache = tiered(&dir, 1 << 20, 8 << 20);
         for p in ["/img/a", "/img/b", "/css/c"] {
-            store(&cache, &path_key(p), &plain, ResponseHeader::new(StatusCode::OK), b"x");
+            store(
+                &cache,
+                &path_key(p),
+                &plain,
+                ResponseHeader::new(StatusCode::OK),
+                b"x",
+            );
         }
         cache.flush();
     }

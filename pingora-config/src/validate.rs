@@ -274,6 +274,7 @@ pub(crate) fn validate_server(
         }
         first_by_name.insert(&service.name, i);
     }
+    check_cache_dir_conflicts(conf, r)?;
     if let Some(token_file) = conf.admin.as_ref().and_then(|a| a.token_file.as_deref()) {
         validate_token_file(r, token_file)?;
     }
@@ -596,5 +597,74 @@ fn validate_cache_disk(
         ));
     }
     r.range(&at("max_bytes"), disk.max_bytes, 1 << 20, u64::MAX, "")?;
+    if let Err(why) = cache_dir_usable(&disk.path) {
+        return Err(r.invalid(&at("path"), why));
+    }
+    Ok(())
+}
+
+/// Whether the cache directory `dir` can be used by this process: it exists and may be
+/// read, written and searched, or its nearest existing ancestor is a directory where
+/// it may be created.
+fn cache_dir_usable(dir: &Path) -> Result<(), String> {
+    use nix::unistd::{access, AccessFlags};
+    let mut existing = dir;
+    while !existing.exists() {
+        match existing.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => existing = parent,
+            _ => return Ok(()),
+        }
+    }
+    if !existing.is_dir() {
+        return Err(format!(
+            "cannot create the cache directory {}: {} is not a directory",
+            dir.display(),
+            existing.display()
+        ));
+    }
+    let flags = if existing == dir {
+        AccessFlags::R_OK | AccessFlags::W_OK | AccessFlags::X_OK
+    } else {
+        AccessFlags::W_OK | AccessFlags::X_OK
+    };
+    access(existing, flags).map_err(|errno| {
+        let what = if existing == dir {
+            "cannot use the cache directory".to_string()
+        } else {
+            format!("cannot create the cache directory {} in", dir.display())
+        };
+        format!(
+            "{what} {}: {}",
+            existing.display(),
+            describe_io_error(&std::io::Error::from(errno))
+        )
+    })
+}
+
+/// No two services may share a cache directory: each would evict and index the other's
+/// files as its own.
+fn check_cache_dir_conflicts(conf: &ServerConf, r: &Reporter<'_>) -> Result<(), ConfigError> {
+    let mut seen: Vec<(String, std::path::PathBuf)> = Vec::new();
+    for (i, service) in conf.services.iter().enumerate() {
+        let Some(disk) = service.cache.as_ref().and_then(|c| c.disk.as_ref()) else {
+            continue;
+        };
+        let key = join_key(&join_index("services", i), "cache.disk.path");
+        // The same directory however it is written: `a/./b/` is `a/b`; an existing
+        // one also through symbolic links.
+        let same_dir =
+            std::fs::canonicalize(&disk.path).unwrap_or_else(|_| disk.path.components().collect());
+        if let Some((first, _)) = seen.iter().find(|(_, d)| *d == same_dir) {
+            return Err(r.invalid(
+                &key,
+                format!(
+                    "cache directory {} is already used by {first}{}: each service needs its own",
+                    disk.path.display(),
+                    r.line_note(first)
+                ),
+            ));
+        }
+        seen.push((key, same_dir));
+    }
     Ok(())
 }

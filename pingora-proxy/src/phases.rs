@@ -105,21 +105,23 @@ pub trait ProxyHttp: Send + Sync + 'static {
         CacheKey::from_request(session.req_header())
     }
 
-    /// Decides whether an upstream response may be stored, and for how long it is
-    /// fresh (feature `cache`). `response` is the head after
+    /// Decides whether an upstream response may be stored in `cache`, and for how long
+    /// it is fresh (feature `cache`). `response` is the head after
     /// [`ProxyHttp::upstream_response_filter`]; after a `304` it is the stored head
-    /// updated by it. The default follows RFC 9111 for a shared cache
-    /// ([`pingora_cache::rules::response_cacheability`]).
+    /// updated by it. The default follows RFC 9111 for a shared cache with the cache's
+    /// own storing rules, such as `store_set_cookie`
+    /// ([`HttpCache::response_cacheability`]).
     #[cfg(feature = "cache")]
     fn response_cache_filter(
         &self,
         session: &Session,
+        cache: &HttpCache,
         response: &ResponseHeader,
         timing: &ResponseTiming,
         ctx: &mut Self::Ctx,
     ) -> Cacheability {
         let _ = ctx;
-        pingora_cache::rules::response_cacheability(session.req_header(), response, timing)
+        cache.response_cacheability(session.req_header(), response, timing)
     }
 
     /// Whether this client may remove entries with the `PURGE` method (feature

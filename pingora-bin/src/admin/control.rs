@@ -168,7 +168,8 @@ struct PurgeRequest {
 }
 
 /// `POST /cache/purge` with `{"service": ..., "key" | "prefix": ..., "host": ...}`.
-pub fn purge(state: &AdminState, client: &str, body: &[u8]) -> Reply {
+/// The purge runs on a blocking thread: with a disk tier it reads the key of every file.
+pub async fn purge(state: &AdminState, client: &str, body: &[u8]) -> Reply {
     let req: PurgeRequest = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) => {
@@ -204,7 +205,7 @@ pub fn purge(state: &AdminState, client: &str, body: &[u8]) -> Reply {
     else {
         return error(StatusCode::NOT_FOUND, format!("no service {}", req.service));
     };
-    let purged = match purge_in(svc, req.host.as_deref(), target) {
+    let purged = match purge_in(svc, req.host.as_deref(), target).await {
         Some(n) => n,
         None => {
             return error(
@@ -242,18 +243,37 @@ enum Target<'a> {
 }
 
 #[cfg(feature = "cache")]
-fn purge_in(svc: &super::ServiceSource, host: Option<&str>, target: Target<'_>) -> Option<u64> {
+async fn purge_in(
+    svc: &super::ServiceSource,
+    host: Option<&str>,
+    target: Target<'_>,
+) -> Option<u64> {
     use pingora_cache::PurgeTarget;
-    let cache = svc.cache.as_ref()?;
-    let target = match target {
-        Target::Key(k) => PurgeTarget::Exact(k),
-        Target::Prefix(p) => PurgeTarget::Prefix(p),
+    let cache = std::sync::Arc::clone(svc.cache.as_ref()?.get()?);
+    let host = host.map(str::to_string);
+    let (prefix, path) = match target {
+        Target::Key(k) => (false, k.to_string()),
+        Target::Prefix(p) => (true, p.to_string()),
     };
-    Some(cache.purge_target(host, target))
+    let purge = move || {
+        let target = if prefix {
+            PurgeTarget::Prefix(&path)
+        } else {
+            PurgeTarget::Exact(&path)
+        };
+        cache.purge_target(host.as_deref(), target)
+    };
+    match tokio::task::spawn_blocking(purge).await {
+        Ok(n) => Some(n),
+        Err(e) => {
+            ::log::error!("cache purge failed: {e}");
+            Some(0)
+        }
+    }
 }
 
 #[cfg(not(feature = "cache"))]
-fn purge_in(_: &super::ServiceSource, _: Option<&str>, _: Target<'_>) -> Option<u64> {
+async fn purge_in(_: &super::ServiceSource, _: Option<&str>, _: Target<'_>) -> Option<u64> {
     None
 }
 

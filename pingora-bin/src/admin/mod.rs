@@ -65,7 +65,7 @@ pub struct ServiceSource {
     pub upstreams: Vec<Arc<Upstream>>,
     /// Its cache, if it has one.
     #[cfg(feature = "cache")]
-    pub cache: Option<Arc<pingora_cache::HttpCache>>,
+    pub cache: Option<crate::cache::ServiceCache>,
 }
 
 /// Everything the admin endpoint reports on and controls.
@@ -428,7 +428,7 @@ async fn answer(
             .with(http::header::ALLOW, "GET, HEAD")
         }
         ("/cache/purge", _) if method == Method::POST => match read_body(session).await {
-            Some(body) => control::purge(state, &client, &body),
+            Some(body) => control::purge(state, &client, &body).await,
             None => {
                 session.set_keepalive(false);
                 control::error(

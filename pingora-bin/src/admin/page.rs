@@ -196,12 +196,20 @@ fn write_service(o: &mut String, s: &ServiceStatus) -> std::fmt::Result {
     if let Some(cache) = &s.cache {
         write!(
             o,
-            "<h3>Cache</h3><table><tr><th class=\"n\">entries</th><th class=\"n\">bytes</th><th class=\"n\">hit ratio</th></tr>\
-<tr><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{:.1} %</td></tr></table>",
-            cache.entries,
-            cache.bytes,
+            "<h3>Cache <span class=\"muted\">(hit ratio {:.1} %)</span></h3><table><tr><th>tier</th>\
+<th class=\"n\">entries</th><th class=\"n\">bytes</th><th class=\"n\">hits</th><th class=\"n\">evictions</th></tr>",
             cache.hit_ratio * 100.0
         )?;
+        let tiers = std::iter::once(("memory", &cache.memory))
+            .chain(cache.disk.iter().map(|d| ("disk", d)));
+        for (name, t) in tiers {
+            write!(
+                o,
+                "<tr><td>{name}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                t.entries, t.bytes, t.hits, t.evictions
+            )?;
+        }
+        o.push_str("</table>");
     }
     for u in &s.upstreams {
         write!(

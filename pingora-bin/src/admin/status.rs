@@ -150,13 +150,32 @@ pub struct CheckJson {
 /// A service's cache.
 #[derive(Debug, Serialize)]
 pub struct CacheStatus {
-    /// Entries stored (responses and variant indexes).
+    /// Entries stored (responses and variant indexes): the disk tier's count when
+    /// there is one (every stored entry is written there), else memory's.
     pub entries: u64,
-    /// Bytes counted against `max_bytes`.
+    /// Bytes those entries take: on disk when there is a disk tier, else in memory.
     pub bytes: u64,
-    /// Share of caching responses answered from the cache since start (`HIT`, `STALE`,
-    /// `REVALIDATED`); 0 before the first.
+    /// Lookups that found an entry (in memory or on disk) over all lookups since
+    /// start; 0 before the first.
     pub hit_ratio: f64,
+    /// The memory tier.
+    pub memory: TierStatus,
+    /// The disk tier, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk: Option<TierStatus>,
+}
+
+/// One tier of a cache.
+#[derive(Debug, Serialize)]
+pub struct TierStatus {
+    /// Entries held.
+    pub entries: u64,
+    /// Bytes held (memory: counted against `max_bytes`; disk: file sizes).
+    pub bytes: u64,
+    /// Lookups it answered since start.
+    pub hits: u64,
+    /// Entries it removed to stay within its budget since start.
+    pub evictions: u64,
 }
 
 impl BackendJson {
@@ -271,12 +290,33 @@ fn service_status(
 }
 
 #[cfg(feature = "cache")]
-fn cache_status(s: &ServiceSource, totals: &ServiceTotals) -> Option<CacheStatus> {
+fn cache_status(s: &ServiceSource, _: &ServiceTotals) -> Option<CacheStatus> {
     let cache = s.cache.as_ref()?;
+    let has_disk = cache.has_disk();
+    let stats = cache.get()?.stats();
+    let st = &stats.storage;
+    let memory = TierStatus {
+        entries: st.memory_entries,
+        bytes: st.memory_bytes,
+        hits: stats.hits_memory,
+        evictions: st.memory_evictions,
+    };
+    let disk = has_disk.then(|| TierStatus {
+        entries: st.disk_entries,
+        bytes: st.disk_bytes,
+        hits: stats.hits_disk,
+        evictions: st.disk_evictions,
+    });
+    let (entries, bytes) = match &disk {
+        Some(d) => (d.entries, d.bytes),
+        None => (memory.entries, memory.bytes),
+    };
     Some(CacheStatus {
-        entries: cache.entries(),
-        bytes: cache.used_bytes(),
-        hit_ratio: totals.hit_ratio().unwrap_or(0.0),
+        entries,
+        bytes,
+        hit_ratio: stats.hit_ratio(),
+        memory,
+        disk,
     })
 }
 

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use pingora_proxy::{Error, ErrorKind, Session, Side};
 
 mod backends;
+#[cfg(feature = "cache")]
+mod cache;
 mod totals;
 
 use crate::error::BinError;
@@ -184,6 +186,10 @@ struct Inner {
     log_lines_suppressed: IntCounter,
     polled: Mutex<Vec<PolledGauge>>,
     polled_backends: Mutex<Vec<PolledBackends>>,
+    #[cfg(feature = "cache")]
+    caches: cache::CacheFamilies,
+    #[cfg(feature = "cache")]
+    polled_caches: Mutex<Vec<cache::PolledCache>>,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(
@@ -268,6 +274,8 @@ impl Metrics {
             )?,
         )?;
         let backends = BackendFamilies::new(&registry)?;
+        #[cfg(feature = "cache")]
+        let caches = cache::CacheFamilies::new(&registry)?;
         let upstream_idle = register(
             &registry,
             IntGaugeVec::new(
@@ -339,6 +347,10 @@ impl Metrics {
                 log_lines_suppressed,
                 polled: Mutex::new(Vec::new()),
                 polled_backends: Mutex::new(Vec::new()),
+                #[cfg(feature = "cache")]
+                caches,
+                #[cfg(feature = "cache")]
+                polled_caches: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -395,6 +407,19 @@ impl Metrics {
             });
     }
 
+    /// Reports the figures of a service's cache (hits and bytes by tier, misses, hit
+    /// ratio, entries, evictions, refused admissions, disk writes and errors), read from
+    /// it at each scrape.
+    #[cfg(feature = "cache")]
+    pub fn poll_cache(&self, cache: crate::cache::ServiceCache) {
+        let polled = self.inner.caches.polled(cache);
+        self.inner
+            .polled_caches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(polled);
+    }
+
     /// Reports the idle upstream connections of service `name`, read by `read` at each scrape.
     pub fn poll_upstream_idle(&self, name: &str, read: impl Fn() -> usize + Send + Sync + 'static) {
         let gauge = self.inner.upstream_idle.with_label_values(&[name]);
@@ -432,6 +457,15 @@ impl Metrics {
             .iter_mut()
         {
             p.update(&i.backends);
+        }
+        #[cfg(feature = "cache")]
+        for c in i
+            .polled_caches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            c.update();
         }
         let mut out = Vec::with_capacity(8192);
         if let Err(e) = TextEncoder::new().encode(&i.registry.gather(), &mut out) {

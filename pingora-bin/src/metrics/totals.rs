@@ -32,18 +32,6 @@ impl ServiceTotals {
         self.by_class[4]
     }
 
-    /// The share of cache lookups answered from the cache (`HIT`, `STALE` or
-    /// `REVALIDATED` over every caching response); `None` before the first.
-    #[cfg_attr(not(feature = "cache"), allow(dead_code))]
-    pub fn hit_ratio(&self) -> Option<f64> {
-        let all: u64 = self.cache.iter().sum();
-        let hits: u64 = (CACHE_STATUSES.iter().zip(self.cache))
-            .filter(|(s, _)| matches!(**s, "HIT" | "STALE" | "REVALIDATED"))
-            .map(|(_, n)| n)
-            .sum();
-        (all > 0).then(|| hits as f64 / all as f64)
-    }
-
     /// What happened between `earlier` and `self` (counters only grow).
     pub fn since(&self, earlier: &ServiceTotals) -> ServiceTotals {
         let mut d = self.clone();
@@ -126,13 +114,12 @@ mod tests {
     }
 
     #[test]
-    fn hit_ratio_and_differences() {
+    fn differences() {
         let a = ServiceTotals {
             cache: [3, 1, 0, 0, 0],
             by_class: [0, 10, 0, 0, 2, 0],
             ..ServiceTotals::default()
         };
-        assert_eq!(a.hit_ratio(), Some(0.75));
         assert_eq!(a.requests(), 12);
         let b = ServiceTotals {
             by_class: [0, 15, 0, 0, 3, 0],
@@ -140,6 +127,5 @@ mod tests {
         };
         let d = b.since(&a);
         assert_eq!((d.requests(), d.server_errors()), (6, 1));
-        assert_eq!(ServiceTotals::default().hit_ratio(), None);
     }
 }

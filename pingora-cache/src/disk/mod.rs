@@ -278,9 +278,7 @@ impl Storage for DiskStorage {
             return Ok(());
         }
         let hash = format::file_hash(&key);
-        let seq = shared
-            .index()
-            .queue_write(hash, stamp(&entry), key.clone());
+        let seq = shared.index().queue_write(hash, stamp(&entry), key.clone());
         let op = Op::Write {
             hash,
             seq,

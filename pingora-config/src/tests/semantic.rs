@@ -1,6 +1,6 @@
 //! Rules checked after decoding: each names the line and key path of the offending value.
 
-use super::{assert_err, err, service};
+use super::{assert_err, err, ok, service};
 use crate::ConfigErrorKind::Invalid;
 
 /// A service with one upstream `api`; `upstream_extra` lines (indented by 8) are added to it.
@@ -589,4 +589,39 @@ fn cache_disk_section() {
         "services[0].cache.disk",
         "max_byte",
     );
+}
+
+#[test]
+fn cache_directories_must_be_usable_and_not_shared() {
+    let base = with_upstream("");
+    let file = std::env::temp_dir().join(format!("pingora-config-under-{}", std::process::id()));
+    std::fs::write(&file, b"a file").unwrap();
+    let e = err(&format!(
+        "{base}    cache:\n      disk:\n        path: {}/cache\n",
+        file.display()
+    ));
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(e.key_path, "services[0].cache.disk.path");
+    assert!(e.message.contains("is not a directory"), "{e}");
+
+    let dir = std::env::temp_dir().join(format!("pingora-config-shared-{}", std::process::id()));
+    let service = |name: &str, port: u16, path: String| {
+        format!(
+            "  - name: {name}\n    listeners: [{{addr: \"127.0.0.1:{port}\"}}]\n    routes: [{{upstream: api}}]\n    upstreams: {{api: {{peers: [\"127.0.0.1:9000\"]}}}}\n    cache: {{disk: {{path: {path}}}}}\n"
+        )
+    };
+    let yaml = format!(
+        "services:\n{}{}",
+        service("a", 8081, dir.display().to_string()),
+        service("b", 8082, format!("{}/./", dir.display()))
+    );
+    let e = err(&yaml);
+    assert_eq!(e.key_path, "services[1].cache.disk.path");
+    assert!(e.message.contains("already used by services[0]"), "{e}");
+    let yaml = format!(
+        "services:\n{}{}",
+        service("a", 8081, dir.display().to_string()),
+        service("b", 8082, format!("{}-b", dir.display()))
+    );
+    ok(&yaml);
 }

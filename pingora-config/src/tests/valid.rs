@@ -149,15 +149,18 @@ fn defaults_match_the_documentation() {
 
 #[test]
 fn cache_with_a_disk_tier() {
-    let conf = ok(&service(
-        "    cache:\n      max_bytes: 4194304\n      max_object_bytes: 1048576\n      disk: { path: /var/cache/pingora, max_bytes: 10737418240 }\n      store_set_cookie: true\n",
-    ));
+    // A directory this process may create, whoever runs the tests.
+    let dir = std::env::temp_dir().join("pingora-config-valid-cache");
+    let conf = ok(&service(&format!(
+        "    cache:\n      max_bytes: 4194304\n      max_object_bytes: 1048576\n      disk: {{ path: {}, max_bytes: 10737418240 }}\n      store_set_cookie: true\n",
+        dir.display()
+    )));
     let cache = conf.services[0].cache.as_ref().unwrap();
     assert_eq!(cache.max_bytes, 4_194_304);
     assert_eq!(cache.max_object_bytes, 1_048_576);
     assert!(cache.store_set_cookie);
     let disk = cache.disk.as_ref().unwrap();
-    assert_eq!(disk.path, std::path::PathBuf::from("/var/cache/pingora"));
+    assert_eq!(disk.path, dir);
     assert_eq!(disk.max_bytes, 10_737_418_240);
 }
 

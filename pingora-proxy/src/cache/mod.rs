@@ -1,11 +1,12 @@
-//! The cache flow of a request (feature `cache`): lookup, the lock that collapses
-//! concurrent misses, the fetch that fills or revalidates, answers from the cache
-//! (`HIT`, `STALE`, `REVALIDATED`), `PURGE`, and `X-Cache-Status`.
+//! The cache flow of a request (feature `cache`): lookup in every tier, the lock that
+//! collapses concurrent misses, the fetch that fills or revalidates, answers from the
+//! cache (`HIT`, `STALE`, `REVALIDATED`; whole, `304`, `206`, `416`), `PURGE`, and
+//! `X-Cache-Status`.
 //!
 //! - [`decide`]: what to do next, as pure functions (table-tested).
 //! - this module: the executor that does it.
 //! - [`hooks`]: the cache's part in a fetch from the origin ([`CacheRun`]).
-//! - [`answer`]: answers from a stored response, and `PURGE`.
+//! - [`answer`]: answers from a stored response or a fill in progress, and `PURGE`.
 
 mod answer;
 mod decide;
@@ -14,9 +15,10 @@ mod hooks;
 use std::sync::Arc;
 use std::time::Instant;
 
+use http::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH, RANGE};
 use http::Method;
 use pingora_cache::{
-    CacheKey, CacheStatus, Found, HttpCache, LockWait, Locked, Lookup, WritePermit,
+    CacheKey, CacheStatus, FillWait, Found, HttpCache, LockWait, Locked, Lookup, WritePermit,
 };
 use pingora_core::protocols::http::detached::DetachedRequest;
 use pingora_core::protocols::http::v1::BodyFraming;
@@ -27,7 +29,7 @@ use crate::exchange::{Exchange, Outcome};
 use crate::phases::ProxyHttp;
 use crate::proxy::HttpProxy;
 use crate::session::Session;
-use answer::{purge, serve_stored};
+use answer::{purge, serve_from_fill, serve_stored, FromFill};
 use decide::{decide, start, LockState, Situation, Start, Step, Stored};
 use hooks::{CacheRun, Fetch};
 
@@ -71,7 +73,9 @@ async fn look_up<P: ProxyHttp>(
     let phases = proxy.phases();
     let mut waited = false;
     loop {
-        let lookup = cache.lookup(&key, &session.req_header().headers);
+        let lookup = cache
+            .lookup_async(&key, &session.req_header().headers)
+            .await;
         let situation = Situation {
             stored: Stored::of(&lookup, session.req_header(), Instant::now()),
             head_request: session.req_header().method == Method::HEAD,
@@ -82,7 +86,9 @@ async fn look_up<P: ProxyHttp>(
         let (step, lock) = decide_with_lock(&cache, &lookup, situation);
         let run = match (step, lookup, lock) {
             (Step::Wait, _, Lock::Reader(wait)) => {
-                wait.wait(cache.lock_timeout()).await;
+                if wait_for_fetch(phases, session, ctx, &cache, &key, wait).await? {
+                    return Ok(Outcome::Done);
+                }
                 waited = true;
                 continue;
             }
@@ -105,7 +111,11 @@ async fn look_up<P: ProxyHttp>(
             }
             (Step::Fill, _, lock) => CacheRun::new(cache, key, Fetch::Miss, lock.permit()),
             (Step::Forward(status), _, lock) => {
-                CacheRun::new(cache, key, Fetch::Forward(status), lock.permit())
+                let fetch = Fetch::Forward {
+                    status,
+                    invalidates: false,
+                };
+                CacheRun::new(cache, key, fetch, lock.permit())
             }
             (step, _, _) => {
                 return Err(Error::new(
@@ -160,8 +170,41 @@ fn decide_with_lock(cache: &HttpCache, lookup: &Lookup, mut situation: Situation
     (decide(&situation), lock)
 }
 
+/// Waits for the request fetching `key`. A request that needs only part of the response
+/// (a `Range`) or may be answered by its head (`If-None-Match`, `If-Modified-Since`) is
+/// answered from the response being filled as soon as it can; true when it was.
+/// Otherwise the wait lasts until the fetch stored its response (or gave up), or the
+/// lock timeout.
+async fn wait_for_fetch<P: ProxyHttp>(
+    phases: &P,
+    session: &mut Session,
+    ctx: &mut P::Ctx,
+    cache: &HttpCache,
+    key: &CacheKey,
+    mut wait: LockWait,
+) -> Result<bool> {
+    let deadline = Instant::now() + cache.lock_timeout();
+    let headers = &session.req_header().headers;
+    let early = [RANGE, IF_NONE_MATCH, IF_MODIFIED_SINCE]
+        .iter()
+        .any(|h| headers.contains_key(h));
+    if early {
+        if let FillWait::Filling(partial) = wait.wait_for_fill(cache.lock_timeout()).await {
+            match serve_from_fill(phases, session, ctx, key, &partial, deadline).await? {
+                FromFill::Answered => return Ok(true),
+                FromFill::Gone => return Ok(false),
+                FromFill::NotForThisRequest => {}
+            }
+        }
+    }
+    wait.wait(deadline.saturating_duration_since(Instant::now()))
+        .await;
+    Ok(false)
+}
+
 /// Forwards a request that does not use the cache; a successful unsafe request
-/// (`invalidates`) removes the stored `GET` of its URI (RFC 9111 §4.4).
+/// (`invalidates`) removes the stored responses of its URI and of the same-origin
+/// URIs its response names in `Location` and `Content-Location` (RFC 9111 §4.4).
 async fn bypass<P: ProxyHttp>(
     proxy: &HttpProxy<P>,
     session: &mut Session,
@@ -170,56 +213,62 @@ async fn bypass<P: ProxyHttp>(
     key: CacheKey,
     invalidates: bool,
 ) -> Result<Outcome> {
-    let run = CacheRun::new(
-        Arc::clone(&cache),
-        key,
-        Fetch::Forward(CacheStatus::Miss),
-        None,
-    );
-    let outcome = fetch(proxy, session, ctx, run).await?;
-    let succeeded = session
-        .upstream_status()
-        .is_some_and(|s| s.is_success() || s.is_redirection());
-    if invalidates && succeeded {
-        let req = session.req_header();
-        let get =
-            CacheKey::from_parts(&Method::GET, req.host().unwrap_or(""), req.path_and_query());
-        cache.purge(&get);
-    }
-    Ok(outcome)
+    let forward = Fetch::Forward {
+        status: CacheStatus::Miss,
+        invalidates,
+    };
+    fetch(
+        proxy,
+        session,
+        ctx,
+        CacheRun::new(cache, key, forward, None),
+    )
+    .await
 }
 
 /// Fetches from the origin with `run` watching, then answers from the cache if the
-/// fetch said so (a `304`, or `stale-if-error`).
+/// fetch said so (a `304`, or `stale-if-error`); fetches again in full after a `304`
+/// that named another response. When the origin fails (refused, reset, dropped the
+/// connection, timed out) before any of the response went to the client, a stale entry
+/// within its `stale-if-error` window is served instead.
 async fn fetch<P: ProxyHttp>(
     proxy: &HttpProxy<P>,
     session: &mut Session,
     ctx: &mut P::Ctx,
     mut run: CacheRun,
 ) -> Result<Outcome> {
-    let result = Exchange::new(proxy, session, ctx, &mut run).run().await;
     let phases = proxy.phases();
-    match result {
-        Ok(outcome) => {
-            if let Some((response, status)) = run.answer_from_cache.take() {
-                serve_stored(phases, session, ctx, &response, status).await?;
+    let mut refetched = false;
+    loop {
+        let result = Exchange::new(proxy, session, ctx, &mut run).run().await;
+        match result {
+            Ok(outcome) => {
+                if run.refetch && !refetched {
+                    refetched = true;
+                    run = run.into_refetch();
+                    continue;
+                }
+                if let Some((response, status)) = run.answer_from_cache.take() {
+                    serve_stored(phases, session, ctx, &response, status).await?;
+                }
+                return Ok(outcome);
             }
-            Ok(outcome)
-        }
-        Err(e) => {
-            // The failed fill (if any) is dropped with `run`: never stored.
-            if !session.downstream.response_started() {
-                if let Fetch::Revalidate(found) = &run.fetch {
-                    if found.response.meta.serve_stale_on_error(Instant::now()) {
-                        log::info!("cache: origin failed ({e}); serving stale {}", found.key);
-                        let response = Arc::clone(&found.response);
-                        drop(run);
-                        serve_stored(phases, session, ctx, &response, CacheStatus::Stale).await?;
-                        return Ok(Outcome::Done);
+            Err(e) => {
+                // The failed fill (if any) is dropped with `run`: never stored.
+                if !session.downstream.response_started() {
+                    if let Fetch::Revalidate(found) = &run.fetch {
+                        if found.response.meta.serve_stale_on_error(Instant::now()) {
+                            log::info!("cache: origin failed ({e}); serving stale {}", found.key);
+                            let response = Arc::clone(&found.response);
+                            drop(run);
+                            serve_stored(phases, session, ctx, &response, CacheStatus::Stale)
+                                .await?;
+                            return Ok(Outcome::Done);
+                        }
                     }
                 }
+                return Err(e);
             }
-            Err(e)
         }
     }
 }
@@ -247,9 +296,15 @@ fn refresh_in_background<P: ProxyHttp>(proxy: &HttpProxy<P>, session: &Session, 
                 return;
             }
         }
-        let result = Exchange::new(&proxy, &mut session, &mut ctx, &mut run)
+        let mut result = Exchange::new(&proxy, &mut session, &mut ctx, &mut run)
             .run()
             .await;
+        if result.is_ok() && run.refetch {
+            run = run.into_refetch();
+            result = Exchange::new(&proxy, &mut session, &mut ctx, &mut run)
+                .run()
+                .await;
+        }
         match result {
             Ok(_) => log::debug!(
                 "cache: refreshed {} in the background (origin answered {})",

@@ -36,8 +36,10 @@ pub(crate) trait ExchangeHooks<P: ProxyHttp> {
         AfterHead::Relay
     }
 
-    /// A piece of the upstream response body, before `response_body_filter`.
-    fn body(&mut self, _chunk: &Bytes) {}
+    /// A piece of the upstream response body (always `Some` when called), before
+    /// `response_body_filter`. The hooks see the whole piece and may replace what the
+    /// client gets of it, or take it away (`None`), as a range answered in flight does.
+    fn body(&mut self, _chunk: &mut Option<Bytes>) {}
 
     /// The upstream response body ended, with these trailers.
     fn body_end(&mut self, _trailers: Option<&HeaderMap>) {}
@@ -60,7 +62,7 @@ impl<P: ProxyHttp, H: ExchangeHooks<P>> ExchangeHooks<P> for &mut H {
         (**self).response_head(phases, session, ctx, resp)
     }
 
-    fn body(&mut self, chunk: &Bytes) {
+    fn body(&mut self, chunk: &mut Option<Bytes>) {
         (**self).body(chunk)
     }
 

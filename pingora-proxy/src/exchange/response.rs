@@ -109,8 +109,8 @@ impl<P: ProxyHttp, H: ExchangeHooks<P>> Exchange<'_, P, H> {
                 r = up.read_body() => {
                     let mut chunk = r?;
                     let end = chunk.is_none();
-                    if let Some(data) = chunk.as_ref() {
-                        self.hooks.body(data);
+                    if !end {
+                        self.hooks.body(&mut chunk);
                     }
                     self.proxy.phases().response_body_filter(self.session, &mut chunk, end, self.ctx)?;
                     if let Some(data) = chunk {
