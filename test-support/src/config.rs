@@ -39,6 +39,7 @@ pub struct ProxyConfig {
     read_timeout_ms: u64,
     upstream: Vec<String>,
     upstreams: Vec<String>,
+    cached: bool,
 }
 
 impl ProxyConfig {
@@ -64,6 +65,7 @@ impl ProxyConfig {
             read_timeout_ms: 1000,
             upstream: Vec::new(),
             upstreams: Vec::new(),
+            cached: false,
         }
     }
 
@@ -130,6 +132,15 @@ impl ProxyConfig {
     /// Adds a `key: value` line to the service.
     pub fn service(mut self, line: &str) -> ProxyConfig {
         self.service.push(line.to_string());
+        self
+    }
+
+    /// Gives the service a cache (`section`: the YAML of its `cache:` key as written,
+    /// e.g. `{ max_bytes: 4194304, disk: { path: "{dir}/cache" } }`) and sends the
+    /// catch-all route to `origin` through it.
+    pub fn cached(mut self, section: &str) -> ProxyConfig {
+        self.service.push(format!("cache: {section}"));
+        self.cached = true;
         self
     }
 
@@ -228,7 +239,10 @@ impl ProxyConfig {
         for r in &self.routes {
             y.push_str(&format!("      - {r}\n"));
         }
-        y.push_str("      - { upstream: origin }\n    upstreams:\n      origin:\n");
+        let cache = if self.cached { ", cache: true" } else { "" };
+        y.push_str(&format!(
+            "      - {{ upstream: origin{cache} }}\n    upstreams:\n      origin:\n"
+        ));
         y.push_str(&format!(
             "        {}\n        connect_timeout_ms: {}\n        read_timeout_ms: {}\n",
             self.peers, self.connect_timeout_ms, self.read_timeout_ms
@@ -328,6 +342,17 @@ mod tests {
         ]
         .join("\n");
         assert_eq!(y, expected);
+        let cached = ProxyConfig::new(origin)
+            .cached("{ max_bytes: 1048576 }")
+            .yaml();
+        assert!(
+            cached.contains("    cache: { max_bytes: 1048576 }\n"),
+            "{cached}"
+        );
+        assert!(
+            cached.contains("      - { upstream: origin, cache: true }\n"),
+            "{cached}"
+        );
         assert_eq!(c.pid_file(), Path::new("/d/pingora.pid"));
     }
 

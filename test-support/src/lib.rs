@@ -62,7 +62,7 @@ pub use pids::{is_pingora, is_running, read_pid, send_signal, wait_gone, wait_pi
 pub use process::{ProxyProcess, Signal, SETTLE_TIMEOUT};
 pub use prom::{parse_metrics, MalformedMetrics, Metrics, Sample};
 pub use proxy::{ConcurrentGets, Proxy, EXCHANGE_TIMEOUT, LARGE_EXCHANGE_TIMEOUT};
-pub use reply::{owned, reason, Reply};
+pub use reply::{owned, reason, Gate, Reply, GATE_TIMEOUT};
 pub use stream::{ClientStream, Target, TARGET_IO_TIMEOUT};
 #[cfg(feature = "tls")]
 pub use tls::{TestCa, TestCert};

@@ -2,6 +2,7 @@
 
 use std::io::{self, Write};
 use std::net::TcpStream;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crate::data::{ByteStream, LARGE_STREAM_SEED};
@@ -45,6 +46,20 @@ pub enum Reply {
     },
     /// Waits, then answers with the inner reply.
     Delay(Duration, Box<Reply>),
+    /// A `Content-Length` response whose body stops after `split` bytes until the test
+    /// opens `gate` (or [`GATE_TIMEOUT`] passes), then goes on: a fill caught half-way.
+    Gated {
+        /// Status code.
+        status: u16,
+        /// Extra headers.
+        headers: Headers,
+        /// The whole body.
+        body: Vec<u8>,
+        /// Bytes sent before waiting.
+        split: usize,
+        /// What the rest waits for.
+        gate: Gate,
+    },
     /// Writes these bytes, then resets the connection (RST via SO_LINGER 0).
     ResetAfter {
         /// Bytes written before the reset (may be empty: reset before any response).
@@ -100,13 +115,46 @@ impl Reply {
                 crate::wire::has_token(headers, "connection", "close")
             }
             Reply::Delay(_, inner) | Reply::Interim(_, inner) => inner.closes_connection(),
-            Reply::Echo | Reply::StreamEcho | Reply::LargeStream { .. } => false,
+            Reply::Echo | Reply::StreamEcho | Reply::LargeStream { .. } | Reply::Gated { .. } => {
+                false
+            }
             Reply::CloseDelimited { .. }
             | Reply::ResetAfter { .. }
             | Reply::Raw(_)
             | Reply::CloseWithoutResponse
             | Reply::WebSocketEcho => true,
         }
+    }
+}
+
+/// How long a [`Reply::Gated`] waits for its gate at most.
+pub const GATE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A gate a test opens to let a [`Reply::Gated`] body finish. Clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    /// A closed gate.
+    pub fn new() -> Gate {
+        Gate::default()
+    }
+
+    /// Opens it: every waiter goes on.
+    pub fn open(&self) {
+        let (open, changed) = &*self.0;
+        *open.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        changed.notify_all();
+    }
+
+    /// Waits until it is open or `timeout` passes; true when open.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let (open, changed) = &*self.0;
+        let guard = open.lock().unwrap_or_else(|p| p.into_inner());
+        let (guard, _) = changed
+            .wait_timeout_while(guard, timeout, |open| !*open)
+            .unwrap_or_else(|p| p.into_inner());
+        *guard
     }
 }
 
@@ -261,6 +309,24 @@ pub(crate) fn write_simple(
         Reply::Delay(wait, inner) => {
             std::thread::sleep(*wait);
             write_simple(stream, inner, head_only)
+        }
+        Reply::Gated {
+            status,
+            headers,
+            body,
+            split,
+            gate,
+        } => {
+            let extra = [("content-length", body.len().to_string())];
+            stream.write_all(&head_bytes(*status, headers, &extra))?;
+            if head_only {
+                return Ok(());
+            }
+            let split = (*split).min(body.len());
+            stream.write_all(&body[..split])?;
+            stream.flush()?;
+            gate.wait(GATE_TIMEOUT);
+            stream.write_all(&body[split..])
         }
         Reply::ResetAfter {
             head_and_partial_body,

@@ -11,6 +11,12 @@ mod admin_control;
 mod bad_input;
 #[cfg(feature = "cache")]
 mod cache;
+#[cfg(feature = "cache")]
+mod cache_answers;
+#[cfg(feature = "cache")]
+mod cache_rules;
+#[cfg(feature = "cache")]
+mod cache_storage;
 mod cli;
 #[cfg(feature = "lb")]
 mod cookbook;

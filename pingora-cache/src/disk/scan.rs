@@ -67,23 +67,35 @@ pub(super) fn prepare_and_rebuild(shared: &Shared) -> io::Result<()> {
     Ok(())
 }
 
-/// Removes the temporary files of this process id (a previous process with the same
-/// id, as pid 1 in a container, is dead) and those older than [`STALE_TMP_AGE`].
+/// Removes the temporary files left by dead writers: those of this process id (a
+/// previous process with the same id, as pid 1 in a container, is dead), those of a
+/// process id that no longer runs (where `/proc` tells), and those older than
+/// [`STALE_TMP_AGE`]. The files of a live process (the old instance during a graceful
+/// upgrade) stay.
 fn remove_leftover_tmp(shared: &Shared) -> io::Result<()> {
     let now = SystemTime::now();
     for file in fs::read_dir(shared.dir.join("tmp"))? {
         let file = file?;
-        let ours = file
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with(&shared.tmp_prefix));
+        let name = file.file_name();
+        let name = name.to_str().unwrap_or_default();
+        let ours = name.starts_with(&shared.tmp_prefix);
+        let writer_dead = name
+            .split_once('-')
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+            .is_some_and(|pid| !process_runs(pid));
         let old = file
             .metadata()
             .and_then(|m| m.modified())
             .is_ok_and(|m| now.duration_since(m).unwrap_or_default() > STALE_TMP_AGE);
-        if ours || old {
+        if ours || writer_dead || old {
             let _ = fs::remove_file(file.path());
         }
     }
     Ok(())
+}
+
+/// Whether process `pid` runs, by `/proc`; true where there is no `/proc` to ask.
+fn process_runs(pid: u32) -> bool {
+    let proc = std::path::Path::new("/proc");
+    !proc.join("self").exists() || proc.join(pid.to_string()).exists()
 }

@@ -134,8 +134,18 @@ fn a_killed_writer_leaves_no_entry_behind() {
     // of a (dead) process with this id.
     let tmp = dir.0.join(format!("tmp/{}-99", std::process::id()));
     std::fs::write(&tmp, b"PGRCACH1 half an ent").unwrap();
+    // One of another process that is gone, and one of a live process (this one's
+    // parent stands for the old instance of an upgrade).
+    let dead = dir.0.join(format!("tmp/{}-1", u32::MAX - 1));
+    std::fs::write(&dead, b"PGRCACH1 half").unwrap();
+    let live = dir
+        .0
+        .join(format!("tmp/{}-1", std::os::unix::process::parent_id()));
+    std::fs::write(&live, b"PGRCACH1 being written").unwrap();
     let disk = DiskStorage::open(&dir.0, 1 << 20).unwrap();
     assert!(!tmp.exists(), "leftover temporary file removed");
+    assert!(!dead.exists(), "a dead writer's file removed");
+    assert!(live.exists(), "a live writer's file kept");
     assert_eq!(disk.stats().disk_entries, 1);
     assert_eq!(read_key(&disk, &key(1)).unwrap(), "complete");
 }

@@ -41,12 +41,15 @@ pub(super) enum Fetch {
     Miss,
     /// A stale entry is being revalidated (conditionally when it has validators).
     Revalidate(Found),
+    /// The origin's `304` for a revalidation named another response: fetch the whole
+    /// response again, unconditionally, to replace the entry.
+    Refetch(Found),
 }
 
 impl Fetch {
     /// A fetch that may store its response: it asks the origin for the whole response.
     fn fills(&self) -> bool {
-        matches!(self, Fetch::Miss | Fetch::Revalidate(_))
+        matches!(self, Fetch::Miss | Fetch::Revalidate(_) | Fetch::Refetch(_))
     }
 }
 
@@ -116,7 +119,11 @@ impl CacheRun {
     /// The fetch that replaces this one after a `304` that did not match: a plain fetch
     /// of the whole response, holding the same lock.
     pub(super) fn into_refetch(self) -> CacheRun {
-        CacheRun::new(self.cache, self.primary, Fetch::Miss, self.permit)
+        let fetch = match self.fetch {
+            Fetch::Revalidate(found) | Fetch::Refetch(found) => Fetch::Refetch(found),
+            other => other,
+        };
+        CacheRun::new(self.cache, self.primary, fetch, self.permit)
     }
 
     /// After a `304` during a revalidation: the answer from the refreshed entry, or a
@@ -219,7 +226,7 @@ impl<P: ProxyHttp> ExchangeHooks<P> for CacheRun {
         }
         match &self.fetch {
             Fetch::Forward { .. } => {}
-            Fetch::Miss => strip_conditionals(&mut req.headers),
+            Fetch::Miss | Fetch::Refetch(_) => strip_conditionals(&mut req.headers),
             Fetch::Revalidate(found) => {
                 make_conditional(&found.response.head, &mut req.headers);
             }
@@ -278,7 +285,7 @@ impl<P: ProxyHttp> ExchangeHooks<P> for CacheRun {
                 *status
             }
             Fetch::Miss => CacheStatus::Miss,
-            Fetch::Revalidate(_) => CacheStatus::Expired,
+            Fetch::Revalidate(_) | Fetch::Refetch(_) => CacheStatus::Expired,
         };
         if self.fetch.fills() {
             let cache = Arc::clone(&self.cache);
@@ -294,7 +301,7 @@ impl<P: ProxyHttp> ExchangeHooks<P> for CacheRun {
                 }
                 Cacheability::NoStore(why) => {
                     log::debug!("cache: {} not stored: {why}", self.primary);
-                    if let Fetch::Revalidate(found) = &self.fetch {
+                    if let Fetch::Revalidate(found) | Fetch::Refetch(found) = &self.fetch {
                         cache.remove(&found.key);
                     }
                 }
