@@ -301,7 +301,7 @@ fn cache_status(s: &ServiceSource, _: &ServiceTotals) -> Option<CacheStatus> {
         hits: stats.hits_memory,
         evictions: st.memory_evictions,
     };
-    let disk = has_disk.then(|| TierStatus {
+    let disk = has_disk.then_some(TierStatus {
         entries: st.disk_entries,
         bytes: st.disk_bytes,
         hits: stats.hits_disk,

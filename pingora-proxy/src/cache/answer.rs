@@ -116,12 +116,12 @@ pub(super) async fn serve_stored<P: ProxyHttp>(
         whole_with_trailers,
     );
     let body = match shape {
-        Shape::Whole => vec![response.body.clone()],
-        Shape::Range(r) => vec![response.body.slice(r.start as usize..=r.end as usize)],
-        Shape::NotModified | Shape::Unsatisfiable => Vec::new(),
+        Shape::Whole => Some(response.body.clone()),
+        Shape::Range(r) => Some(response.body.slice(r.start as usize..=r.end as usize)),
+        Shape::NotModified | Shape::Unsatisfiable => None,
     };
     let trailers = response.trailers.as_ref().filter(|_| whole_with_trailers);
-    send(phases, session, ctx, head, &body, trailers).await
+    send(phases, session, ctx, head, body.as_slice(), trailers).await
 }
 
 /// What came of answering from a response still being filled.
