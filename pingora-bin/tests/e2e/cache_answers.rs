@@ -243,3 +243,39 @@ fn a_range_is_answered_while_the_entry_is_filled_once_its_bytes_arrived() {
     assert_eq!(filled.body, body());
     assert_eq!(origin.requests(), 1, "one fetch for all three");
 }
+
+#[test]
+fn a_range_of_a_response_that_will_not_be_stored_is_asked_of_the_origin() {
+    // 100 KiB, more than max_object_bytes (64 KiB) at /big; not storable at /private.
+    // The origin answers ranges itself.
+    let origin = Origin::start(|req| {
+        let body: Vec<u8> = (0..100 * 1024).map(|i| (i % 251) as u8).collect();
+        let cc = if req.path == "/private" { "private, max-age=60" } else { "max-age=60" };
+        match req.header("range") {
+            Some("bytes=10-19") => Reply::full(
+                206,
+                &[("cache-control", cc), ("content-range", "bytes 10-19/102400")],
+                body[10..20].to_vec(),
+            ),
+            _ => Reply::full(200, &[("cache-control", cc)], body),
+        }
+    });
+    let p = ProxyConfig::new(origin.addr())
+        .cached("{ max_bytes: 4194304, max_object_bytes: 65536 }")
+        .start(bin());
+    for path in ["/big", "/private"] {
+        let before = origin.requests();
+        let r = send(p.addr, path, &[("range", "bytes=10-19")]);
+        assert_eq!((r.status, cache_status(&r)), (206, "MISS"), "{path}");
+        assert_eq!(r.body, (10..20).map(|i| i as u8).collect::<Vec<_>>(), "{path}");
+        let asked: Vec<_> = origin.received()[before..]
+            .iter()
+            .map(|q| q.header("range").map(str::to_string))
+            .collect();
+        assert_eq!(
+            asked,
+            [None, Some("bytes=10-19".to_string())],
+            "{path}: the whole response first (to store it), then the range alone"
+        );
+    }
+}

@@ -94,6 +94,12 @@ pub(crate) struct CacheRun {
     /// Set when the origin's `304` was for another response than the stored one: the
     /// stored one cannot be used, the response must be fetched again in full.
     pub(super) refetch: bool,
+    /// Set when the client's `Range` was removed from the request sent upstream.
+    range_removed: bool,
+    /// Set when the whole response was asked for the client's range but will not be
+    /// stored (not storable, or announced too large): rather than relay all of it to
+    /// cut out the range, ask the origin again for the range alone.
+    pub(super) forward_range: bool,
 }
 
 impl CacheRun {
@@ -113,7 +119,19 @@ impl CacheRun {
             request_time: SystemTime::now(),
             answer_from_cache: None,
             refetch: false,
+            range_removed: false,
+            forward_range: false,
         }
+    }
+
+    /// The fetch that replaces this one when the client's range is better asked of the
+    /// origin directly: forwarded as the client sent it, nothing stored.
+    pub(super) fn into_range_forward(self) -> CacheRun {
+        let fetch = Fetch::Forward {
+            status: CacheStatus::Miss,
+            invalidates: false,
+        };
+        CacheRun::new(self.cache, self.primary, fetch, None)
     }
 
     /// The fetch that replaces this one after a `304` that did not match: a plain fetch
@@ -221,7 +239,7 @@ impl<P: ProxyHttp> ExchangeHooks<P> for CacheRun {
     fn upstream_request(&mut self, req: &mut RequestHeader) {
         self.request_time = SystemTime::now();
         if self.fetch.fills() && req.method == Method::GET {
-            req.headers.remove(RANGE);
+            self.range_removed = req.headers.remove(RANGE).is_some();
             req.headers.remove(IF_RANGE);
         }
         match &self.fetch {
@@ -305,6 +323,20 @@ impl<P: ProxyHttp> ExchangeHooks<P> for CacheRun {
                         cache.remove(&found.key);
                     }
                 }
+            }
+            let storing = self.fill.as_ref().is_some_and(Fill::is_alive);
+            if !storing
+                && self.range_removed
+                && applicable_range(session.req_header(), resp).is_some()
+            {
+                log::debug!(
+                    "cache: {} will not be stored; asking the origin for the range alone",
+                    self.primary
+                );
+                self.fill = None;
+                self.permit = None;
+                self.forward_range = true;
+                return AfterHead::AnsweredElsewhere;
             }
             self.cut_range(session.req_header(), resp);
         }

@@ -228,7 +228,8 @@ async fn bypass<P: ProxyHttp>(
 
 /// Fetches from the origin with `run` watching, then answers from the cache if the
 /// fetch said so (a `304`, or `stale-if-error`); fetches again in full after a `304`
-/// that named another response. When the origin fails (refused, reset, dropped the
+/// that named another response, and asks for the client's range alone when the whole
+/// response asked for it will not be stored. When the origin fails (refused, reset, dropped the
 /// connection, timed out) before any of the response went to the client, a stale entry
 /// within its `stale-if-error` window is served instead.
 async fn fetch<P: ProxyHttp>(
@@ -246,6 +247,10 @@ async fn fetch<P: ProxyHttp>(
                 if run.refetch && !refetched {
                     refetched = true;
                     run = run.into_refetch();
+                    continue;
+                }
+                if run.forward_range {
+                    run = run.into_range_forward();
                     continue;
                 }
                 if let Some((response, status)) = run.answer_from_cache.take() {
