@@ -74,8 +74,9 @@ impl Fill {
         self.push_bytes(Bytes::copy_from_slice(chunk));
     }
 
-    /// Adds a piece of the body without copying it (it is kept until the end of the
-    /// fill, then joined with the others).
+    /// Adds a piece of the body without copying it now: it is kept (and readable by
+    /// the waiters) until the end of the fill, then copied with the others into one
+    /// buffer of the body's exact size.
     pub fn push_bytes(&mut self, chunk: Bytes) {
         if self.too_large {
             return;

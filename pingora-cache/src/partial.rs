@@ -179,21 +179,19 @@ impl PartialResponse {
         received
     }
 
-    /// The body ended: returns it in one piece (copied once unless it came in one).
+    /// The body ended: returns it in one piece, copied once into a buffer of its exact
+    /// size.
     pub(crate) fn complete(&self) -> Bytes {
         let whole = {
             let mut body = self.body();
-            let whole = match body.list.len() {
-                0 => Bytes::new(),
-                1 => body.list[0].clone(),
-                _ => {
-                    let mut joined = BytesMut::with_capacity(body.len as usize);
-                    for piece in body.list.iter() {
-                        joined.extend_from_slice(piece);
-                    }
-                    joined.freeze()
-                }
-            };
+            // Always copied into a buffer of its own: a piece may be a slice of a larger
+            // read buffer, which a stored entry must not keep alive (its size would not
+            // count what it holds).
+            let mut joined = BytesMut::with_capacity(body.len as usize);
+            for piece in body.list.iter() {
+                joined.extend_from_slice(piece);
+            }
+            let whole = joined.freeze();
             body.list = vec![whole.clone()];
             whole
         };

@@ -146,7 +146,12 @@ fn status_json_follows_its_schema_and_counts_what_was_sent() {
     for _ in 0..3 {
         request(listen, "GET", "/img/logo.png", &[], b"").unwrap();
     }
-    let s = status(admin);
+    // A request is counted at its end, just after its response went out.
+    let mut s = status(admin);
+    wait_until(POLL, || {
+        s = status(admin);
+        s["services"][0]["requests_total"] == 7
+    });
     let mut errors = Vec::new();
     check(&schema(), &s, "$", &mut errors);
     assert!(errors.is_empty(), "{errors:#?}\nin {s:#}");
@@ -207,6 +212,12 @@ fn drain_and_enable_move_traffic_and_let_requests_in_flight_finish() {
     assert!(
         wait_until(POLL, || backend(&status(admin), &a_addr)["in_flight"] == 1),
         "the slow request never showed in flight on {a_addr}"
+    );
+    // In flight counts from the pick of the backend; the origin counts the request once
+    // its head arrived: wait for both, or the count below races with the slow request.
+    assert!(
+        wait_until(POLL, || a.requests() == 1),
+        "the slow request never reached {a_addr}"
     );
     let path = format!("/upstreams/web/api/{a_addr}/drain");
     let (code, body) = post(admin, &path, &[], "");

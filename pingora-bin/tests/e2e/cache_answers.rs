@@ -250,11 +250,18 @@ fn a_range_of_a_response_that_will_not_be_stored_is_asked_of_the_origin() {
     // The origin answers ranges itself.
     let origin = Origin::start(|req| {
         let body: Vec<u8> = (0..100 * 1024).map(|i| (i % 251) as u8).collect();
-        let cc = if req.path == "/private" { "private, max-age=60" } else { "max-age=60" };
+        let cc = if req.path == "/private" {
+            "private, max-age=60"
+        } else {
+            "max-age=60"
+        };
         match req.header("range") {
             Some("bytes=10-19") => Reply::full(
                 206,
-                &[("cache-control", cc), ("content-range", "bytes 10-19/102400")],
+                &[
+                    ("cache-control", cc),
+                    ("content-range", "bytes 10-19/102400"),
+                ],
                 body[10..20].to_vec(),
             ),
             _ => Reply::full(200, &[("cache-control", cc)], body),
@@ -267,7 +274,11 @@ fn a_range_of_a_response_that_will_not_be_stored_is_asked_of_the_origin() {
         let before = origin.requests();
         let r = send(p.addr, path, &[("range", "bytes=10-19")]);
         assert_eq!((r.status, cache_status(&r)), (206, "MISS"), "{path}");
-        assert_eq!(r.body, (10..20).map(|i| i as u8).collect::<Vec<_>>(), "{path}");
+        assert_eq!(
+            r.body,
+            (10..20).map(|i| i as u8).collect::<Vec<_>>(),
+            "{path}"
+        );
         let asked: Vec<_> = origin.received()[before..]
             .iter()
             .map(|q| q.header("range").map(str::to_string))
