@@ -243,7 +243,12 @@ fn drain_and_enable_move_traffic_and_let_requests_in_flight_finish() {
         (200, "a".to_string()),
         "the request in flight finished"
     );
-    let s = status(admin);
+    // In flight until the request's end, just after its response went out.
+    let mut s = status(admin);
+    wait_until(POLL, || {
+        s = status(admin);
+        backend(&s, &a_addr)["in_flight"] == 0
+    });
     let be = backend(&s, &a_addr);
     assert_eq!(
         (be["draining"].as_bool(), be["state"].as_str()),
