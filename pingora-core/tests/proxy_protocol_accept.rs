@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pingora_core::protocols::proxy_protocol::{
-    encode, HeaderOutcome, ProxyAddresses, ProxyProtocolOptions, RejectReason, ProxyVersion,
+    encode, HeaderOutcome, ProxyAddresses, ProxyProtocolOptions, ProxyVersion, RejectReason,
     V2_SIGNATURE,
 };
 use pingora_core::protocols::{ClientAddr, Stream};
@@ -36,14 +36,23 @@ fn options(required: bool, timeout_ms: u64) -> ProxyProtocolOptions {
     }
 }
 
-async fn accept(opts: &ProxyProtocolOptions, stream: &mut Stream, peer: &ClientAddr) -> HeaderOutcome {
-    timeout(T, opts.accept(stream, peer)).await.expect("accept is bounded")
+async fn accept(
+    opts: &ProxyProtocolOptions,
+    stream: &mut Stream,
+    peer: &ClientAddr,
+) -> HeaderOutcome {
+    timeout(T, opts.accept(stream, peer))
+        .await
+        .expect("accept is bounded")
 }
 
 /// Reads exactly `n` bytes of what follows the header on the server side.
 async fn rest(stream: &mut Stream, n: usize) -> Vec<u8> {
     let mut buf = vec![0; n];
-    timeout(T, stream.read_exact(&mut buf)).await.unwrap().unwrap();
+    timeout(T, stream.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     buf
 }
 
@@ -59,7 +68,10 @@ const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 #[tokio::test]
 async fn v1_header_and_request_in_one_write() {
     let (mut client, mut stream, peer) = pair().await;
-    let mut wire = encode(ProxyVersion::V1, Some(ends("192.0.2.1:1234", "10.0.0.1:80")));
+    let mut wire = encode(
+        ProxyVersion::V1,
+        Some(ends("192.0.2.1:1234", "10.0.0.1:80")),
+    );
     wire.extend_from_slice(REQUEST);
     client.write_all(&wire).await.unwrap();
     let opts = options(true, 5000);
@@ -75,7 +87,10 @@ async fn v1_header_and_request_in_one_write() {
 #[tokio::test]
 async fn v2_header_split_across_writes_is_waited_for() {
     let (mut client, mut stream, peer) = pair().await;
-    let mut wire = encode(ProxyVersion::V2, Some(ends("[2001:db8::7]:5555", "[::1]:443")));
+    let mut wire = encode(
+        ProxyVersion::V2,
+        Some(ends("[2001:db8::7]:5555", "[::1]:443")),
+    );
     wire.extend_from_slice(b"\x16\x03\x01");
     let opts = options(true, 5000);
     let writer = tokio::spawn(async move {
@@ -274,7 +289,10 @@ async fn unix_socket_connections_too() {
     let mut client = tokio::net::UnixStream::connect(&path).await.unwrap();
     let (unix, _) = listener.accept().await.unwrap();
     let mut stream = Stream::Unix(unix);
-    let mut wire = encode(ProxyVersion::V2, Some(ends("198.51.100.3:999", "10.0.0.1:80")));
+    let mut wire = encode(
+        ProxyVersion::V2,
+        Some(ends("198.51.100.3:999", "10.0.0.1:80")),
+    );
     wire.extend_from_slice(REQUEST);
     client.write_all(&wire).await.unwrap();
     let opts = options(true, 5000);

@@ -27,6 +27,7 @@ mod lb_discovery;
 mod log_flood;
 mod observability;
 mod policy;
+mod proxy_protocol;
 mod retries;
 mod routes;
 mod signals;
