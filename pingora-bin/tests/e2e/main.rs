@@ -28,6 +28,7 @@ mod log_flood;
 mod observability;
 mod policy;
 mod proxy_protocol;
+mod proxy_protocol_haproxy;
 mod retries;
 mod routes;
 mod signals;
