@@ -38,7 +38,7 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    /// Every reason, in the order of [`RejectReason::index`].
+    /// Every reason, as the metrics list them.
     pub const ALL: [RejectReason; 5] = [
         RejectReason::Missing,
         RejectReason::Malformed,
