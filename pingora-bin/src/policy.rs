@@ -20,10 +20,6 @@ pub struct ServicePolicy {
     pub trusted: TrustedProxies,
     /// Request ids, when configured.
     pub request_ids: Option<RequestIds>,
-    /// `$scheme`: `https` when the service's listeners are TLS.
-    pub scheme: &'static str,
-    /// `$server_port`: the port of the service's TCP listeners, when they share one.
-    pub server_port: Option<u16>,
 }
 
 /// The upstream timeouts a route overrides.
@@ -70,31 +66,9 @@ pub fn service_policy(service: &ServiceConf, at: &str) -> Result<ServicePolicy, 
         )),
         None => None,
     };
-    let tcp: Vec<_> = service
-        .listeners
-        .iter()
-        .map(|l| {
-            let port = match &l.addr {
-                pingora_config::ListenAddr::Tcp(a) => Some(a.port()),
-                _ => None,
-            };
-            (l.tls.is_some(), port)
-        })
-        .collect();
-    let scheme = if !tcp.is_empty() && tcp.iter().all(|(tls, _)| *tls) {
-        "https"
-    } else {
-        "http"
-    };
-    let server_port = match tcp.first() {
-        Some((_, port)) if tcp.iter().all(|(_, p)| p == port) => *port,
-        _ => None,
-    };
     Ok(ServicePolicy {
         trusted,
         request_ids,
-        scheme,
-        server_port,
     })
 }
 
@@ -236,7 +210,8 @@ fn header_rules(conf: Option<&HeaderRulesConf>, at: &str) -> Result<Option<Heade
     Ok(Some(rules))
 }
 
-fn networks(list: &[String], at: &str) -> Result<Vec<IpNet>, BinError> {
+/// The networks of `list` (`at`: its key path, for errors).
+pub fn networks(list: &[String], at: &str) -> Result<Vec<IpNet>, BinError> {
     list.iter()
         .map(|s| {
             s.parse::<IpNet>()

@@ -161,12 +161,13 @@ impl RouterProxy {
     /// What the templates of a request read.
     fn vars<'a>(&'a self, session: &'a Session, ctx: &'a RequestCtx) -> RequestVars<'a> {
         let req = session.req_header();
-        let policy = &self.routes.policy;
+        // Per connection: a service may listen on several ports, TLS and plain.
+        let conn = session.connection();
         RequestVars {
             req,
             client_ip: ctx.client_ip,
-            scheme: policy.scheme,
-            server_port: policy.server_port,
+            scheme: if conn.is_tls() { "https" } else { "http" },
+            server_port: conn.server_port(),
             request_id: ctx.request_id.as_ref().and_then(|v| v.to_str().ok()),
             captures: ctx.captures.as_ref().map(|c| (c, req.uri.path())),
         }
@@ -332,13 +333,13 @@ impl ProxyHttp for RouterProxy {
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<HttpPeer> {
         let upstream = ctx.upstream.and_then(|i| self.routes.upstreams.get(i));
         ctx.backend = None;
-        let mut selected = upstream.and_then(|u| u.select(session));
+        let mut selected = upstream.and_then(|u| u.select(session, ctx.client_ip));
         if let (Some(u), Some((i, ..))) = (upstream, &selected) {
             if Some(*i) == ctx.failed_backend {
                 // A retry after a failed connect: passive marking keeps that backend
                 // out of a balanced upstream; asking again moves a plain rotation on.
                 // If it is still the one, there is no other (the retry policy stops).
-                selected = u.select(session);
+                selected = u.select(session, ctx.client_ip);
             }
         }
         match selected {

@@ -12,6 +12,7 @@ use pingora_config::{
     LbAlgorithm, UpstreamConf,
 };
 use pingora_core::connector::{HttpPeer, PeerAddress, PeerOptions};
+use pingora_core::protocols::proxy_protocol::ProxyVersion;
 use pingora_core::protocols::tls::UpstreamTls;
 use pingora_lb::{
     read_backend_file, AddressFamily, Algorithm, Backend, Discovery, DnsDiscovery,
@@ -65,7 +66,8 @@ impl Upstream {
         };
         let hash_key = (conf.lb == LbAlgorithm::ConsistentHash).then(|| conf.hash_key.clone());
         // Backends spoken to over TLS are checked over TLS, with the same settings.
-        let health = (conf.health_check.as_ref()).map(|h| health_check(h, options.tls.clone()));
+        let health = (conf.health_check.as_ref())
+            .map(|h| health_check(h, options.tls.clone(), options.proxy_protocol));
         let source = conf.discovery.as_ref().and_then(|d| source(&name, d));
         let backends = match &source {
             None => {
@@ -103,15 +105,20 @@ impl Upstream {
         })
     }
 
-    /// Picks a backend for the request: a number to give back to
-    /// [`Upstream::connect_failed`] (and to tell picks apart), its peer and an
-    /// in-flight guard.
-    pub fn select(&self, session: &Session) -> Option<(usize, HttpPeer, InFlight)> {
+    /// Picks a backend for the request from `client_ip` (the client after the PROXY
+    /// header and trusted `X-Forwarded-For`, which `hash_key: client_ip` hashes): a
+    /// number to give back to [`Upstream::connect_failed`] (and to tell picks apart),
+    /// its peer and an in-flight guard.
+    pub fn select(
+        &self,
+        session: &Session,
+        client_ip: Option<std::net::IpAddr>,
+    ) -> Option<(usize, HttpPeer, InFlight)> {
         let mut ip = [0u8; 16];
         let key: &[u8] = match &self.hash_key {
             None => b"",
             Some(HashKey::Uri) => session.req_header().path_and_query().as_bytes(),
-            Some(HashKey::ClientIp) => match session.client_addr().ip() {
+            Some(HashKey::ClientIp) => match client_ip {
                 Some(std::net::IpAddr::V4(v4)) => {
                     ip[..4].copy_from_slice(&v4.octets());
                     &ip[..4]
@@ -258,7 +265,13 @@ fn first_resolution(options: &DnsDiscoveryOptions) -> Result<Vec<Backend>, BinEr
     })
 }
 
-fn health_check(conf: &HealthCheckConf, tls: Option<Arc<UpstreamTls>>) -> HealthCheck {
+/// The health check of an upstream; its probes start with a PROXY header (a `LOCAL`
+/// one) when the upstream's connections do, since such backends expect one first.
+fn health_check(
+    conf: &HealthCheckConf,
+    tls: Option<Arc<UpstreamTls>>,
+    proxy_protocol: Option<ProxyVersion>,
+) -> HealthCheck {
     let expected = conf.expected_status();
     HealthCheck {
         kind: match conf.kind {
@@ -276,6 +289,7 @@ fn health_check(conf: &HealthCheckConf, tls: Option<Arc<UpstreamTls>>) -> Health
             unhealthy_after: conf.unhealthy_threshold,
         },
         tls,
+        proxy_protocol,
     }
 }
 

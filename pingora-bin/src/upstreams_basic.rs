@@ -106,8 +106,13 @@ impl Upstream {
         })
     }
 
-    /// The next peer in turn that is not drained.
-    pub fn select(&self, _session: &Session) -> Option<(usize, HttpPeer, InFlight)> {
+    /// The next peer in turn that is not drained (the client address, which
+    /// `hash_key: client_ip` uses with the `lb` feature, plays no part here).
+    pub fn select(
+        &self,
+        _session: &Session,
+        _client_ip: Option<std::net::IpAddr>,
+    ) -> Option<(usize, HttpPeer, InFlight)> {
         let n = self.peers.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         (0..n).map(|k| start.wrapping_add(k) % n).find_map(|i| {

@@ -5,11 +5,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
-use pingora_config::{ServerConf, ServiceConf, ValidateOptions};
+use pingora_config::{
+    ProxyProtocolMode, SendProxyProtocol, ServerConf, ServiceConf, ValidateOptions,
+};
 use pingora_core::connector::{BindAddrs, Connector, PeerOptions};
 use pingora_core::listener::ListenOptions;
 use pingora_core::protocols::http::v1::server::ServerSessionOptions;
 use pingora_core::protocols::http::v1::HeadLimits;
+use pingora_core::protocols::proxy_protocol::{
+    ProxyProtocolOptions, ProxyProtocolRejects, ProxyVersion,
+};
 use pingora_core::server::Server;
 use pingora_core::service::ListeningService;
 use pingora_proxy::modules::{PerClientConnections, RouteTable};
@@ -146,16 +151,31 @@ fn build_service(
         });
     }
     svc.set_threads(service.threads);
+    let proxy_rejects = Arc::new(ProxyProtocolRejects::default());
+    if let Some(metrics) = metrics {
+        metrics.poll_proxy_protocol_rejects(&service.name, Arc::clone(&proxy_rejects));
+    }
+    let trusted = trusted_senders(service, at)?;
     for l in &service.listeners {
         let tls = match &l.tls {
             Some(tls) => Some(crate::tls::listener_acceptor(service, tls)?),
             None => None,
+        };
+        let proxy_protocol = match l.proxy_protocol {
+            ProxyProtocolMode::Off => None,
+            mode => Some(ProxyProtocolOptions {
+                required: mode == ProxyProtocolMode::On,
+                trusted: trusted.clone(),
+                timeout: Duration::from_millis(service.client_header_timeout_ms),
+                rejects: Arc::clone(&proxy_rejects),
+            }),
         };
         svc.add_listener(
             l.addr.clone(),
             ListenOptions {
                 backlog: l.backlog,
                 tls,
+                proxy_protocol,
             },
         );
     }
@@ -172,6 +192,21 @@ fn build_service(
         cache,
     });
     Ok((svc, source))
+}
+
+/// Who may send a PROXY header to the listeners of `service`: its `trusted_proxies`,
+/// or anyone when it has none (the listener's `proxy_protocol` alone decides then).
+fn trusted_senders(
+    service: &ServiceConf,
+    at: &str,
+) -> Result<Option<Arc<[pingora_config::IpNet]>>, BinError> {
+    if service.trusted_proxies.is_empty() {
+        return Ok(None);
+    }
+    let at = format!("{at}.trusted_proxies");
+    Ok(Some(
+        crate::policy::networks(&service.trusted_proxies, &at)?.into(),
+    ))
 }
 
 fn bind_addrs(conf: &ServerConf) -> Result<BindAddrs, BinError> {
@@ -205,6 +240,11 @@ fn build_routes(
             idle_timeout: Duration::from_millis(up.idle_timeout_ms),
             tls: crate::tls::upstream_tls(conf, up).map_err(|e| e.in_upstream(name))?,
             http2: up.http2,
+            proxy_protocol: match up.send_proxy_protocol {
+                SendProxyProtocol::None => None,
+                SendProxyProtocol::V1 => Some(ProxyVersion::V1),
+                SendProxyProtocol::V2 => Some(ProxyVersion::V2),
+            },
         };
         upstreams.push(Arc::new(Upstream::new(name.to_string(), up, options)?));
     }

@@ -31,14 +31,14 @@ pub use policy::{
 };
 pub use server::{read_token_file, AdminConf, ServerConf, TokioConf, ValidateOptions};
 pub use service::{
-    CacheConf, CacheDiskConf, IpNet, ListenerConf, ListenerTlsConf, RespondConf, RouteConf,
-    RouteMatch, ServiceConf, TlsCertConf,
+    CacheConf, CacheDiskConf, IpNet, ListenerConf, ListenerTlsConf, ProxyProtocolMode, RespondConf,
+    RouteConf, RouteMatch, ServiceConf, TlsCertConf,
 };
 pub use suggest::{closest as suggest_closest, edit_distance};
 pub use template::Template;
 pub use upstream::{
-    HashKey, HealthCheckConf, HealthCheckType, LbAlgorithm, PeerConf, StatusRange, UpstreamConf,
-    UpstreamMap, UpstreamTlsConf,
+    HashKey, HealthCheckConf, HealthCheckType, LbAlgorithm, PeerConf, SendProxyProtocol,
+    StatusRange, UpstreamConf, UpstreamMap, UpstreamTlsConf,
 };
 pub use validate::{MAX_MILLISECONDS, MAX_SECONDS, MAX_THREADS};
 pub use validate_upstream::check_peer_addr;

@@ -36,7 +36,9 @@ pub struct ServiceConf {
     pub max_request_head_bytes: usize,
     /// Most header fields in one request; more get 431.
     pub max_request_headers: usize,
-    /// Networks whose `X-Forwarded-For` and request id are believed (empty: nobody's).
+    /// Networks whose `X-Forwarded-For`, request id and PROXY header are believed
+    /// (empty: nobody's `X-Forwarded-For` and request id, while the listeners'
+    /// `proxy_protocol` alone decides about PROXY headers).
     pub trusted_proxies: Vec<String>,
     /// Request ids: accepted from trusted peers, else generated.
     pub request_id: Option<RequestIdConf>,
@@ -112,6 +114,28 @@ pub struct ListenerConf {
     /// Length of the kernel's queue of not-yet-accepted connections.
     #[serde(default = "default_backlog")]
     pub backlog: u32,
+    /// Whether connections start with a PROXY protocol header (v1 or v2).
+    #[serde(default)]
+    pub proxy_protocol: ProxyProtocolMode,
+}
+
+/// A listener's `proxy_protocol`: whether a PROXY header (v1 or v2) comes first on its
+/// connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyProtocolMode {
+    /// No header is read: the bytes are HTTP (or TLS) from the start.
+    #[default]
+    Off,
+    /// Every connection must start with a valid header; others are closed.
+    On,
+    /// Connections with and without a header are accepted.
+    Optional,
+}
+
+impl ProxyProtocolMode {
+    /// The YAML spellings.
+    pub const NAMES: &'static [&'static str] = &["off", "on", "optional"];
 }
 
 fn default_backlog() -> u32 {
@@ -120,7 +144,7 @@ fn default_backlog() -> u32 {
 
 impl ListenerConf {
     /// The YAML keys of a listener.
-    pub const FIELDS: &'static [&'static str] = &["addr", "tls", "backlog"];
+    pub const FIELDS: &'static [&'static str] = &["addr", "tls", "backlog", "proxy_protocol"];
 
     /// A plain listener on `addr` with the default backlog.
     pub fn new(addr: ListenAddr) -> Self {
@@ -128,6 +152,7 @@ impl ListenerConf {
             addr,
             tls: None,
             backlog: default_backlog(),
+            proxy_protocol: ProxyProtocolMode::Off,
         }
     }
 }

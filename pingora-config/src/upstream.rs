@@ -35,6 +35,28 @@ pub struct UpstreamConf {
     pub write_timeout_ms: u64,
     /// How long an idle pooled connection to a peer is kept, in milliseconds.
     pub idle_timeout_ms: u64,
+    /// Write a PROXY protocol header naming the client first on each connection to the
+    /// peers (such connections are never reused for another client).
+    pub send_proxy_protocol: SendProxyProtocol,
+}
+
+/// An upstream's `send_proxy_protocol`: which PROXY header, if any, starts each
+/// connection to its peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SendProxyProtocol {
+    /// No header.
+    #[default]
+    None,
+    /// The text version.
+    V1,
+    /// The binary version.
+    V2,
+}
+
+impl SendProxyProtocol {
+    /// The YAML spellings.
+    pub const NAMES: &'static [&'static str] = &["none", "v1", "v2"];
 }
 
 impl UpstreamConf {
@@ -51,6 +73,7 @@ impl UpstreamConf {
         "read_timeout_ms",
         "write_timeout_ms",
         "idle_timeout_ms",
+        "send_proxy_protocol",
     ];
 }
 
@@ -68,6 +91,7 @@ impl Default for UpstreamConf {
             read_timeout_ms: 60_000,
             write_timeout_ms: 60_000,
             idle_timeout_ms: 60_000,
+            send_proxy_protocol: SendProxyProtocol::None,
         }
     }
 }

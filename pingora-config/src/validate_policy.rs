@@ -32,7 +32,6 @@ pub(crate) fn validate_service_policy(
     if let Some(access) = &service.access {
         validate_access(access, &at("access"), r)?;
     }
-    listener_variables(service, path, r)?;
     if let Some(max) = service.max_connections_per_client {
         r.range(
             &at("max_connections_per_client"),
@@ -43,81 +42,6 @@ pub(crate) fn validate_service_policy(
         )?;
     }
     Ok(())
-}
-
-/// `$scheme` and `$server_port` are one value per service: refused where its listeners
-/// disagree (TLS and plain, or several ports), since a request cannot tell which yet.
-fn listener_variables(
-    service: &ServiceConf,
-    path: &str,
-    r: &Reporter<'_>,
-) -> Result<(), ConfigError> {
-    let first = service.listeners.first();
-    let same_tls = service
-        .listeners
-        .iter()
-        .all(|l| l.tls.is_some() == first.is_some_and(|f| f.tls.is_some()));
-    let port = |l: &crate::ListenerConf| match &l.addr {
-        crate::ListenAddr::Tcp(a) => Some(a.port()),
-        _ => None,
-    };
-    let same_port = service
-        .listeners
-        .iter()
-        .all(|l| port(l) == first.and_then(port));
-    if same_tls && same_port {
-        return Ok(());
-    }
-    for (k, route) in service.routes.iter().enumerate() {
-        let route_path = join_index(&join_key(path, "routes"), k);
-        for (key, text) in route_templates(route) {
-            let Ok(t) = Template::parse(text) else {
-                continue; // reported with its own key path
-            };
-            let clash = t.vars().find(|v| {
-                (matches!(v, Var::Scheme) && !same_tls)
-                    || (matches!(v, Var::ServerPort) && !same_port)
-            });
-            if let Some(v) = clash {
-                let name = if matches!(v, Var::Scheme) {
-                    "scheme"
-                } else {
-                    "server_port"
-                };
-                return Err(r.invalid(
-                    &join_key(&route_path, &key),
-                    format!(
-                        "`${name}` needs the service's listeners to agree (all TLS or all plain, one port); split the listeners into services"
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Every template of a route with its key path below the route.
-fn route_templates(route: &RouteConf) -> Vec<(String, &str)> {
-    let mut out = Vec::new();
-    if let Some(redirect) = &route.redirect {
-        out.push(("redirect.location".to_string(), redirect.location.as_str()));
-    }
-    if let Some(replace) = route.rewrite.as_ref().and_then(|w| w.replace.as_ref()) {
-        out.push(("rewrite.replace".to_string(), replace.as_str()));
-    }
-    for (key, rules) in [
-        ("request_headers", &route.request_headers),
-        ("response_headers", &route.response_headers),
-    ] {
-        if let Some(rules) = rules {
-            for (section, map) in [("set", &rules.set), ("add", &rules.add)] {
-                for (name, value) in map.iter() {
-                    out.push((format!("{key}.{section}.{name}"), value));
-                }
-            }
-        }
-    }
-    out
 }
 
 /// The policy keys of one route (the action's exclusivity is checked by the caller).

@@ -8,6 +8,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::net::{TcpListener, UnixListener};
 
 use crate::error::{Error, ErrorKind, Result, Side};
+use crate::protocols::proxy_protocol::ProxyProtocolOptions;
 use crate::protocols::tls::TlsAcceptor;
 use crate::protocols::{ClientAddr, Stream};
 
@@ -25,6 +26,9 @@ pub struct ListenOptions {
     /// Terminate TLS on accepted connections with this acceptor (`None`: plain). The
     /// handshake runs in each connection's own task, never in the accept loop.
     pub tls: Option<Arc<TlsAcceptor>>,
+    /// Read a PROXY protocol header first on accepted connections (`None`: off). Like
+    /// the handshake, it is read in each connection's own task, before TLS.
+    pub proxy_protocol: Option<ProxyProtocolOptions>,
 }
 
 impl Default for ListenOptions {
@@ -32,6 +36,7 @@ impl Default for ListenOptions {
         ListenOptions {
             backlog: 1024,
             tls: None,
+            proxy_protocol: None,
         }
     }
 }

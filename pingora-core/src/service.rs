@@ -10,18 +10,21 @@ use tokio::runtime::Handle;
 pub use crate::background::BackgroundService;
 use crate::error::{Error, ErrorKind, Result, Side};
 use crate::listener::{AsyncListener, BoundListener, ListenAddr, ListenOptions};
+use crate::protocols::proxy_protocol::{HeaderOutcome, ProxyProtocolOptions};
 use crate::protocols::tls::{TlsAcceptor, TlsAcceptorOptions, TlsCertificate};
-use crate::protocols::{ClientAddr, Stream};
+use crate::protocols::{ClientAddr, ConnectionInfo, Stream};
 use crate::shutdown::{Phase, ShutdownController, ShutdownWatch};
 
 /// An application that serves accepted connections (for example an HTTP proxy).
 pub trait ServerApp: Send + Sync + 'static {
     /// Serves one connection until it is done. Should return promptly once `shutdown`
     /// reaches [`Phase::Closing`] and the connection is idle.
+    /// `conn` tells who the client is (after the PROXY protocol, when the listener
+    /// reads it), where it connected and whether it speaks TLS.
     fn process_connection(
         &self,
         stream: Stream,
-        peer: ClientAddr,
+        conn: ConnectionInfo,
         shutdown: ShutdownWatch,
     ) -> impl Future<Output = ()> + Send;
 }
@@ -147,7 +150,9 @@ impl<A: ServerApp> Service for ListeningService<A> {
         shutdown: &ShutdownController,
     ) -> Result<()> {
         for (i, bound) in listeners.into_iter().enumerate() {
-            let tls = self.addrs.get(i).and_then(|(_, opts)| opts.tls.clone());
+            let opts = self.addrs.get(i).map(|(_, opts)| opts);
+            let tls = opts.and_then(|o| o.tls.clone());
+            let proxy_protocol = opts.and_then(|o| o.proxy_protocol.clone()).map(Arc::new);
             // Every runtime gets its own registration of the same socket, so that
             // single-threaded runtimes accept for themselves.
             for handle in handles {
@@ -160,6 +165,7 @@ impl<A: ServerApp> Service for ListeningService<A> {
                     handle.spawn(accept_loop(
                         listener.clone(),
                         tls.clone(),
+                        proxy_protocol.clone(),
                         self.app.clone(),
                         shutdown.clone(),
                     ));
@@ -191,6 +197,7 @@ fn parse_tcp(text: &str) -> Result<ListenAddr> {
 async fn accept_loop<A: ServerApp>(
     listener: Arc<AsyncListener>,
     tls: Option<Arc<TlsAcceptor>>,
+    proxy_protocol: Option<Arc<ProxyProtocolOptions>>,
     app: Arc<A>,
     shutdown: ShutdownController,
 ) {
@@ -214,20 +221,17 @@ async fn accept_loop<A: ServerApp>(
                 let app = app.clone();
                 let watch = shutdown.watch();
                 let tls = tls.clone();
+                let proxy_protocol = proxy_protocol.clone();
                 tokio::spawn(async move {
-                    // The handshake runs here, in the connection's task, so that a slow
-                    // or silent client never holds up the accept loop.
-                    let stream = match tls {
-                        None => stream,
-                        Some(acceptor) => match acceptor.accept(stream).await {
-                            Ok(s) => s,
-                            Err(e) => {
-                                log::debug!("{peer}: {e}");
-                                return;
-                            }
-                        },
+                    // The PROXY header and the TLS handshake are read here, in the
+                    // connection's task, so that a slow or silent client never holds
+                    // up the accept loop.
+                    let Some((stream, conn)) =
+                        open_connection(stream, peer, proxy_protocol.as_deref(), tls).await
+                    else {
+                        return;
                     };
-                    app.process_connection(stream, peer, watch).await;
+                    app.process_connection(stream, conn, watch).await;
                     drop(guard);
                 });
             }
@@ -238,4 +242,35 @@ async fn accept_loop<A: ServerApp>(
             }
         }
     }
+}
+
+/// What runs on an accepted connection before the application sees it: the PROXY
+/// protocol header (when the listener reads one), then the TLS handshake (on a TLS
+/// listener). `None` when the connection is refused or fails there.
+async fn open_connection(
+    mut stream: Stream,
+    peer: ClientAddr,
+    proxy_protocol: Option<&ProxyProtocolOptions>,
+    tls: Option<Arc<TlsAcceptor>>,
+) -> Option<(Stream, ConnectionInfo)> {
+    let mut conn = ConnectionInfo::accepted(peer, &stream);
+    if let Some(pp) = proxy_protocol {
+        match pp.accept(&mut stream, conn.socket_peer()).await {
+            HeaderOutcome::Header(header) => conn = conn.with_proxy_header(header),
+            HeaderOutcome::NoHeader => {}
+            HeaderOutcome::Refused(_) => return None,
+        }
+    }
+    let stream = match tls {
+        None => stream,
+        Some(acceptor) => match acceptor.accept(stream).await {
+            Ok(s) => s,
+            Err(e) => {
+                log::debug!("{}: {e}", conn.client());
+                return None;
+            }
+        },
+    };
+    let tls = stream.is_tls();
+    Some((stream, conn.with_tls(tls)))
 }

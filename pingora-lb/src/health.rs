@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pingora_core::connector::PeerAddress;
+use pingora_core::protocols::proxy_protocol::{encode, ProxyVersion};
 use pingora_core::protocols::tls::UpstreamTls;
 use pingora_core::protocols::Stream;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -78,6 +79,9 @@ pub struct HealthCheck {
     /// the probe: a TCP check then needs a completed handshake, an HTTP check goes over
     /// TLS. `None`: plain.
     pub tls: Option<Arc<UpstreamTls>>,
+    /// Write a PROXY header of this version first (a v2 `LOCAL` / v1 `UNKNOWN` one:
+    /// the probe relays no client), for backends that expect one on every connection.
+    pub proxy_protocol: Option<ProxyVersion>,
 }
 
 impl HealthCheck {
@@ -90,6 +94,7 @@ impl HealthCheck {
             timeout: interval.min(Duration::from_secs(1)),
             thresholds: Thresholds::default(),
             tls: None,
+            proxy_protocol: None,
         }
     }
 }
@@ -186,6 +191,12 @@ async fn probe(addr: &str, check: &HealthCheck) -> bool {
             Err(_) => return false,
         },
     };
+    let mut stream = stream;
+    if let Some(version) = check.proxy_protocol {
+        if stream.write_all(&encode(version, None)).await.is_err() {
+            return false;
+        }
+    }
     let stream = match &check.tls {
         None => stream,
         Some(tls) => {

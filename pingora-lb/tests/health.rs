@@ -102,6 +102,7 @@ fn run_with(
         timeout,
         thresholds,
         tls: None,
+        proxy_protocol: None,
     };
     tokio::spawn(HealthChecker::new(lb.clone(), check).run(async {
         let _ = rx.await;

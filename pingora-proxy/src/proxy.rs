@@ -13,7 +13,7 @@ use pingora_core::protocols::http::v2::server::{
     H2ServerConnection, H2ServerOptions, H2ServerStream,
 };
 use pingora_core::protocols::http::{ClientSession, ServerSession};
-use pingora_core::protocols::{ClientAddr, Stream};
+use pingora_core::protocols::{ConnectionInfo, Stream};
 use pingora_core::service::ServerApp;
 use pingora_core::shutdown::ShutdownWatch;
 use pingora_core::{Error, ErrorKind, Side};
@@ -212,18 +212,23 @@ enum AfterRequest {
 }
 
 impl<P: ProxyHttp> ServerApp for HttpProxy<P> {
-    async fn process_connection(&self, stream: Stream, peer: ClientAddr, shutdown: ShutdownWatch) {
+    async fn process_connection(
+        &self,
+        stream: Stream,
+        conn: ConnectionInfo,
+        shutdown: ShutdownWatch,
+    ) {
         if stream.alpn() == Some(b"h2".as_slice()) {
-            self.serve_h2(stream, Bytes::new(), peer, shutdown).await;
+            self.serve_h2(stream, Bytes::new(), conn, shutdown).await;
             return;
         }
         let opts = self.shared.opts.downstream;
-        let downstream = H1ServerSession::new(stream, peer, opts, shutdown.clone());
+        let downstream = H1ServerSession::new(stream, conn, opts, shutdown.clone());
         if let Some(h1) = self.serve_http1(downstream).await {
             // The client opened with the HTTP/2 preface: serve the rest as HTTP/2.
-            let peer = h1.peer().clone();
+            let conn = h1.connection().clone();
             let (stream, read) = h1.into_tunnel();
-            self.serve_h2(stream, read.freeze(), peer, shutdown).await;
+            self.serve_h2(stream, read.freeze(), conn, shutdown).await;
         }
     }
 }
@@ -271,12 +276,12 @@ impl<P: ProxyHttp> HttpProxy<P> {
         &self,
         stream: Stream,
         prefix: Bytes,
-        peer: ClientAddr,
+        info: ConnectionInfo,
         shutdown: ShutdownWatch,
     ) {
         let opts = self.shared.opts.downstream_h2;
         let mut conn =
-            match H2ServerConnection::handshake(stream, prefix, peer, opts, shutdown).await {
+            match H2ServerConnection::handshake(stream, prefix, info, opts, shutdown).await {
                 Ok(conn) => conn,
                 Err(e) => {
                     log::debug!("HTTP/2 handshake failed: {e}");

@@ -5,7 +5,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::StatusCode;
 use pingora_core::protocols::http::{RequestHeader, ResponseHeader, ServerSession};
-use pingora_core::protocols::ClientAddr;
+use pingora_core::protocols::{ClientAddr, ConnectionInfo};
 use pingora_core::Error;
 
 use crate::status;
@@ -55,9 +55,16 @@ impl Session {
         self.downstream.req_header_mut()
     }
 
-    /// The client's address.
+    /// The client's address: the source of the connection's PROXY header when it came
+    /// with one, else the socket peer.
     pub fn client_addr(&self) -> &ClientAddr {
         self.downstream.peer()
+    }
+
+    /// The client connection: its socket peer, the local address it reached, whether
+    /// it is TLS, and its PROXY header (with the v2 TLVs).
+    pub fn connection(&self) -> &ConnectionInfo {
+        self.downstream.connection()
     }
 
     /// Whether the client connected from loopback (127.0.0.0/8, ::1, or an IPv4-mapped

@@ -92,6 +92,29 @@ impl RawClient {
         )
     }
 
+    /// Connects to `addr` over TCP from the local address `source` (any port), e.g.
+    /// `127.0.0.2`, so that the proxy sees a client other than 127.0.0.1. Timeouts as
+    /// [`RawClient::connect`].
+    pub fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> io::Result<RawClient> {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        socket.bind(&SocketAddr::new(source, 0).into())?;
+        socket.connect_timeout(&addr.into(), Duration::from_secs(5))?;
+        let stream: std::net::TcpStream = socket.into();
+        stream.set_nodelay(true)?;
+        let stream = ClientStream::Tcp(stream);
+        stream.set_read_timeout(Some(DEFAULT_READ_TIMEOUT))?;
+        stream.set_write_timeout(Some(DEFAULT_READ_TIMEOUT))?;
+        let writer = stream.try_clone()?;
+        Ok(RawClient {
+            reader: WireReader::new(stream),
+            writer,
+        })
+    }
+
     /// Connects to `target` (TCP or unix socket) within `connect_timeout` (TCP only);
     /// reads and writes time out after `io_timeout`.
     pub fn connect_to(

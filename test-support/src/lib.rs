@@ -8,6 +8,9 @@
 //! - The `pingora` binary: its config ([`ProxyConfig`]), a running process with its log
 //!   and signals ([`ProxyProcess`], [`Proxy`]), processes known by pid ([`Strays`],
 //!   [`read_pid`], ...), one-shot commands ([`run_command`]), its metrics ([`Metrics`]).
+//! - The PROXY protocol, written independently of pingora-core ([`v1_header`],
+//!   [`v2_header`], [`read_proxy_header`]; origins that expect it:
+//!   [`OriginBuilder::expect_proxy_header`]).
 //! - Deterministic payloads with checksums, free ports, readiness polls.
 //! - With the `tls` feature (BoringSSL): test certificates minted on the fly
 //!   (`TestCa`), a blocking TLS client (`TlsClient`) and a TLS front for origins
@@ -21,6 +24,7 @@ mod dir;
 mod dns;
 mod h2_client;
 mod h2_origin;
+mod haproxy;
 mod load;
 mod memory;
 mod net;
@@ -29,6 +33,7 @@ mod pids;
 mod process;
 mod prom;
 mod proxy;
+mod proxy_header;
 mod reply;
 mod stream;
 #[cfg(feature = "tls")]
@@ -54,6 +59,7 @@ pub use h2_client::{
     h2_client_runtime, H2Body, H2Client, H2Request, H2Response, DEFAULT_H2_TIMEOUT, MAX_KEPT_BODY,
 };
 pub use h2_origin::{H2Origin, H2OriginBuilder};
+pub use haproxy::Haproxy;
 pub use load::{heavy, Load, LoadReport};
 pub use memory::{process_memory, ProcessMemory};
 pub use net::{free_addr, free_port, port_accepts, wait_for_port, wait_until};
@@ -62,6 +68,7 @@ pub use pids::{is_pingora, is_running, read_pid, send_signal, wait_gone, wait_pi
 pub use process::{ProxyProcess, Signal, SETTLE_TIMEOUT};
 pub use prom::{parse_metrics, MalformedMetrics, Metrics, Sample};
 pub use proxy::{ConcurrentGets, Proxy, EXCHANGE_TIMEOUT, LARGE_EXCHANGE_TIMEOUT};
+pub use proxy_header::{read_proxy_header, v1_header, v2_header, SeenProxyHeader};
 pub use reply::{owned, reason, Gate, Reply, GATE_TIMEOUT};
 pub use stream::{ClientStream, Target, TARGET_IO_TIMEOUT};
 #[cfg(feature = "tls")]

@@ -9,6 +9,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crate::data::Checksum;
+use crate::proxy_header::{read_proxy_header, SeenProxyHeader};
 use crate::reply::{self, head_bytes, write_chunk, write_last_chunk, Reply};
 use crate::wire::{
     self, framing_from_headers, has_token, owned_headers, Framing, Headers, WireReader,
@@ -31,6 +32,9 @@ pub struct RequestHead {
     pub headers: Headers,
     /// Index (from 0) of the origin connection the request came on.
     pub connection: usize,
+    /// The PROXY header its connection started with (origins built with
+    /// [`OriginBuilder::expect_proxy_header`]).
+    pub proxy: Option<SeenProxyHeader>,
 }
 
 impl RequestHead {
@@ -61,6 +65,8 @@ pub struct ReceivedRequest {
     pub trailers: Headers,
     /// Index (from 0) of the origin connection the request came on.
     pub connection: usize,
+    /// The PROXY header its connection started with, if the origin expects one.
+    pub proxy: Option<SeenProxyHeader>,
 }
 
 impl ReceivedRequest {
@@ -79,6 +85,7 @@ type Handler = dyn Fn(&RequestHead) -> Reply + Send + Sync;
 
 struct Shared {
     handler: Box<Handler>,
+    expect_proxy_header: bool,
     idle_timeout: Option<Duration>,
     io_timeout: Duration,
     connections: AtomicUsize,
@@ -98,6 +105,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct OriginBuilder {
     idle_timeout: Option<Duration>,
     io_timeout: Duration,
+    expect_proxy_header: bool,
 }
 
 impl Default for OriginBuilder {
@@ -105,6 +113,7 @@ impl Default for OriginBuilder {
         OriginBuilder {
             idle_timeout: None,
             io_timeout: Duration::from_secs(30),
+            expect_proxy_header: false,
         }
     }
 }
@@ -122,6 +131,14 @@ impl OriginBuilder {
         self
     }
 
+    /// Every connection must start with a PROXY header (v1 or v2), kept with its
+    /// requests ([`RequestHead::proxy`]); a connection without one is closed and
+    /// reported in [`Origin::errors`].
+    pub fn expect_proxy_header(mut self) -> Self {
+        self.expect_proxy_header = true;
+        self
+    }
+
     /// Binds 127.0.0.1:0 and starts serving with `handler`.
     pub fn start<F>(self, handler: F) -> Origin
     where
@@ -134,6 +151,7 @@ impl OriginBuilder {
             .unwrap_or_else(|e| panic!("origin has no local address: {e}"));
         let shared = Arc::new(Shared {
             handler: Box::new(handler),
+            expect_proxy_header: self.expect_proxy_header,
             idle_timeout: self.idle_timeout,
             io_timeout: self.io_timeout,
             connections: AtomicUsize::new(0),
@@ -301,6 +319,14 @@ fn serve_connection(stream: TcpStream, id: usize, shared: &Shared) -> io::Result
         reader: WireReader::new(stream),
         writer,
     };
+    let proxy = if shared.expect_proxy_header {
+        conn.reader
+            .get_ref()
+            .set_read_timeout(Some(shared.io_timeout))?;
+        Some(read_proxy_header(&mut conn.reader)?)
+    } else {
+        None
+    };
     loop {
         if shared.stopping.load(Ordering::SeqCst) {
             return Ok(());
@@ -328,7 +354,7 @@ fn serve_connection(stream: TcpStream, id: usize, shared: &Shared) -> io::Result
         conn.reader
             .get_ref()
             .set_read_timeout(Some(shared.io_timeout))?;
-        let Some(head) = parse_request_head(&head, id) else {
+        let Some(head) = parse_request_head(&head, id, proxy.clone()) else {
             conn.writer.write_all(
                 b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
             )?;
@@ -384,7 +410,11 @@ fn innermost(reply: &Reply) -> &Reply {
     }
 }
 
-fn parse_request_head(bytes: &[u8], connection: usize) -> Option<RequestHead> {
+fn parse_request_head(
+    bytes: &[u8],
+    connection: usize,
+    proxy: Option<SeenProxyHeader>,
+) -> Option<RequestHead> {
     let mut raw = [httparse::EMPTY_HEADER; 256];
     let mut req = httparse::Request::new(&mut raw);
     match req.parse(bytes) {
@@ -397,6 +427,7 @@ fn parse_request_head(bytes: &[u8], connection: usize) -> Option<RequestHead> {
         version: format!("HTTP/1.{}", req.version?),
         headers: owned_headers(req.headers),
         connection,
+        proxy,
     })
 }
 
@@ -427,6 +458,7 @@ fn read_whole_body(
         body_checksum: sum.value(),
         trailers,
         connection: head.connection,
+        proxy: head.proxy,
     })
 }
 
@@ -520,5 +552,6 @@ fn log_streamed(shared: &Shared, head: RequestHead, sum: &Checksum, trailers: He
         body_checksum: sum.value(),
         trailers,
         connection: head.connection,
+        proxy: head.proxy,
     });
 }

@@ -105,14 +105,25 @@ impl TlsClient {
 
     /// A fresh handshake with `addr`, sending `sni` (an IP address sends no SNI).
     pub fn connect(&self, addr: SocketAddr, sni: &str) -> io::Result<TlsConnection> {
-        self.handshake(addr, sni, false)
+        self.handshake(addr, sni, false, &[])
+    }
+
+    /// A fresh handshake with `addr` after writing `prefix` in the clear (a PROXY
+    /// protocol header, as a balancer in front of a TLS listener sends it).
+    pub fn connect_after(
+        &self,
+        addr: SocketAddr,
+        sni: &str,
+        prefix: &[u8],
+    ) -> io::Result<TlsConnection> {
+        self.handshake(addr, sni, false, prefix)
     }
 
     /// A handshake offering the last session this client was given, to test resumption
     /// (see [`TlsConnection::session_reused`]). Read a response on an earlier
     /// connection first: TLS 1.3 servers send their tickets after the handshake.
     pub fn connect_resuming(&self, addr: SocketAddr, sni: &str) -> io::Result<TlsConnection> {
-        self.handshake(addr, sni, true)
+        self.handshake(addr, sni, true, &[])
     }
 
     /// Whether a server gave this client a session it could resume.
@@ -124,8 +135,15 @@ impl TlsClient {
     }
 
     #[allow(unsafe_code)]
-    fn handshake(&self, addr: SocketAddr, sni: &str, resume: bool) -> io::Result<TlsConnection> {
-        let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    fn handshake(
+        &self,
+        addr: SocketAddr,
+        sni: &str,
+        resume: bool,
+        prefix: &[u8],
+    ) -> io::Result<TlsConnection> {
+        let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        tcp.write_all(prefix)?;
         tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
         tcp.set_write_timeout(Some(Duration::from_secs(10)))?;
         tcp.set_nodelay(true)?;

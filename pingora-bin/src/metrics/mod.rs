@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use pingora_core::protocols::proxy_protocol::{ProxyProtocolRejects, RejectReason};
 use pingora_proxy::{Error, ErrorKind, Session, Side};
 
 mod backends;
@@ -157,6 +158,24 @@ pub struct ServerSnapshot {
     pub log_lines_suppressed: u64,
 }
 
+/// A service's PROXY protocol refusals, counted by pingora-core and copied into the
+/// counters (one per reason) each time metrics are rendered.
+struct PolledRejects {
+    source: Arc<ProxyProtocolRejects>,
+    counters: [IntCounter; RejectReason::ALL.len()],
+}
+
+impl PolledRejects {
+    fn update(&self) {
+        for (reason, counter) in RejectReason::ALL.iter().zip(&self.counters) {
+            let (now, shown) = (self.source.get(*reason), counter.get());
+            if now > shown {
+                counter.inc_by(now - shown);
+            }
+        }
+    }
+}
+
 /// A gauge whose value is read from elsewhere each time metrics are rendered.
 struct PolledGauge {
     gauge: IntGauge,
@@ -179,6 +198,7 @@ struct Inner {
     bytes_in: IntCounterVec,
     bytes_out: IntCounterVec,
     upstream_idle: IntGaugeVec,
+    proxy_protocol_rejects: IntCounterVec,
     backends: BackendFamilies,
     live_connections: IntGauge,
     draining: IntGauge,
@@ -190,6 +210,8 @@ struct Inner {
     caches: cache::CacheFamilies,
     #[cfg(feature = "cache")]
     polled_caches: Mutex<Vec<cache::PolledCache>>,
+
+    polled_rejects: Mutex<Vec<PolledRejects>>,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(
@@ -273,6 +295,14 @@ impl Metrics {
                 &["service", "status"],
             )?,
         )?;
+        let proxy_protocol_rejects = register(
+            &registry,
+            counter_vec(
+                "pingora_proxy_protocol_rejects_total",
+                "Client connections closed by the PROXY protocol step of a listener, by reason: missing (proxy_protocol: on, no header), malformed, untrusted (sender outside trusted_proxies), timeout (no whole header within client_header_timeout_ms), closed (the sender closed within the header).",
+                &["service", "reason"],
+            )?,
+        )?;
         let backends = BackendFamilies::new(&registry)?;
         #[cfg(feature = "cache")]
         let caches = cache::CacheFamilies::new(&registry)?;
@@ -340,6 +370,7 @@ impl Metrics {
                 bytes_in,
                 bytes_out,
                 upstream_idle,
+                proxy_protocol_rejects,
                 backends,
                 live_connections,
                 draining,
@@ -351,6 +382,8 @@ impl Metrics {
                 caches,
                 #[cfg(feature = "cache")]
                 polled_caches: Mutex::new(Vec::new()),
+
+                polled_rejects: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -431,6 +464,24 @@ impl Metrics {
             .push(PolledGauge { gauge, read });
     }
 
+    /// Reports the PROXY protocol refusals of service `name`, counted in `rejects` (every
+    /// reason shows from the start, at 0).
+    pub fn poll_proxy_protocol_rejects(&self, name: &str, rejects: Arc<ProxyProtocolRejects>) {
+        let counters = RejectReason::ALL.map(|r| {
+            self.inner
+                .proxy_protocol_rejects
+                .with_label_values(&[name, r.as_str()])
+        });
+        self.inner
+            .polled_rejects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(PolledRejects {
+                source: rejects,
+                counters,
+            });
+    }
+
     /// Every metric in the Prometheus text exposition format.
     pub fn render(&self, server: &ServerSnapshot) -> Vec<u8> {
         let i = &self.inner;
@@ -449,6 +500,14 @@ impl Metrics {
         }
         for p in i.polled.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             p.gauge.set((p.read)());
+        }
+        for p in i
+            .polled_rejects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            p.update();
         }
         for p in i
             .polled_backends

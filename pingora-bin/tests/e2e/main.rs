@@ -33,6 +33,8 @@ mod lb_discovery;
 mod log_flood;
 mod observability;
 mod policy;
+mod proxy_protocol;
+mod proxy_protocol_haproxy;
 mod retries;
 mod routes;
 mod signals;

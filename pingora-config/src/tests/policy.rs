@@ -349,25 +349,50 @@ fn a_route_with_only_new_match_keys_is_not_a_catch_all() {
 }
 
 #[test]
-fn scheme_needs_listeners_that_agree() {
-    let yaml = with_route(
-        "",
-        "        request_headers: { set: { X-Port: \"$server_port\" } }\n",
-    )
-    .replace(
-        "      - addr: 127.0.0.1:8080\n",
-        "      - addr: 127.0.0.1:8080\n      - addr: 127.0.0.1:8081\n",
-    );
-    assert_err(
-        &yaml,
-        Invalid,
-        8,
-        "services[0].routes[0].request_headers.set.X-Port",
-        "`$server_port` needs the service's listeners to agree",
-    );
-    // One port, no TLS: both are known.
+fn scheme_and_server_port_are_per_connection() {
+    // Listeners on several ports: each request takes its own connection's port.
     ok(&with_route(
         "",
         "        request_headers: { set: { X-Url: \"$scheme://$host:$server_port\" } }\n",
+    )
+    .replace(
+        "      - addr: 127.0.0.1:8080\n",
+        "      - addr: 127.0.0.1:8080\n      - addr: 127.0.0.1:8081\n        proxy_protocol: optional\n",
     ));
+}
+
+#[test]
+fn proxy_protocol_values() {
+    let listener = |mode: &str| {
+        with_route("", "").replace(
+            "      - addr: 127.0.0.1:8080\n",
+            &format!("      - addr: 127.0.0.1:8080\n        proxy_protocol: {mode}\n"),
+        )
+    };
+    for mode in ["off", "on", "optional"] {
+        ok(&listener(mode));
+    }
+    let upstream = |v: &str| {
+        with_route("", "").replace(
+            "peers:",
+            &format!("send_proxy_protocol: {v}\n        peers:"),
+        )
+    };
+    for v in ["none", "v1", "v2"] {
+        ok(&upstream(v));
+    }
+    assert_err(
+        &listener("yes"),
+        Type,
+        5,
+        "services[0].listeners[0].proxy_protocol",
+        "unknown variant `yes`, expected one of off, on, optional",
+    );
+    assert_err(
+        &upstream("v3"),
+        Type,
+        9,
+        "services[0].upstreams.api.send_proxy_protocol",
+        "unknown variant `v3`, expected one of none, v1, v2",
+    );
 }

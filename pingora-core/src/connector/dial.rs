@@ -4,10 +4,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream, UnixStream};
 
 use super::peer::{HttpPeer, PeerAddress};
 use crate::error::{Error, ErrorKind, Result, Side};
+use crate::protocols::proxy_protocol::encode;
 use crate::protocols::Stream;
 
 /// Local addresses to bind upstream connections to, by address family.
@@ -31,8 +33,8 @@ impl Connector {
         Connector { bind }
     }
 
-    /// Connects to `peer` within its connect timeout, with the TLS handshake when the
-    /// peer's options ask for TLS.
+    /// Connects to `peer` within its connect timeout, with the PROXY header and the TLS
+    /// handshake when the peer's options ask for them.
     pub async fn connect(&self, peer: &HttpPeer) -> Result<Stream> {
         let timeout = peer.options.connect_timeout;
         let what = || format!("connecting to {}", peer.address);
@@ -45,6 +47,7 @@ impl Connector {
                 };
                 Error::because(kind, Side::Upstream, what(), e).with_retry(true)
             })?;
+            let stream = write_proxy_header(stream, peer).await?;
             match &peer.options.tls {
                 None => Ok(stream),
                 Some(tls) => {
@@ -105,4 +108,23 @@ impl Connector {
         stream.set_nodelay(true)?;
         Ok(Stream::Tcp(stream))
     }
+}
+
+/// Writes the PROXY header first on a new connection to `peer`, when its options ask
+/// for one (before TLS: the header is for whoever accepts the TCP connection).
+async fn write_proxy_header(mut stream: Stream, peer: &HttpPeer) -> Result<Stream> {
+    let Some(version) = peer.options.proxy_protocol else {
+        return Ok(stream);
+    };
+    let header = encode(version, peer.proxy_client());
+    stream.write_all(&header).await.map_err(|e| {
+        Error::because(
+            ErrorKind::ConnectError,
+            Side::Upstream,
+            format!("writing the PROXY header to {}", peer.address),
+            e,
+        )
+        .with_retry(true)
+    })?;
+    Ok(stream)
 }

@@ -348,6 +348,22 @@ impl H2Sessions {
         }
     }
 
+    /// A stream on a new connection of its own, never pooled (the connection ends with
+    /// the stream): for peers whose connections carry a PROXY header.
+    pub(crate) async fn private_session(
+        &self,
+        dial: &Connector,
+        peer: &HttpPeer,
+    ) -> Result<(ClientSession, bool)> {
+        match open(dial, peer).await? {
+            Opened::H2(conn) => {
+                let stream = conn.new_stream(peer.options.client_timeouts()).await?;
+                Ok((ClientSession::H2(stream), false))
+            }
+            Opened::H1(session) => Ok((ClientSession::H1(*session), false)),
+        }
+    }
+
     /// Pooled connections open with no stream in flight.
     pub(crate) fn idle_count(&self) -> usize {
         self.pool.idle_len()

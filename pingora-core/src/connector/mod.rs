@@ -100,7 +100,10 @@ impl HttpConnector {
         peer: &HttpPeer,
         allow_reuse: bool,
     ) -> Result<(ClientSession, bool)> {
-        if allow_reuse {
+        // A connection that carried a PROXY header describes one client: it is never
+        // taken from the pools, nor shared (see `release` for the other half).
+        let private = peer.sends_proxy_header();
+        if allow_reuse && !private {
             if let Some(s) = self.h1.reused(peer) {
                 return Ok((s.into(), true));
             }
@@ -108,13 +111,20 @@ impl HttpConnector {
         if !peer.options.http2 {
             return Ok((self.h1.connect(&self.dial, peer).await?.into(), false));
         }
+        if private {
+            return self.h2.private_session(&self.dial, peer).await;
+        }
         self.h2.session(&self.dial, peer, allow_reuse).await
     }
 
     /// Gives a session back once its exchange is over: an HTTP/1.x connection goes to
     /// the keep-alive pool when it can carry another exchange (else it is closed); an
-    /// HTTP/2 stream just ends (its connection stays pooled).
+    /// HTTP/2 stream just ends (its connection stays pooled). A connection that
+    /// carried a PROXY header is closed instead ([`HttpPeer::sends_proxy_header`]).
     pub fn release(&self, peer: &HttpPeer, session: ClientSession) {
+        if peer.sends_proxy_header() {
+            return;
+        }
         if let Some(h1) = session.into_http1() {
             self.h1.release(peer, h1);
         }

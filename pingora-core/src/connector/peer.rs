@@ -8,9 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::protocols::http::v1::client::ClientTimeouts;
+use crate::protocols::proxy_protocol::{ProxyAddresses, ProxyVersion};
 use crate::protocols::tls::UpstreamTls;
 #[cfg(doc)]
 use crate::protocols::Stream;
+use crate::protocols::{ClientAddr, ConnectionInfo};
 
 /// Where an upstream peer is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -82,6 +84,10 @@ pub struct PeerOptions {
     /// The peer may speak HTTP/2: with TLS, `h2` is offered in ALPN before `http/1.1`
     /// (see [`Stream::alpn`] for the result); without, only `http/1.1` is offered.
     pub http2: bool,
+    /// Write a PROXY protocol header of this version first on every new connection
+    /// (`None`: never). A connection that carried one describes one client, so such
+    /// connections are never pooled nor shared: see [`HttpPeer::set_proxy_client`].
+    pub proxy_protocol: Option<ProxyVersion>,
 }
 
 impl PeerOptions {
@@ -103,6 +109,7 @@ impl Default for PeerOptions {
             idle_timeout: Duration::from_secs(60),
             tls: None,
             http2: false,
+            proxy_protocol: None,
         }
     }
 }
@@ -115,6 +122,9 @@ pub struct HttpPeer {
     /// How to talk to it.
     pub options: PeerOptions,
     key: u64,
+    /// The client a PROXY header on a new connection names (`None`: a `LOCAL` /
+    /// `UNKNOWN` header).
+    proxy_client: Option<ProxyAddresses>,
 }
 
 impl HttpPeer {
@@ -126,10 +136,12 @@ impl HttpPeer {
         // must never be handed out for a plain one, nor the other way round.
         options.tls.hash(&mut h);
         options.http2.hash(&mut h);
+        options.proxy_protocol.hash(&mut h);
         HttpPeer {
             address,
             options,
             key: h.finish(),
+            proxy_client: None,
         }
     }
 
@@ -137,5 +149,42 @@ impl HttpPeer {
     /// settings and the HTTP/2 flag.
     pub fn pool_key(&self) -> u64 {
         self.key
+    }
+
+    /// Whether new connections to this peer start with a PROXY header, which makes
+    /// them private to one client connection: never taken from a pool, never put back
+    /// in one, never shared between HTTP/2 requests.
+    pub fn sends_proxy_header(&self) -> bool {
+        self.options.proxy_protocol.is_some()
+    }
+
+    /// Names the client of `conn` in the PROXY header written on the connection made
+    /// for this request (when [`PeerOptions::proxy_protocol`] is set): its source is
+    /// the client (after the client connection's own PROXY header, if any), its
+    /// destination the address the client connected to (the incoming header's
+    /// destination, else the local socket address). A client without an IP address
+    /// (unix socket) is written as unknown.
+    pub fn set_proxy_client(&mut self, conn: &ConnectionInfo) {
+        let source = match conn.client() {
+            ClientAddr::Tcp(a) => Some(*a),
+            ClientAddr::Unix => None,
+        };
+        let destination = conn
+            .proxy_header()
+            .and_then(|h| h.destination())
+            .or(conn.local_addr());
+        self.proxy_client = match (source, destination) {
+            (Some(source), Some(destination)) => Some(ProxyAddresses {
+                source,
+                destination,
+            }),
+            _ => None,
+        };
+    }
+
+    /// The client named in the PROXY header of new connections (see
+    /// [`HttpPeer::set_proxy_client`]).
+    pub fn proxy_client(&self) -> Option<ProxyAddresses> {
+        self.proxy_client
     }
 }

@@ -131,6 +131,16 @@ impl Stream {
         }
     }
 
+    /// The local address of a TCP stream (under TLS too); `None` for unix sockets.
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Stream::Tcp(s) => s.local_addr().ok(),
+            Stream::Unix(_) => None,
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.get_ref().local_addr(),
+        }
+    }
+
     /// The application protocol agreed by TLS ALPN (`b"h2"`, `b"http/1.1"`), if any.
     /// Always `None` on plain streams and in builds without the `tls` feature.
     pub fn alpn(&self) -> Option<&[u8]> {

@@ -284,8 +284,7 @@ async fn fetch<P: ProxyHttp>(
 /// `run` holds the key's lock.
 fn refresh_in_background<P: ProxyHttp>(proxy: &HttpProxy<P>, session: &Session, mut run: CacheRun) {
     let proxy = proxy.clone();
-    let detached =
-        DetachedRequest::new(session.req_header().clone(), session.client_addr().clone());
+    let detached = DetachedRequest::new(session.req_header().clone(), session.connection().clone());
     tokio::spawn(async move {
         let mut session = Session::new(ServerSession::Detached(detached));
         let phases = proxy.phases();

@@ -125,7 +125,7 @@ impl<'a, P: ProxyHttp, H: ExchangeHooks<P>> Exchange<'a, P, H> {
         up_req: &mut RequestHeader,
         last_error: Option<Error>,
     ) -> Result<HttpPeer> {
-        let peer = match self
+        let mut peer = match self
             .proxy
             .phases()
             .upstream_peer(self.session, self.ctx)
@@ -142,6 +142,9 @@ impl<'a, P: ProxyHttp, H: ExchangeHooks<P>> Exchange<'a, P, H> {
         };
         if let (PeerChoice::NoOtherPeer, Some(last)) = (retry.on_peer(&peer.address), last_error) {
             return Err(last);
+        }
+        if peer.sends_proxy_header() {
+            peer.set_proxy_client(self.session.downstream.connection());
         }
         self.session.set_upstream(peer.address.to_string());
         self.session.set_upstream_attempts(retry.attempts());

@@ -6,7 +6,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use pingora_core::protocols::{ClientAddr, Stream};
+use pingora_core::protocols::{ConnectionInfo, Stream};
 use pingora_core::service::ServerApp;
 use pingora_core::shutdown::ShutdownWatch;
 
@@ -90,9 +90,16 @@ impl<A: ServerApp> Drop for Held<'_, A> {
 }
 
 impl<A: ServerApp> ServerApp for PerClientConnections<A> {
-    async fn process_connection(&self, stream: Stream, peer: ClientAddr, shutdown: ShutdownWatch) {
+    async fn process_connection(
+        &self,
+        stream: Stream,
+        conn: ConnectionInfo,
+        shutdown: ShutdownWatch,
+    ) {
+        // The client is the PROXY header's source when the connection came with one.
+        let peer = conn.client();
         let (Some(max), Some(ip)) = (self.max, peer.ip()) else {
-            return self.inner.process_connection(stream, peer, shutdown).await;
+            return self.inner.process_connection(stream, conn, shutdown).await;
         };
         if !self.enter(ip, max) {
             log::info!("client {peer}: refused, it already has {max} connections open");
@@ -100,6 +107,6 @@ impl<A: ServerApp> ServerApp for PerClientConnections<A> {
             return;
         }
         let _held = Held { limit: self, ip };
-        self.inner.process_connection(stream, peer, shutdown).await;
+        self.inner.process_connection(stream, conn, shutdown).await;
     }
 }

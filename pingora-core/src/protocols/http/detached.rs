@@ -7,23 +7,23 @@ use http::{HeaderMap, StatusCode};
 use super::v1::BodyFraming;
 use super::{RequestHeader, ResponseHeader};
 use crate::error::Result;
-use crate::protocols::ClientAddr;
+use crate::protocols::{ClientAddr, ConnectionInfo};
 
 /// The client side of a request nobody waits for: it has a head and no body, and the
 /// response written to it is counted and dropped.
 pub struct DetachedRequest {
     req: RequestHeader,
-    peer: ClientAddr,
+    conn: ConnectionInfo,
     status: Option<StatusCode>,
     body_bytes_sent: u64,
 }
 
 impl DetachedRequest {
     /// A request with head `req`, made on behalf of the client at `peer`.
-    pub fn new(req: RequestHeader, peer: ClientAddr) -> Self {
+    pub fn new(req: RequestHeader, conn: impl Into<ConnectionInfo>) -> Self {
         DetachedRequest {
             req,
-            peer,
+            conn: conn.into(),
             status: None,
             body_bytes_sent: 0,
         }
@@ -31,7 +31,12 @@ impl DetachedRequest {
 
     /// The address of the client the request is made for.
     pub fn peer(&self) -> &ClientAddr {
-        &self.peer
+        self.conn.client()
+    }
+
+    /// The connection of the client the request is made for.
+    pub fn connection(&self) -> &ConnectionInfo {
+        &self.conn
     }
 
     /// The request head.

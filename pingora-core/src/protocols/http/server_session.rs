@@ -14,7 +14,7 @@ use super::v1::BodyFraming;
 use super::v2::server::H2ServerStream;
 use super::{RequestHeader, ResponseHeader};
 use crate::error::Result;
-use crate::protocols::ClientAddr;
+use crate::protocols::{ClientAddr, ConnectionInfo};
 
 /// The client side of one request: an HTTP/1.x connection, one HTTP/2 stream, or
 /// nobody (a request the proxy makes on its own behalf).
@@ -72,9 +72,16 @@ impl ServerSession {
         each_version!(self, s => s.req_header().version)
     }
 
-    /// The client's address.
+    /// The client's address (the PROXY header's source when the connection came
+    /// with one).
     pub fn peer(&self) -> &ClientAddr {
         each_version!(self, s => s.peer())
+    }
+
+    /// The client connection: client and socket addresses, the local address it
+    /// reached, whether it is TLS, and its PROXY header (TLVs included).
+    pub fn connection(&self) -> &ConnectionInfo {
+        each_version!(self, s => s.connection())
     }
 
     /// The current request head.

@@ -15,7 +15,7 @@ use crate::error::{Error, ErrorKind, Result, Side};
 use crate::protocols::http::header::{error_body, ERROR_CONTENT_TYPE};
 use crate::protocols::http::v2::{sniff_h2c_preface, H2cPreface};
 use crate::protocols::http::{RequestHeader, ResponseHeader};
-use crate::protocols::{ClientAddr, Stream};
+use crate::protocols::{ClientAddr, ConnectionInfo, Stream};
 use crate::shutdown::{Phase, ShutdownWatch};
 
 /// Limits and timeouts for serving one client connection.
@@ -76,7 +76,7 @@ pub enum NextRequest {
 /// request starts.
 pub struct H1ServerSession {
     stream: Stream,
-    peer: ClientAddr,
+    conn: ConnectionInfo,
     shutdown: ShutdownWatch,
     opts: ServerSessionOptions,
     /// Bytes read from the client and not consumed yet.
@@ -142,13 +142,13 @@ impl H1ServerSession {
     /// connection ends.
     pub fn new(
         stream: Stream,
-        peer: ClientAddr,
+        conn: impl Into<ConnectionInfo>,
         opts: ServerSessionOptions,
         shutdown: ShutdownWatch,
     ) -> Self {
         H1ServerSession {
             stream,
-            peer,
+            conn: conn.into(),
             shutdown,
             opts,
             buf: BytesMut::with_capacity(HEAD_CHUNK),
@@ -160,7 +160,12 @@ impl H1ServerSession {
 
     /// The client's address.
     pub fn peer(&self) -> &ClientAddr {
-        &self.peer
+        self.conn.client()
+    }
+
+    /// The connection: client and socket addresses, local address, TLS, PROXY header.
+    pub fn connection(&self) -> &ConnectionInfo {
+        &self.conn
     }
 
     /// Reads the next request head. Between requests it waits up to the keep-alive
@@ -206,7 +211,7 @@ impl H1ServerSession {
             Err(e) if e.kind == ErrorKind::ReadTimeout && !first => {
                 log::debug!(
                     "client {}: idle past the keep-alive timeout (keepalive_timeout_ms: {}); closed",
-                    self.peer,
+                    self.conn.client(),
                     wait.as_millis()
                 );
                 Ok(false)

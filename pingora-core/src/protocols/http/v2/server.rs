@@ -44,7 +44,7 @@ use crate::error::{Error, ErrorKind, Result, Side};
 use crate::protocols::http::header::{error_body, ERROR_CONTENT_TYPE};
 use crate::protocols::http::v1::BodyFraming;
 use crate::protocols::http::{RequestHeader, ResponseHeader};
-use crate::protocols::{ClientAddr, Stream};
+use crate::protocols::{ClientAddr, ConnectionInfo, Stream};
 use crate::shutdown::{Phase, ShutdownWatch};
 
 /// Settings, limits and timeouts for serving HTTP/2 client connections.
@@ -94,7 +94,7 @@ impl Default for H2ServerOptions {
 /// must be driven.
 pub struct H2ServerConnection {
     conn: h2::server::Connection<PrefixedIo<Stream>, Bytes>,
-    peer: ClientAddr,
+    info: ConnectionInfo,
     opts: H2ServerOptions,
     shutdown: ShutdownWatch,
     streams: u64,
@@ -127,10 +127,11 @@ impl H2ServerConnection {
     pub async fn handshake(
         stream: Stream,
         prefix: Bytes,
-        peer: ClientAddr,
+        conn: impl Into<ConnectionInfo>,
         opts: H2ServerOptions,
         shutdown: ShutdownWatch,
     ) -> Result<Self> {
+        let conn_info = conn.into();
         let io = PrefixedIo::new(prefix, stream);
         let mut builder = h2::server::Builder::new();
         builder
@@ -155,7 +156,7 @@ impl H2ServerConnection {
         };
         Ok(H2ServerConnection {
             conn,
-            peer,
+            info: conn_info,
             opts,
             shutdown,
             streams: 0,
@@ -169,7 +170,12 @@ impl H2ServerConnection {
 
     /// The client's address.
     pub fn peer(&self) -> &ClientAddr {
-        &self.peer
+        self.info.client()
+    }
+
+    /// The connection: client and socket addresses, local address, TLS, PROXY header.
+    pub fn connection(&self) -> &ConnectionInfo {
+        &self.info
     }
 
     /// How many requests this connection has carried so far.
@@ -225,7 +231,10 @@ impl H2ServerConnection {
                 }
                 ConnEvent::Drain => self.graceful_shutdown(),
                 ConnEvent::PeerGone => {
-                    log::debug!("HTTP/2 client {} stopped answering PINGs", self.peer);
+                    log::debug!(
+                        "HTTP/2 client {} stopped answering PINGs",
+                        self.info.client()
+                    );
                     self.ended = true;
                     return Some(Err(Error::new(
                         ErrorKind::ReadTimeout,
@@ -262,7 +271,7 @@ impl H2ServerConnection {
         let head = match request_from_h2(&req) {
             Ok(h) => h,
             Err(e) => {
-                log::debug!("bad HTTP/2 request from {}: {e}", self.peer);
+                log::debug!("bad HTTP/2 request from {}: {e}", self.info.client());
                 let mut resp = Response::new(());
                 *resp.status_mut() = StatusCode::BAD_REQUEST;
                 let _ = respond.send_response(resp, true);
@@ -274,7 +283,7 @@ impl H2ServerConnection {
         let continue_pending = framing != BodyFraming::Empty && expects_continue(&head.headers);
         Some(H2ServerStream {
             req: head,
-            peer: self.peer.clone(),
+            info: self.info.clone(),
             index: self.streams,
             body_timeout: self.opts.body_timeout,
             write_timeout: self.opts.write_timeout,
@@ -314,7 +323,7 @@ fn expects_continue(headers: &HeaderMap) -> bool {
 /// the HTTP/1 server session, with the same names and meaning.
 pub struct H2ServerStream {
     req: RequestHeader,
-    peer: ClientAddr,
+    info: ConnectionInfo,
     index: u64,
     body_timeout: Duration,
     write_timeout: Duration,
@@ -357,7 +366,13 @@ impl H2ServerStream {
 
     /// The client's address.
     pub fn peer(&self) -> &ClientAddr {
-        &self.peer
+        self.info.client()
+    }
+
+    /// The connection the stream is on: client and socket addresses, local address,
+    /// TLS, PROXY header.
+    pub fn connection(&self) -> &ConnectionInfo {
+        &self.info
     }
 
     /// Which request of its connection this is (1 for the first).
