@@ -18,7 +18,7 @@ use pingora_core::protocols::http::v1::BodyFraming;
 use pingora_core::protocols::ClientAddr;
 use pingora_core::{Error, ErrorKind, Result, Side};
 use pingora_proxy::modules::{BodyCount, BodyLimit, Captures, Redirect, RequestVars, RouteTable};
-use pingora_proxy::{ProxyHttp, RequestHeader, ResponseHeader, Session};
+use pingora_proxy::{FailureAnswer, ProxyHttp, RequestHeader, ResponseHeader, Session};
 
 use crate::access_log::ServiceAccessLog;
 use crate::metrics::{Finished, RouteSlot, ServiceMetrics};
@@ -432,8 +432,8 @@ impl ProxyHttp for RouterProxy {
         &self,
         _session: &mut Session,
         _peer: &HttpPeer,
-        ctx: &mut RequestCtx,
         error: Error,
+        ctx: &mut RequestCtx,
     ) -> Error {
         let upstream = ctx.upstream.and_then(|i| self.routes.upstreams.get(i));
         if let (Some(u), Some((i, in_flight))) = (upstream, &ctx.backend) {
@@ -448,15 +448,15 @@ impl ProxyHttp for RouterProxy {
         session: &mut Session,
         error: &Error,
         ctx: &mut RequestCtx,
-    ) -> u16 {
-        if session.downstream.response_started() {
-            return 0;
+    ) -> FailureAnswer {
+        if session.response_started() {
+            return FailureAnswer::NotSent;
         }
         let status = pingora_proxy::status::for_error(error);
         session.downstream.set_keepalive(false);
         match self.answer_error(session, ctx, status).await {
-            Ok(()) => status.as_u16(),
-            Err(_) => 0,
+            Ok(()) => FailureAnswer::Sent(status),
+            Err(_) => FailureAnswer::NotSent,
         }
     }
 
@@ -481,7 +481,7 @@ impl ProxyHttp for RouterProxy {
         Ok(())
     }
 
-    fn upstream_response_filter(
+    async fn upstream_response_filter(
         &self,
         _session: &mut Session,
         _upstream_response: &mut ResponseHeader,
