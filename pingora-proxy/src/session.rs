@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::StatusCode;
 use pingora_core::connector::PeerAddress;
+use pingora_core::protocols::http::header::{error_body, ERROR_CONTENT_TYPE};
 use pingora_core::protocols::http::{RequestHeader, ResponseHeader, ServerSession};
 use pingora_core::protocols::ClientAddr;
 use pingora_core::{Error, ErrorKind};
@@ -194,13 +195,23 @@ impl Session {
     }
 
     /// Answers with the status [`status::for_error`] maps `error` to, unless a response
-    /// was already started; says what was sent.
+    /// was already started; says what was sent. A status a phase raised on purpose
+    /// ([`ErrorKind::HttpStatus`]) keeps the connection open for the next request;
+    /// any other error closes it after the answer.
     pub async fn respond_error_for(&mut self, error: &Error) -> FailureAnswer {
         if self.downstream.response_started() {
             return FailureAnswer::NotSent;
         }
         let status = status::for_error(error);
-        match self.downstream.respond_error(status).await {
+        let sent = if error.http_status_code().is_some() {
+            let body = error_body(status);
+            self.downstream
+                .respond(status, ERROR_CONTENT_TYPE, body)
+                .await
+        } else {
+            self.downstream.respond_error(status).await
+        };
+        match sent {
             Ok(()) => FailureAnswer::Sent(status),
             Err(_) => FailureAnswer::NotSent,
         }
