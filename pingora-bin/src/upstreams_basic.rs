@@ -9,7 +9,7 @@ use std::time::Duration;
 use pingora_config::UpstreamConf;
 use pingora_core::connector::{HttpPeer, PeerAddress, PeerOptions};
 use pingora_core::service::BackgroundService;
-use pingora_proxy::Session;
+use pingora_proxy::{RetryRule, Session};
 
 use crate::error::BinError;
 
@@ -87,6 +87,7 @@ pub struct Upstream {
     pub name: String,
     peers: Vec<(String, HttpPeer, Arc<PeerState>)>,
     next: AtomicUsize,
+    retry: Option<RetryRule>,
 }
 
 impl Upstream {
@@ -103,11 +104,18 @@ impl Upstream {
             name,
             peers,
             next: AtomicUsize::new(0),
+            retry: conf.retry.as_ref().map(crate::retry::rule),
         })
     }
 
-    /// The next peer in turn that is not drained.
-    pub fn select(&self, _session: &Session) -> Option<(usize, HttpPeer, InFlight)> {
+    /// The `retry:` rule, if the upstream has one.
+    pub fn retry_rule(&self) -> Option<RetryRule> {
+        self.retry
+    }
+
+    /// The next peer in turn that is not drained (`salt` is for hashing algorithms,
+    /// which this build has not).
+    pub fn select(&self, _session: &Session, _salt: u8) -> Option<(usize, HttpPeer, InFlight)> {
         let n = self.peers.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         (0..n).map(|k| start.wrapping_add(k) % n).find_map(|i| {

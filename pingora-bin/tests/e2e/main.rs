@@ -34,6 +34,7 @@ mod log_flood;
 mod observability;
 mod policy;
 mod retries;
+mod retry_rule;
 mod routes;
 mod signals;
 mod streaming;
