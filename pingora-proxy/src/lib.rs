@@ -17,8 +17,9 @@
 //! [`ProxyHttp::logging`] (exactly once per request). Failures go through
 //! [`ProxyHttp::fail_to_connect`] or [`ProxyHttp::error_while_proxy`] (retry on
 //! another peer or not, within a [`RetryRule`]) and [`ProxyHttp::fail_to_proxy`] (the
-//! error response). The phase chart and the rule that makes a phase async or sync are
-//! in the documentation of [`ProxyHttp`]'s module and in `docs/library.md`.
+//! error response). The rule that makes a phase async or sync, and the body filters'
+//! contract, are in the documentation of [`ProxyHttp`]; the phase chart is in
+//! `docs/library.md`.
 //!
 //! [`modules`] holds request policy building blocks (route matching, header rules,
 //! rewrites, redirects, access lists, body limits, request ids, connection limits).

@@ -284,3 +284,40 @@ fn echo_runs_beside_the_proxy_in_one_server() {
     conn.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty(), "closed after the client's end");
 }
+
+#[test]
+fn the_library_guide_shows_each_program_as_it_is() {
+    let guide = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/library.md");
+    let guide = std::fs::read_to_string(guide).unwrap();
+    let bins = concat!(env!("CARGO_MANIFEST_DIR"), "/src/bin");
+    let mut shown = Vec::new();
+    let mut rest = guide.as_str();
+    while let Some(at) = rest.find("<!-- example: ") {
+        let after = &rest[at + "<!-- example: ".len()..];
+        let (name, after) = after.split_once(" -->").expect("the marker closes");
+        let code = after
+            .split_once("```rust,ignore\n")
+            .and_then(|(_, b)| b.split_once("\n```"))
+            .map(|(code, _)| code)
+            .expect("a rust block follows the marker");
+        let file = std::fs::read_to_string(format!("{bins}/{name}.rs"))
+            .unwrap_or_else(|e| panic!("docs/library.md shows {name}, which is no program: {e}"));
+        assert_eq!(
+            code.trim_end(),
+            file.trim_end(),
+            "docs/library.md shows another {name} than src/bin/{name}.rs"
+        );
+        shown.push(name.to_string());
+        rest = after;
+    }
+    let mut programs: Vec<String> = std::fs::read_dir(bins)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".rs").map(str::to_string)
+        })
+        .collect();
+    programs.sort();
+    shown.sort();
+    assert_eq!(shown, programs, "every program is shown once");
+}
