@@ -48,7 +48,7 @@ impl<P: ProxyHttp, H: ExchangeHooks<P>> Exchange<'_, P, H> {
     /// Makes one attempt on `peer`.
     pub(super) async fn attempt(
         &mut self,
-        peer: &HttpPeer,
+        peer: HttpPeer,
         up_req: &mut RequestHeader,
     ) -> AttemptEnd {
         let bound = self.rule.and_then(|r| r.attempt_timeout());
@@ -56,17 +56,17 @@ impl<P: ProxyHttp, H: ExchangeHooks<P>> Exchange<'_, P, H> {
         let started = Instant::now();
         let allow_reuse = self.retry.allow_reuse();
         let connected = {
-            let connecting = pin!(self.upstream.session(peer, allow_reuse));
+            let connecting = pin!(self.upstream.session(&peer, allow_reuse));
             within(deadline, ErrorKind::ConnectTimeout, connecting).await
         };
         let (mut up, reused) = match connected {
             Ok(connected) => connected,
-            Err(e) => return self.connect_failed(peer, e),
+            Err(e) => return self.connect_failed(&peer, e),
         };
         let took = started.elapsed();
         self.session.set_upstream_connected(reused, took);
         let connection = UpstreamConnection {
-            peer,
+            peer: &peer,
             reused,
             connect_time: took,
             attempt: self.retry.attempts(),
@@ -86,12 +86,12 @@ impl<P: ProxyHttp, H: ExchangeHooks<P>> Exchange<'_, P, H> {
         self.body_started |= body.started();
         match head {
             Ok(head) => self.judge_head(HeldResponse {
-                peer: peer.clone(),
+                peer,
                 up,
                 body,
                 head,
             }),
-            Err(e) => self.exchange_failed(peer, &up, reused, e),
+            Err(e) => self.exchange_failed(&peer, &up, reused, e),
         }
     }
 

@@ -97,7 +97,7 @@ impl<'a, P: ProxyHttp, H: ExchangeHooks<P>> Exchange<'a, P, H> {
             };
             // Another peer will answer: the kept response is dropped with its connection.
             drop(held.take());
-            match self.attempt(&peer, &mut up_req).await {
+            match self.attempt(peer, &mut up_req).await {
                 AttemptEnd::Answered(response) => return self.finish(response, upgrade).await,
                 AttemptEnd::Retry(error, kept) => {
                     last_error = Some(error);
