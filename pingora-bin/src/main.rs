@@ -18,6 +18,7 @@ mod lifecycle;
 mod log;
 mod metrics;
 mod policy;
+mod retry;
 mod router;
 mod tls;
 #[cfg_attr(not(feature = "lb"), path = "upstreams_basic.rs")]

@@ -18,7 +18,7 @@ use pingora_core::protocols::http::v1::BodyFraming;
 use pingora_core::protocols::ClientAddr;
 use pingora_core::{Error, ErrorKind, Result, Side};
 use pingora_proxy::modules::{BodyCount, BodyLimit, Captures, Redirect, RequestVars, RouteTable};
-use pingora_proxy::{ProxyHttp, RequestHeader, ResponseHeader, Session};
+use pingora_proxy::{FailureAnswer, ProxyHttp, RequestHeader, ResponseHeader, RetryRule, Session};
 
 use crate::access_log::ServiceAccessLog;
 use crate::metrics::{Finished, RouteSlot, ServiceMetrics};
@@ -88,8 +88,6 @@ pub struct RequestCtx {
     upstream: Option<usize>,
     /// The backend chosen for the current attempt, and its in-flight guard.
     backend: Option<(usize, InFlight)>,
-    /// The backend a connect failed to during this request (avoided on the retry).
-    failed_backend: Option<usize>,
     /// Which route answered (metrics and access log).
     route: RouteSlot,
     /// The `X-Cache-Status` sent, when the route caches (metrics).
@@ -242,6 +240,10 @@ impl RouterProxy {
     }
 }
 
+/// Most picks asked of an upstream's algorithm for one retry, while it names backends
+/// that failed during the request.
+const MAX_RESELECTIONS: u8 = 16;
+
 /// The content type of the proxy's own text answers.
 const TEXT: &str = "text/plain; charset=utf-8";
 
@@ -333,13 +335,20 @@ impl ProxyHttp for RouterProxy {
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<HttpPeer> {
         let upstream = ctx.upstream.and_then(|i| self.routes.upstreams.get(i));
         ctx.backend = None;
-        let mut selected = upstream.and_then(|u| u.select(session, ctx.client_ip));
-        if let (Some(u), Some((i, ..))) = (upstream, &selected) {
-            if Some(*i) == ctx.failed_backend {
-                // A retry after a failed connect: passive marking keeps that backend
-                // out of a balanced upstream; asking again moves a plain rotation on.
-                // If it is still the one, there is no other (the retry policy stops).
-                selected = u.select(session, ctx.client_ip);
+        let failed = session.upstream_failures();
+        let mut selected = upstream.and_then(|u| u.select(session, ctx.client_ip, 0));
+        if let Some(u) = upstream {
+            // A retry: the backends that failed during this request are skipped while
+            // the algorithm offers another (passive marking keeps a refused one out of
+            // a balanced upstream; asking again moves a rotation on; a hash is salted).
+            // If it still names one, there is no other (the retry policy stops).
+            let mut salt = 0u8;
+            while salt < MAX_RESELECTIONS
+                && (selected.as_ref())
+                    .is_some_and(|(_, peer, _)| failed.iter().any(|f| f.peer == peer.address))
+            {
+                salt += 1;
+                selected = u.select(session, ctx.client_ip, salt);
             }
         }
         match selected {
@@ -433,13 +442,32 @@ impl ProxyHttp for RouterProxy {
         &self,
         _session: &mut Session,
         _peer: &HttpPeer,
-        ctx: &mut RequestCtx,
         error: Error,
+        ctx: &mut RequestCtx,
     ) -> Error {
         let upstream = ctx.upstream.and_then(|i| self.routes.upstreams.get(i));
-        if let (Some(u), Some((i, in_flight))) = (upstream, &ctx.backend) {
+        if let (Some(u), Some((_, in_flight))) = (upstream, &ctx.backend) {
             u.connect_failed(in_flight);
-            ctx.failed_backend = Some(*i);
+        }
+        error
+    }
+
+    fn retry_rule(&self, _session: &Session, ctx: &mut RequestCtx) -> Option<RetryRule> {
+        let upstream = ctx.upstream.and_then(|i| self.routes.upstreams.get(i))?;
+        upstream.retry_rule()
+    }
+
+    fn error_while_proxy(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        error: Error,
+        ctx: &mut RequestCtx,
+    ) -> Error {
+        // Counted on its backend: a failure of the upstream (a status the retry rule
+        // lists included), whether it is retried or ends the request.
+        if let (Side::Upstream, Some((_, in_flight))) = (error.side, &ctx.backend) {
+            in_flight.record_error();
         }
         error
     }
@@ -449,15 +477,15 @@ impl ProxyHttp for RouterProxy {
         session: &mut Session,
         error: &Error,
         ctx: &mut RequestCtx,
-    ) -> u16 {
-        if session.downstream.response_started() {
-            return 0;
+    ) -> FailureAnswer {
+        if session.response_started() {
+            return FailureAnswer::NotSent;
         }
         let status = pingora_proxy::status::for_error(error);
         session.downstream.set_keepalive(false);
         match self.answer_error(session, ctx, status).await {
-            Ok(()) => status.as_u16(),
-            Err(_) => 0,
+            Ok(()) => FailureAnswer::Sent(status),
+            Err(_) => FailureAnswer::NotSent,
         }
     }
 
@@ -482,7 +510,7 @@ impl ProxyHttp for RouterProxy {
         Ok(())
     }
 
-    fn upstream_response_filter(
+    async fn upstream_response_filter(
         &self,
         _session: &mut Session,
         _upstream_response: &mut ResponseHeader,
@@ -503,19 +531,6 @@ impl ProxyHttp for RouterProxy {
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
-        // A failed connect was counted on its backend already (fail_to_connect).
-        if let (Some(e), Some((_, in_flight))) = (error, &ctx.backend) {
-            let connect_failure = matches!(
-                e.kind,
-                ErrorKind::ConnectRefused
-                    | ErrorKind::ConnectTimeout
-                    | ErrorKind::ConnectError
-                    | ErrorKind::TlsHandshake
-            );
-            if e.side == Side::Upstream && !connect_failure {
-                in_flight.record_error();
-            }
-        }
         if self.metrics.is_none() && self.access_log.is_none() {
             return;
         }

@@ -110,7 +110,8 @@ fn build_service(
             header_timeout: Duration::from_millis(service.client_header_timeout_ms),
             body_timeout: Duration::from_millis(service.client_body_timeout_ms),
             keepalive_timeout: Duration::from_millis(service.keepalive_timeout_ms),
-            ..ServerSessionOptions::default()
+            // The proxy's defaults: h2c with prior knowledge on.
+            ..ProxyOptions::default().downstream
         },
         max_retries: conf.max_retries,
         upstream_keepalive_pool_size: conf.upstream_keepalive_pool_size,

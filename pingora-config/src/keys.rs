@@ -14,7 +14,7 @@ use crate::service::{
     CacheConf, CacheDiskConf, ListenerConf, ListenerTlsConf, RespondConf, RouteConf, RouteMatch,
     ServiceConf, TlsCertConf,
 };
-use crate::upstream::{HealthCheckConf, PeerConf, UpstreamConf, UpstreamTlsConf};
+use crate::upstream::{HealthCheckConf, PeerConf, RetryConf, UpstreamConf, UpstreamTlsConf};
 
 /// One section of the file and the keys it accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +121,10 @@ pub fn config_sections() -> Vec<ConfigSection> {
             keys: UpstreamTlsConf::FIELDS,
         },
         ConfigSection {
+            name: "services[].upstreams.NAME.retry",
+            keys: RetryConf::FIELDS,
+        },
+        ConfigSection {
             name: "services[].cache",
             keys: CacheConf::FIELDS,
         },
@@ -193,6 +197,7 @@ mod tests {
             serde_keys::<UpstreamTlsConf>(),
             sorted(UpstreamTlsConf::FIELDS)
         );
+        assert_eq!(serde_keys::<RetryConf>(), sorted(RetryConf::FIELDS));
         assert_eq!(serde_keys::<CacheConf>(), sorted(CacheConf::FIELDS));
         assert_eq!(serde_keys::<CacheDiskConf>(), sorted(CacheDiskConf::FIELDS));
 
@@ -213,7 +218,7 @@ mod tests {
 
     #[test]
     fn every_section_is_listed() {
-        assert_eq!(config_sections().len(), 25);
+        assert_eq!(config_sections().len(), 26);
         let keys = all_config_keys();
         assert!(keys.contains(&"match"));
         assert!(keys.contains(&"blocking_threads"));

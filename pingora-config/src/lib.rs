@@ -37,8 +37,8 @@ pub use service::{
 pub use suggest::{closest as suggest_closest, edit_distance};
 pub use template::Template;
 pub use upstream::{
-    HashKey, HealthCheckConf, HealthCheckType, LbAlgorithm, PeerConf, SendProxyProtocol,
-    StatusRange, UpstreamConf, UpstreamMap, UpstreamTlsConf,
+    HashKey, HealthCheckConf, HealthCheckType, LbAlgorithm, PeerConf, RetryConf, RetryOnConf,
+    SendProxyProtocol, StatusRange, UpstreamConf, UpstreamMap, UpstreamTlsConf,
 };
 pub use validate::{MAX_MILLISECONDS, MAX_SECONDS, MAX_THREADS};
 pub use validate_upstream::check_peer_addr;

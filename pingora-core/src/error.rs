@@ -56,6 +56,14 @@ pub enum ErrorKind {
     H2StreamRefused,
     /// A request body larger than the configured limit (answered with 413).
     BodyTooLarge,
+    /// A deliberate answer with this status, raised by the application (for example a
+    /// proxy phase refusing a request with 403): the client gets exactly this status.
+    /// Built with [`Error::http_status`].
+    HttpStatus(http::StatusCode),
+    /// A failure of the application's own kind, named by it (the name shows in logs
+    /// and metrics; keep it short, lowercase, like `"quota_exceeded"`). Built with
+    /// [`Error::custom`].
+    Custom(&'static str),
 }
 
 impl ErrorKind {
@@ -80,6 +88,8 @@ impl ErrorKind {
             ErrorKind::Internal => "internal",
             ErrorKind::H2StreamRefused => "h2_stream_refused",
             ErrorKind::BodyTooLarge => "body_too_large",
+            ErrorKind::HttpStatus(_) => "http_status",
+            ErrorKind::Custom(name) => name,
         }
     }
 }
@@ -130,6 +140,28 @@ impl Error {
         }
     }
 
+    /// An error that answers the client with `status` (kind
+    /// [`ErrorKind::HttpStatus`], side [`Side::Internal`]: the application decided it).
+    /// `context` says why, for the log.
+    pub fn http_status(status: http::StatusCode, context: impl Into<String>) -> Self {
+        Error::new(ErrorKind::HttpStatus(status), Side::Internal, context)
+    }
+
+    /// An error of the application's own kind `name` (see [`ErrorKind::Custom`]), side
+    /// [`Side::Internal`]; set [`Error::side`] when it is about the client or upstream.
+    pub fn custom(name: &'static str, context: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Custom(name), Side::Internal, context)
+    }
+
+    /// The status the application asked the client to be answered with, if this is an
+    /// [`ErrorKind::HttpStatus`] error.
+    pub fn http_status_code(&self) -> Option<http::StatusCode> {
+        match self.kind {
+            ErrorKind::HttpStatus(status) => Some(status),
+            _ => None,
+        }
+    }
+
     /// Marks the error as retryable (or not).
     pub fn with_retry(mut self, retry: bool) -> Self {
         self.retry = retry;
@@ -159,7 +191,11 @@ impl fmt::Display for Error {
             Side::Upstream => "upstream",
             Side::Internal => "internal",
         };
-        write!(f, "{} ({side}): {}", self.kind.as_str(), self.context)?;
+        match self.kind {
+            ErrorKind::HttpStatus(status) => write!(f, "http_status {}", status.as_u16())?,
+            kind => f.write_str(kind.as_str())?,
+        }
+        write!(f, " ({side}): {}", self.context)?;
         if let Some(cause) = &self.cause {
             write!(f, ": {cause}")?;
         }

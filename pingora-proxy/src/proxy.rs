@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use pingora_core::connector::{Connector, HttpConnector, HttpPeer};
+use pingora_core::connector::{Connector, HttpConnector};
 use pingora_core::protocols::http::v1::client::H1ClientSession;
 use pingora_core::protocols::http::v1::server::{
     H1ServerSession, NextRequest, ServerSessionOptions,
@@ -12,13 +12,14 @@ use pingora_core::protocols::http::v1::server::{
 use pingora_core::protocols::http::v2::server::{
     H2ServerConnection, H2ServerOptions, H2ServerStream,
 };
-use pingora_core::protocols::http::{ClientSession, ServerSession};
+use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::{ConnectionInfo, Stream};
 use pingora_core::service::ServerApp;
 use pingora_core::shutdown::ShutdownWatch;
 use pingora_core::{Error, ErrorKind, Side};
 
 use crate::exchange::{Exchange, Outcome};
+use crate::phase_args::FailureAnswer;
 use crate::phases::ProxyHttp;
 use crate::session::Session;
 use crate::tunnel;
@@ -26,14 +27,12 @@ use crate::tunnel;
 /// Settings of an [`HttpProxy`].
 #[derive(Debug, Clone)]
 pub struct ProxyOptions {
-    /// Client-side limits and timeouts of HTTP/1.x connections.
+    /// Client-side limits and timeouts of HTTP/1.x connections, and whether to serve
+    /// HTTP/2 to clients that open a plain connection with the HTTP/2 preface
+    /// (`h2c_prior_knowledge`, on by default here; over TLS, HTTP/2 is chosen by ALPN).
     pub downstream: ServerSessionOptions,
     /// Client-side limits and timeouts of HTTP/2 connections.
     pub downstream_h2: H2ServerOptions,
-    /// Serve HTTP/2 to clients that open a plain connection with the HTTP/2 preface
-    /// (h2c with prior knowledge). Over TLS, HTTP/2 is chosen by ALPN instead. Wins
-    /// over `downstream.h2c_prior_knowledge`.
-    pub h2c: bool,
     /// Most retries after a retryable upstream failure (a connect failure is retried
     /// only on another peer; see `docs/proxy-behaviour.md`).
     pub max_retries: usize,
@@ -44,9 +43,11 @@ pub struct ProxyOptions {
 impl Default for ProxyOptions {
     fn default() -> Self {
         ProxyOptions {
-            downstream: ServerSessionOptions::default(),
+            downstream: ServerSessionOptions {
+                h2c_prior_knowledge: true,
+                ..ServerSessionOptions::default()
+            },
             downstream_h2: H2ServerOptions::default(),
-            h2c: true,
             max_retries: 16,
             upstream_keepalive_pool_size: 128,
         }
@@ -78,8 +79,7 @@ impl<P> Clone for HttpProxy<P> {
 
 impl<P: ProxyHttp> HttpProxy<P> {
     /// A proxy with `opts`, connecting upstream with `connector`.
-    pub fn new(inner: P, mut opts: ProxyOptions, connector: Connector) -> Self {
-        opts.downstream.h2c_prior_knowledge = opts.h2c;
+    pub fn new(inner: P, opts: ProxyOptions, connector: Connector) -> Self {
         let upstream = HttpConnector::new(connector, opts.upstream_keepalive_pool_size);
         HttpProxy {
             shared: Arc::new(Shared {
@@ -110,28 +110,34 @@ impl<P: ProxyHttp> HttpProxy<P> {
             Ok(Outcome::Tunnel(up)) => (AfterRequest::Tunnel(up), None),
             Err(e) => {
                 let sent = self.shared.inner.fail_to_proxy(session, &e, &mut ctx).await;
-                // A client that went away is routine; anything else deserves attention.
-                let level = if e.side == Side::Downstream {
+                // A client that went away, or a request a phase refused on purpose, is
+                // routine; anything else deserves attention.
+                let refused = e.http_status_code().is_some_and(|s| s.is_client_error());
+                let level = if e.side == Side::Downstream || refused {
                     log::Level::Info
                 } else {
                     log::Level::Warn
                 };
                 log::log!(
                     level,
-                    "{} {} {} from {}: answered {}{}: {e}",
+                    "{} {} {} from {}: answered {sent}{}: {e}",
                     session.req_header().method,
                     session.req_header().path_and_query(),
                     session.upstream_addr().unwrap_or("-"),
                     session.client_addr(),
-                    if sent == 0 {
-                        "nothing".to_string()
-                    } else {
-                        sent.to_string()
-                    },
                     Attempts(session.upstream_attempts()),
                 );
-                session.downstream.set_keepalive(false);
-                (AfterRequest::Close, Some(e))
+                // A status a phase chose, answered in full, keeps the connection (the
+                // session still closes it when the request body was not read);
+                // after any other failure the connection's state is unknown.
+                let answered_on_purpose =
+                    e.http_status_code().is_some() && sent != FailureAnswer::NotSent;
+                if answered_on_purpose {
+                    (AfterRequest::Continue, Some(e))
+                } else {
+                    session.downstream.set_keepalive(false);
+                    (AfterRequest::Close, Some(e))
+                }
             }
         };
         self.shared
@@ -150,6 +156,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         session: &mut Session,
         ctx: &mut P::Ctx,
     ) -> pingora_core::Result<Outcome> {
+        self.shared.inner.early_request_filter(session, ctx).await?;
         if self.shared.inner.request_filter(session, ctx).await? {
             if !session.downstream.response_started() {
                 return Err(Error::new(
@@ -171,24 +178,13 @@ impl<P: ProxyHttp> HttpProxy<P> {
         &self.shared.inner
     }
 
-    /// Gives an upstream session back once its exchange is over (see
-    /// [`HttpConnector::release`]).
-    pub(crate) fn release(&self, peer: &HttpPeer, upstream: ClientSession) {
-        self.shared.upstream.release(peer, upstream);
+    /// The sessions to the upstreams.
+    pub(crate) fn upstream(&self) -> &HttpConnector {
+        &self.shared.upstream
     }
 
     pub(crate) fn max_retries(&self) -> usize {
         self.shared.opts.max_retries
-    }
-
-    /// A session to `peer`, reused when `allow_reuse` and one is pooled (the flag in
-    /// the result says so); see [`HttpConnector::session`].
-    pub(crate) async fn connect(
-        &self,
-        peer: &HttpPeer,
-        allow_reuse: bool,
-    ) -> pingora_core::Result<(ClientSession, bool)> {
-        self.shared.upstream.session(peer, allow_reuse).await
     }
 }
 

@@ -36,6 +36,7 @@ mod policy;
 mod proxy_protocol;
 mod proxy_protocol_haproxy;
 mod retries;
+mod retry_rule;
 mod routes;
 mod signals;
 mod streaming;

@@ -6,6 +6,7 @@ mod decoding;
 mod discovery;
 mod files;
 mod policy;
+mod retry;
 mod semantic;
 mod valid;
 

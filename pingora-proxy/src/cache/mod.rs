@@ -289,7 +289,12 @@ fn refresh_in_background<P: ProxyHttp>(proxy: &HttpProxy<P>, session: &Session, 
         let mut session = Session::new(ServerSession::Detached(detached));
         let phases = proxy.phases();
         let mut ctx = phases.new_ctx();
-        match phases.request_filter(&mut session, &mut ctx).await {
+        let early = phases.early_request_filter(&mut session, &mut ctx).await;
+        let filtered = match early {
+            Ok(()) => phases.request_filter(&mut session, &mut ctx).await,
+            Err(e) => Err(e),
+        };
+        match filtered {
             Ok(false) => {}
             Ok(true) => return,
             Err(e) => {
