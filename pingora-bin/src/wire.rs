@@ -37,6 +37,8 @@ pub fn validate_options() -> ValidateOptions {
     ValidateOptions {
         tls_supported: cfg!(feature = "tls"),
         lb_supported: cfg!(feature = "lb"),
+        compression_supported: cfg!(feature = "compression"),
+        redis_supported: cfg!(feature = "redis"),
     }
 }
 

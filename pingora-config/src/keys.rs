@@ -4,6 +4,7 @@
 //! key list serde itself reports, so the list cannot drift from the types.
 
 use crate::discovery::DiscoveryConf;
+use crate::limits::{CompressionConf, CompressionLevelConf, RateLimitConf, RedisConf};
 use crate::observability::AccessLogConf;
 use crate::policy::{
     AccessConf, HeaderRulesConf, RedirectConf, ReplacePrefixConf, RequestIdConf, RewriteConf,
@@ -99,6 +100,22 @@ pub fn config_sections() -> Vec<ConfigSection> {
         ConfigSection {
             name: "services[].request_id",
             keys: RequestIdConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].compression, services[].routes[].compression",
+            keys: CompressionConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].compression.level, services[].routes[].compression.level",
+            keys: CompressionLevelConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].rate_limit, services[].routes[].rate_limit",
+            keys: RateLimitConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].rate_limit.redis, services[].routes[].rate_limit.redis",
+            keys: RedisConf::FIELDS,
         },
         ConfigSection {
             name: "services[].upstreams.NAME",
@@ -214,11 +231,21 @@ mod tests {
         assert_eq!(serde_keys::<TimeoutsConf>(), sorted(TimeoutsConf::FIELDS));
         assert_eq!(serde_keys::<AccessConf>(), sorted(AccessConf::FIELDS));
         assert_eq!(serde_keys::<RequestIdConf>(), sorted(RequestIdConf::FIELDS));
+        assert_eq!(
+            serde_keys::<CompressionConf>(),
+            sorted(CompressionConf::FIELDS)
+        );
+        assert_eq!(
+            serde_keys::<CompressionLevelConf>(),
+            sorted(CompressionLevelConf::FIELDS)
+        );
+        assert_eq!(serde_keys::<RedisConf>(), sorted(RedisConf::FIELDS));
+        assert_eq!(serde_keys::<RateLimitConf>(), sorted(RateLimitConf::FIELDS));
     }
 
     #[test]
     fn every_section_is_listed() {
-        assert_eq!(config_sections().len(), 26);
+        assert_eq!(config_sections().len(), 30);
         let keys = all_config_keys();
         assert!(keys.contains(&"match"));
         assert!(keys.contains(&"blocking_threads"));

@@ -6,6 +6,7 @@ mod decode;
 mod discovery;
 mod error;
 mod keys;
+mod limits;
 mod listen_addr;
 mod locate;
 mod observability;
@@ -16,6 +17,7 @@ mod suggest;
 pub mod template;
 mod upstream;
 mod validate;
+mod validate_limits;
 mod validate_policy;
 mod validate_tls;
 mod validate_upstream;
@@ -23,6 +25,10 @@ mod validate_upstream;
 pub use discovery::{DiscoveryConf, DiscoveryType, DnsRecordType};
 pub use error::{ConfigError, ConfigErrorDetails, ConfigErrorKind};
 pub use keys::{all_config_keys, config_sections, ConfigSection};
+pub use limits::{
+    CompressionAlgorithm, CompressionConf, CompressionLevelConf, Rate, RateLimitBackend,
+    RateLimitConf, RateLimitKey, RateLimitKeyPart, RedisConf, RedisOnError,
+};
 pub use listen_addr::{ListenAddr, ListenAddrParseError, MAX_UNIX_PATH_BYTES};
 pub use observability::{AccessLogConf, AccessLogFormat, LogLevel};
 pub use policy::{

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::limits::{CompressionConf, RateLimitConf};
 use crate::listen_addr::ListenAddr;
 use crate::policy::{
     AccessConf, HeaderRulesConf, RedirectConf, RequestIdConf, RewriteConf, StringMap, TimeoutsConf,
@@ -48,6 +49,10 @@ pub struct ServiceConf {
     pub access: Option<AccessConf>,
     /// Most concurrent connections from one client address.
     pub max_connections_per_client: Option<u32>,
+    /// Response compression; routes may replace it.
+    pub compression: Option<CompressionConf>,
+    /// Rate limiting; routes may replace it.
+    pub rate_limit: Option<RateLimitConf>,
 }
 
 impl ServiceConf {
@@ -70,6 +75,8 @@ impl ServiceConf {
         "max_request_body_bytes",
         "access",
         "max_connections_per_client",
+        "compression",
+        "rate_limit",
     ];
 
     /// The upstream called `name` in this service.
@@ -98,6 +105,8 @@ impl Default for ServiceConf {
             max_request_body_bytes: None,
             access: None,
             max_connections_per_client: None,
+            compression: None,
+            rate_limit: None,
         }
     }
 }
@@ -240,6 +249,10 @@ pub struct RouteConf {
     pub access: Option<AccessConf>,
     /// Overrides of the upstream's timeouts.
     pub timeouts: Option<TimeoutsConf>,
+    /// Replaces the service's `compression` for this route.
+    pub compression: Option<CompressionConf>,
+    /// Replaces the service's `rate_limit` for this route.
+    pub rate_limit: Option<RateLimitConf>,
 }
 
 impl RouteConf {
@@ -256,6 +269,8 @@ impl RouteConf {
         "max_request_body_bytes",
         "access",
         "timeouts",
+        "compression",
+        "rate_limit",
     ];
 }
 

@@ -5,6 +5,7 @@ use crate::{ConfigError, ConfigErrorKind, ServerConf};
 mod decoding;
 mod discovery;
 mod files;
+mod limits;
 mod policy;
 mod retry;
 mod semantic;
