@@ -15,6 +15,7 @@ mod cache;
 mod cli;
 mod error;
 mod lifecycle;
+mod limits;
 mod log;
 mod metrics;
 mod policy;

@@ -3,7 +3,8 @@
 //! (access, body limit, rewrite, header edits, timeouts, request ids) with the
 //! pingora-proxy modules, and answers the per-service health path.
 //!
-//! Order per request: access (403) -> rate limit (hook, none yet) -> body limit (413)
+//! Order per request: access (403) -> rate limit (429, or 503 when a shared store fails
+//! with `on_error: deny`) -> body limit (413)
 //! -> redirect / respond -> rewrite -> request headers -> upstream. The route's response
 //! headers and the request id go on every response of the route, the proxy's own
 //! errors included.
@@ -17,6 +18,7 @@ use pingora_core::connector::HttpPeer;
 use pingora_core::protocols::http::v1::BodyFraming;
 use pingora_core::protocols::ClientAddr;
 use pingora_core::{Error, ErrorKind, Result, Side};
+use pingora_proxy::modules::rate_limit::{Decision, LimitInput, Verdict, TOO_MANY_REQUESTS_BODY};
 use pingora_proxy::modules::{BodyCount, BodyLimit, Captures, Redirect, RequestVars, RouteTable};
 use pingora_proxy::{FailureAnswer, ProxyHttp, RequestHeader, ResponseHeader, RetryRule, Session};
 
@@ -65,6 +67,23 @@ pub struct ServiceRoutes {
 }
 
 impl ServiceRoutes {
+    /// Every distinct rate limiter of the service's routes.
+    pub fn rate_limiters(&self) -> Vec<std::sync::Arc<pingora_proxy::modules::RateLimiter>> {
+        let mut out: Vec<std::sync::Arc<pingora_proxy::modules::RateLimiter>> = Vec::new();
+        for i in 0..self.table.len() {
+            if let Some(l) = self
+                .table
+                .get(i)
+                .and_then(|(_, r)| r.policy.limits.rate_limit.as_ref())
+            {
+                if !out.iter().any(|o| std::sync::Arc::ptr_eq(o, l)) {
+                    out.push(std::sync::Arc::clone(l));
+                }
+            }
+        }
+        out
+    }
+
     fn route(&self, slot: RouteSlot) -> Option<&Route> {
         match slot {
             RouteSlot::Route(i) => self.table.get(i).map(|(_, r)| r),
@@ -94,6 +113,11 @@ pub struct RequestCtx {
     cache_status: Option<&'static str>,
     /// When the upstream response head arrived.
     upstream_head_at: Option<Instant>,
+    /// The rate limit's decision: its `RateLimit-*` headers go on every response.
+    rate: Option<Decision>,
+    /// The compressor of the response body, when it is compressed.
+    #[cfg(feature = "compression")]
+    compressor: Option<pingora_proxy::modules::compression::BodyCompressor>,
 }
 
 /// The binary's [`ProxyHttp`]: routes requests per the YAML service.
@@ -176,6 +200,9 @@ impl RouterProxy {
         if let (Some(ids), Some(id)) = (&self.routes.policy.request_ids, &ctx.request_id) {
             head.headers.insert(ids.header().clone(), id.clone());
         }
+        if let Some(decision) = &ctx.rate {
+            decision.add_headers(&mut head.headers);
+        }
         if let Some(rules) = self
             .routes
             .route(ctx.route)
@@ -233,10 +260,47 @@ impl RouterProxy {
         self.answer_text(session, ctx, status, TEXT, body).await
     }
 
-    /// The rate limit hook: `Some(response)` when the request is over its limit. The
-    /// `rate_limit` keys are another piece of work; until then nothing is limited.
-    fn rate_limited(&self, _session: &Session, _ctx: &RequestCtx) -> Option<ResponseHeader> {
-        None
+    /// The route's rate limit: answers `429` when the request is over it (or `503` when
+    /// its shared store failed and `on_error` is `deny`) and returns true; otherwise
+    /// keeps the decision for the `RateLimit-*` headers of the response.
+    async fn rate_limited(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let RouteSlot::Route(index) = ctx.route else {
+            return Ok(false);
+        };
+        let Some(limiter) = self
+            .routes
+            .route(ctx.route)
+            .and_then(|r| r.policy.limits.rate_limit.as_deref())
+        else {
+            return Ok(false);
+        };
+        let input = LimitInput {
+            client_ip: ctx.client_ip,
+            route: index,
+            headers: &session.req_header().headers,
+        };
+        match limiter.check(&input).await {
+            Verdict::Allow(decision) => {
+                ctx.rate = Some(decision);
+                Ok(false)
+            }
+            Verdict::Unchecked => Ok(false),
+            Verdict::Limit(decision) => {
+                if let Some(metrics) = &self.metrics {
+                    metrics.record_rate_limited(limiter.key_label());
+                }
+                ctx.rate = Some(decision);
+                let body = Bytes::from_static(TOO_MANY_REQUESTS_BODY);
+                self.answer(session, ctx, decision.too_many_requests(), body)
+                    .await?;
+                Ok(true)
+            }
+            Verdict::Unavailable => {
+                self.answer_error(session, ctx, StatusCode::SERVICE_UNAVAILABLE)
+                    .await?;
+                Ok(true)
+            }
+        }
     }
 }
 
@@ -298,8 +362,7 @@ impl ProxyHttp for RouterProxy {
                 return Ok(true);
             }
         }
-        if let Some(head) = self.rate_limited(session, ctx) {
-            self.answer(session, ctx, head, Bytes::new()).await?;
+        if self.rate_limited(session, ctx).await? {
             return Ok(true);
         }
         if let Some(limit) = route.policy.body_limit {
@@ -507,7 +570,29 @@ impl ProxyHttp for RouterProxy {
                 .copied();
         }
         self.decorate(session, ctx, response);
+        #[cfg(feature = "compression")]
+        if let Some(compression) = self
+            .routes
+            .route(ctx.route)
+            .and_then(|r| r.policy.limits.compression.as_deref())
+        {
+            ctx.compressor = compression.start(session.req_header(), response)?;
+        }
         Ok(())
+    }
+
+    #[cfg(feature = "compression")]
+    async fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        match &mut ctx.compressor {
+            Some(compressor) => compressor.filter(body, end_of_stream),
+            None => Ok(()),
+        }
     }
 
     async fn upstream_response_filter(
@@ -538,6 +623,10 @@ impl ProxyHttp for RouterProxy {
         done.cache_status = ctx.cache_status;
         if let Some(metrics) = &self.metrics {
             metrics.record(&done);
+            #[cfg(feature = "compression")]
+            if let Some(c) = &ctx.compressor {
+                metrics.record_compression(c.encoding(), c.bytes_in(), c.bytes_out());
+            }
         }
         if let Some(log) = &self.access_log {
             let id = ctx.request_id.as_ref().map(|v| v.as_bytes());

@@ -394,10 +394,18 @@ impl std::str::FromStr for Rate {
         }
         let count: u32 = match count.parse::<u64>() {
             Ok(n) if n > u64::from(Rate::MAX_COUNT) => {
-                return Err(bad(&format!("the count must be at most {}", Rate::MAX_COUNT)))
+                return Err(bad(&format!(
+                    "the count must be at most {}",
+                    Rate::MAX_COUNT
+                )))
             }
             Ok(n) => n as u32,
-            Err(_) => return Err(bad(&format!("the count must be at most {}", Rate::MAX_COUNT))),
+            Err(_) => {
+                return Err(bad(&format!(
+                    "the count must be at most {}",
+                    Rate::MAX_COUNT
+                )))
+            }
         };
         if count == 0 {
             return Err(bad("the count must be greater than 0"));
@@ -463,8 +471,19 @@ mod tests {
     #[test]
     fn absurd_rates_are_refused() {
         for bad in [
-            "", "100", "/s", "0/s", "-1/s", "1.5/s", "1e3/s", "100/d", "100/sec", "x/s",
-            "99999999999999999999999/s", "1000000001/s", "100/s/s",
+            "",
+            "100",
+            "/s",
+            "0/s",
+            "-1/s",
+            "1.5/s",
+            "1e3/s",
+            "100/d",
+            "100/sec",
+            "x/s",
+            "99999999999999999999999/s",
+            "1000000001/s",
+            "100/s/s",
         ] {
             let err = bad.parse::<Rate>().unwrap_err();
             assert!(err.contains("invalid rate"), "{bad}: {err}");

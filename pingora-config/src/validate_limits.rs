@@ -98,8 +98,7 @@ fn validate_compression(
 fn is_media_range(t: &str) -> bool {
     let token = |s: &str| {
         !s.is_empty()
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
     };
     match t.split_once('/') {
@@ -141,10 +140,9 @@ fn validate_rate_limit(
                     "`backend: redis` needs a `redis: { addr: HOST:PORT }` section",
                 ));
             };
-            let addr_ok = redis
-                .addr
-                .rsplit_once(':')
-                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+            let addr_ok = redis.addr.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            });
             if !addr_ok {
                 return Err(r.invalid(
                     &at("redis.addr"),
@@ -154,7 +152,13 @@ fn validate_rate_limit(
                     ),
                 ));
             }
-            r.range(&at("redis.timeout_ms"), redis.timeout_ms, 1, 60_000, " (one minute)")?;
+            r.range(
+                &at("redis.timeout_ms"),
+                redis.timeout_ms,
+                1,
+                60_000,
+                " (one minute)",
+            )?;
         }
     }
     Ok(())
@@ -169,7 +173,15 @@ mod tests {
         for ok in ["text/*", "application/json", "image/svg+xml", "*/*"] {
             assert!(is_media_range(ok), "{ok}");
         }
-        for bad in ["text", "text/", "/json", "*/json", "text/ht*ml", "te xt/html", ""] {
+        for bad in [
+            "text",
+            "text/",
+            "/json",
+            "*/json",
+            "text/ht*ml",
+            "te xt/html",
+            "",
+        ] {
             assert!(!is_media_range(bad), "{bad}");
         }
     }

@@ -18,6 +18,8 @@ mod cache_rules;
 #[cfg(feature = "cache")]
 mod cache_storage;
 mod cli;
+#[cfg(feature = "compression")]
+mod compression;
 #[cfg(feature = "lb")]
 mod cookbook;
 mod daemon;
