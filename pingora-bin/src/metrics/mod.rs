@@ -594,6 +594,7 @@ pub struct ServiceMetrics {
 impl ServiceMetrics {
     /// Counts one response compressed with `algorithm`: `bytes_in` taken, `bytes_out`
     /// given out.
+    #[cfg(feature = "compression")]
     pub fn record_compression(
         &self,
         algorithm: pingora_config::CompressionAlgorithm,

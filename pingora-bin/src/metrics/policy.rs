@@ -68,8 +68,10 @@ impl PolicyFamilies {
     }
 }
 
-/// One service's counters.
+/// One service's counters (the compression series show, at 0, in a build without
+/// compression too).
 #[derive(Clone)]
+#[cfg_attr(not(feature = "compression"), allow(dead_code))]
 pub(super) struct PolicyCounters {
     compression_in: [IntCounter; 3],
     compression_out: [IntCounter; 3],
@@ -78,6 +80,7 @@ pub(super) struct PolicyCounters {
 
 impl PolicyCounters {
     /// Counts one compressed response of `algorithm` (`zstd`, `br`, `gzip`).
+    #[cfg(feature = "compression")]
     pub(super) fn compression(&self, algorithm: &str, bytes_in: u64, bytes_out: u64) {
         if let Some(i) = ALGORITHMS.iter().position(|a| *a == algorithm) {
             self.compression_in[i].inc_by(bytes_in);

@@ -37,6 +37,9 @@ mod observability;
 mod policy;
 mod proxy_protocol;
 mod proxy_protocol_haproxy;
+mod rate_limit;
+#[cfg(feature = "redis")]
+mod rate_limit_redis;
 mod retries;
 mod retry_rule;
 mod routes;

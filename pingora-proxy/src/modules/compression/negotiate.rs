@@ -75,9 +75,7 @@ fn parse_element(element: &[u8]) -> Option<(&[u8], Quality)> {
     let mut q = 1000;
     for param in parts {
         let param = trim(param);
-        let Some(eq) = param.iter().position(|b| *b == b'=') else {
-            return None;
-        };
+        let eq = param.iter().position(|b| *b == b'=')?;
         let (name, value) = (trim(&param[..eq]), trim(&param[eq + 1..]));
         if name.eq_ignore_ascii_case(b"q") {
             q = parse_qvalue(value)?;

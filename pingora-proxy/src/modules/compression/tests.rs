@@ -164,7 +164,7 @@ fn no_algorithms_is_off() {
 
 /// A decoder fed piece by piece; `decoded` is what it produced so far.
 enum Decoder {
-    Gzip(flate2::write::GzDecoder<Vec<u8>>),
+    Gzip(Box<flate2::write::GzDecoder<Vec<u8>>>),
     /// Brotli's writer-side decoder holds output back: every piece so far is decoded
     /// again with the reader, up to where the input ends.
     Br(Vec<u8>),
@@ -174,7 +174,7 @@ enum Decoder {
 impl Decoder {
     fn new(e: Encoding) -> Self {
         match e {
-            Encoding::Gzip => Decoder::Gzip(flate2::write::GzDecoder::new(Vec::new())),
+            Encoding::Gzip => Decoder::Gzip(Box::new(flate2::write::GzDecoder::new(Vec::new()))),
             Encoding::Br => Decoder::Br(Vec::new()),
             Encoding::Zstd => Decoder::Zstd(zstd::stream::write::Decoder::new(Vec::new()).unwrap()),
         }

@@ -90,7 +90,7 @@ impl Clock {
 enum Backend {
     Local(LocalBuckets),
     #[cfg(feature = "redis")]
-    Redis(RedisBuckets),
+    Redis(Box<RedisBuckets>),
 }
 
 /// One limit: buckets of one shape, one per value of the key, in one backend.
@@ -103,6 +103,7 @@ pub struct RateLimiter {
     clock: Clock,
     hasher: std::hash::RandomState,
     /// Prefix of the Redis keys of this limit.
+    #[cfg(feature = "redis")]
     scope: Vec<u8>,
 }
 
@@ -136,7 +137,7 @@ impl RateLimiter {
         buckets: RedisBuckets,
         scope: &str,
     ) -> Self {
-        Self::with_backend(rate, burst, &key, Backend::Redis(buckets), scope)
+        Self::with_backend(rate, burst, &key, Backend::Redis(Box::new(buckets)), scope)
     }
 
     fn with_backend(
@@ -158,9 +159,10 @@ impl RateLimiter {
                     .unwrap_or(KeyPart::Route),
             })
             .collect();
-        let mut prefix = b"pingora:rl:".to_vec();
-        prefix.extend_from_slice(scope.as_bytes());
-        prefix.push(b':');
+        #[cfg(feature = "redis")]
+        let prefix = [b"pingora:rl:", scope.as_bytes(), b":"].concat();
+        #[cfg(not(feature = "redis"))]
+        let _ = scope;
         RateLimiter {
             bucket: Bucket::new(rate.interval(), burst),
             key: parts,
@@ -168,6 +170,7 @@ impl RateLimiter {
             backend,
             clock: Clock::new(),
             hasher: std::hash::RandomState::new(),
+            #[cfg(feature = "redis")]
             scope: prefix,
         }
     }
