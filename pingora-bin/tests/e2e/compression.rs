@@ -145,6 +145,48 @@ fn curl_decodes_every_algorithm_and_the_head_says_so() {
 }
 
 #[test]
+fn over_http2_too() {
+    let doc = json(50_000);
+    let served = doc.clone();
+    let origin =
+        Origin::start(move |_| Reply::full(200, &[("Content-Type", "text/css")], served.clone()));
+    let listen = free_addr();
+    let _proxy = start(
+        &config(
+            listen,
+            "    compression: {}\n",
+            "      - upstream: origin\n",
+            origin.addr(),
+        ),
+        listen,
+    );
+    let dir = TestDir::new().unwrap();
+    let headers = dir.join("headers");
+    let body = dir.join("body");
+    let url = format!("http://{listen}/style.css");
+    let args = [
+        "-sS",
+        "--max-time",
+        "15",
+        "--http2-prior-knowledge",
+        "--compressed",
+        "-D",
+        headers.to_str().unwrap(),
+        "-o",
+        body.to_str().unwrap(),
+        &url,
+    ];
+    let out = run_command(Path::new("curl"), &args, TIMEOUT).expect("curl runs");
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let head = std::fs::read_to_string(&headers)
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(head.starts_with("http/2 200"), "{head}");
+    assert!(head.contains("content-encoding: zstd"), "{head}");
+    assert!(std::fs::read(&body).unwrap() == doc, "decoded body differs");
+}
+
+#[test]
 fn responses_that_are_left_alone() {
     let big = json(5000);
     let pre = b"\x1f\x8b not really gzip".to_vec();

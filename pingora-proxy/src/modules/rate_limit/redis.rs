@@ -85,8 +85,10 @@ pub struct RedisBuckets {
     client: redis::Client,
     /// The connection while it works (cloned per call: it multiplexes).
     conn: Mutex<Option<MultiplexedConnection>>,
-    /// No connect before this time (limiter clock).
+    /// No connect before this time (limiter clock): set when one failed.
     connect_after: AtomicU64,
+    /// Held while connecting, so that concurrent requests wait for one attempt.
+    connecting: tokio::sync::Mutex<()>,
     timeout: Duration,
     on_error: OnError,
     /// Whether Redis is failing (logged once per outage).
@@ -113,6 +115,7 @@ impl RedisBuckets {
             client,
             conn: Mutex::new(None),
             connect_after: AtomicU64::new(0),
+            connecting: tokio::sync::Mutex::new(()),
             timeout,
             on_error,
             down: AtomicBool::new(false),
@@ -247,31 +250,52 @@ impl RedisBuckets {
             )),
             Ok(Err(e)) => Err(e),
             Err(_) => {
-                // A connection that does not answer in time may be stuck: start over.
+                // A connection that does not answer in time may be stuck: start over,
+                // and not before 250 ms if it was the connect that did not finish
+                // (a server that drops packets would hold every request that long).
+                if self.current().is_none() {
+                    self.connect_after
+                        .store(now + RECONNECT_AFTER, Ordering::Relaxed);
+                }
                 self.forget_connection();
                 Err(format!("no answer within {} ms", self.timeout.as_millis()))
             }
         }
     }
 
-    /// The current connection, or a new one (not more often than every 250 ms).
+    /// The current connection, or a new one: one attempt at a time (the others wait
+    /// for it), and none within 250 ms of a failed one.
     async fn connection(&self, now: Nanos) -> Result<MultiplexedConnection, String> {
-        if let Some(conn) = self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        if let Some(conn) = self.current() {
             return Ok(conn);
         }
-        let after = self.connect_after.load(Ordering::Relaxed);
-        if now < after {
-            return Err("not connected (waiting before the next connect)".to_string());
+        let not_before = "not connected (waiting before the next connect)";
+        if now < self.connect_after.load(Ordering::Relaxed) {
+            return Err(not_before.to_string());
         }
-        self.connect_after
-            .store(now + RECONNECT_AFTER, Ordering::Relaxed);
-        let conn = self
-            .client
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(|e| e.to_string())?;
-        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
-        Ok(conn)
+        let _gate = self.connecting.lock().await;
+        // Another request may have connected, or failed, meanwhile.
+        if let Some(conn) = self.current() {
+            return Ok(conn);
+        }
+        if now < self.connect_after.load(Ordering::Relaxed) {
+            return Err(not_before.to_string());
+        }
+        match self.client.get_multiplexed_async_connection().await {
+            Ok(conn) => {
+                *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
+                Ok(conn)
+            }
+            Err(e) => {
+                self.connect_after
+                    .store(now + RECONNECT_AFTER, Ordering::Relaxed);
+                Err(e.to_string())
+            }
+        }
+    }
+
+    fn current(&self) -> Option<MultiplexedConnection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn forget_connection(&self) {
