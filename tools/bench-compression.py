@@ -155,11 +155,13 @@ def fetch(port: int, path: str, size: int, mib: int, accept):
     """Fetches `path` until `mib` MiB of uncompressed body went through; returns the
     bytes received."""
     n = max(1, (mib * MIB) // size)
-    urls = [f"http://127.0.0.1:{port}{path}"] * n
-    args = ["curl", "-s", "-o", "/dev/null", "-w", "%{size_download}\\n"]
+    url = f"http://127.0.0.1:{port}{path}"
+    args = ["curl", "-s", "-w", "%{size_download}\\n"]
     if accept:
         args += ["-H", f"Accept-Encoding: {accept}"]
-    out = subprocess.run(args + urls, check=True, capture_output=True, text=True).stdout
+    for _ in range(n):
+        args += ["-o", "/dev/null", url]
+    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
     return sum(int(x) for x in out.split()), n * size
 
 
