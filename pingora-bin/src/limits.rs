@@ -107,3 +107,20 @@ fn limiter(conf: &RateLimitConf, scope: &str, at: &str) -> Result<Arc<RateLimite
     };
     Ok(Arc::new(limiter))
 }
+
+/// Every distinct rate limiter of `routes` (a service-level one once).
+pub fn rate_limiters(routes: &crate::router::ServiceRoutes) -> Vec<Arc<RateLimiter>> {
+    let mut out: Vec<Arc<RateLimiter>> = Vec::new();
+    for i in 0..routes.table.len() {
+        let limiter = routes
+            .table
+            .get(i)
+            .and_then(|(_, r)| r.policy.limits.rate_limit.as_ref());
+        if let Some(l) = limiter {
+            if !out.iter().any(|o| Arc::ptr_eq(o, l)) {
+                out.push(Arc::clone(l));
+            }
+        }
+    }
+    out
+}

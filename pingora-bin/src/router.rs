@@ -67,23 +67,6 @@ pub struct ServiceRoutes {
 }
 
 impl ServiceRoutes {
-    /// Every distinct rate limiter of the service's routes.
-    pub fn rate_limiters(&self) -> Vec<std::sync::Arc<pingora_proxy::modules::RateLimiter>> {
-        let mut out: Vec<std::sync::Arc<pingora_proxy::modules::RateLimiter>> = Vec::new();
-        for i in 0..self.table.len() {
-            if let Some(l) = self
-                .table
-                .get(i)
-                .and_then(|(_, r)| r.policy.limits.rate_limit.as_ref())
-            {
-                if !out.iter().any(|o| std::sync::Arc::ptr_eq(o, l)) {
-                    out.push(std::sync::Arc::clone(l));
-                }
-            }
-        }
-        out
-    }
-
     fn route(&self, slot: RouteSlot) -> Option<&Route> {
         match slot {
             RouteSlot::Route(i) => self.table.get(i).map(|(_, r)| r),

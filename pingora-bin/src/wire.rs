@@ -101,7 +101,7 @@ fn build_service(
         );
     }
     checkers.extend(routes.upstreams.iter().filter_map(|u| u.health_checker()));
-    let limiters = routes.rate_limiters();
+    let limiters = crate::limits::rate_limiters(&routes);
     let limit_keys: Vec<String> = limiters.iter().map(|l| l.key_label().to_string()).collect();
     let service_metrics =
         metrics.map(|m| m.service(&service.name, routes.table.len(), &limit_keys));
