@@ -418,6 +418,23 @@ fn the_cache_stores_one_identity_copy_and_each_client_gets_its_encoding() {
         "{head}"
     );
     assert!(head.contains("etag: w/\"v7\""), "{head}");
+    // The weakened tag revalidates against the stored strong one (weak comparison):
+    // a 304 from the cache, which compression leaves alone. A range is cut from the
+    // identity copy and not compressed either.
+    let r = get(
+        listen,
+        "/page",
+        &[("Accept-Encoding", "gzip"), ("If-None-Match", "W/\"v7\"")],
+    );
+    assert_eq!(r.status, 304);
+    assert_eq!(r.header("content-encoding"), None);
+    let r = get(
+        listen,
+        "/page",
+        &[("Accept-Encoding", "gzip"), ("Range", "bytes=0-9")],
+    );
+    assert_eq!((r.status, &r.body[..]), (206, &doc[..10]));
+    assert_eq!(r.header("content-encoding"), None);
     assert_eq!(origin.requests(), 1, "one fetch for every encoding");
 }
 
