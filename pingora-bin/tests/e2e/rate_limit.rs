@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use test_support::{
-    free_addr, request, run_command, wait_until, Metrics, Origin, ProxyProcess, Reply, Response,
-    TestDir,
+    free_addr, request, run_command, v1_header, wait_until, Metrics, Origin, ProxyProcess,
+    RawClient, Reply, Response, TestDir,
 };
 
 use crate::bin;
@@ -116,6 +116,36 @@ fn keys_by_header_route_and_trusted_client_address() {
     assert_eq!(status("/r/1", &[("X-User", "u1")]), 200);
     assert_eq!(status("/r/2", &[("X-User", "u1")]), 429);
     assert_eq!(status("/r/1", &[("X-User", "u2")]), 200);
+}
+
+#[test]
+fn the_client_of_a_proxy_protocol_header_has_its_own_bucket() {
+    let origin = Origin::start(|_| Reply::ok("ok"));
+    let listen = free_addr();
+    let service = "    rate_limit: { key: client_ip, rate: 1/h, burst: 1 }\n";
+    let yaml = config(
+        listen,
+        None,
+        service,
+        "      - upstream: origin\n",
+        origin.addr(),
+    )
+    .replace(
+        &format!("[ {{ addr: \"{listen}\" }} ]"),
+        &format!("[ {{ addr: \"{listen}\", proxy_protocol: on }} ]"),
+    );
+    let _proxy = start(&yaml, &[listen]);
+    let via = |client: &str| {
+        let mut c = RawClient::connect(listen).expect("connect");
+        c.send(&v1_header(client.parse().unwrap(), listen)).unwrap();
+        c.send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        c.read_response().expect("response").status
+    };
+    // Every connection comes from 127.0.0.1; the header names the client.
+    assert_eq!(via("198.51.100.1:1000"), 200);
+    assert_eq!(via("198.51.100.1:1001"), 429);
+    assert_eq!(via("198.51.100.2:1000"), 200);
 }
 
 #[test]
