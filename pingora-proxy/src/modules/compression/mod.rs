@@ -35,7 +35,7 @@
 //!         Ok(())
 //!     }
 //!
-//!     fn response_body_filter(
+//!     async fn response_body_filter(
 //!         &self,
 //!         _session: &mut Session,
 //!         body: &mut Option<bytes::Bytes>,
