@@ -11,8 +11,8 @@ use crate::policy::{
 };
 use crate::server::{AdminConf, ServerConf, TokioConf};
 use crate::service::{
-    CacheConf, CacheDiskConf, ListenerConf, ListenerTlsConf, RespondConf, RouteConf, RouteMatch,
-    ServiceConf, TlsCertConf,
+    CacheConf, CacheDiskConf, ClientAuthConf, ListenerConf, ListenerTlsConf, RespondConf,
+    RouteConf, RouteMatch, ServiceConf, TlsCertConf,
 };
 use crate::upstream::{HealthCheckConf, PeerConf, UpstreamConf, UpstreamTlsConf};
 
@@ -59,6 +59,10 @@ pub fn config_sections() -> Vec<ConfigSection> {
         ConfigSection {
             name: "services[].listeners[].tls.certs[]",
             keys: TlsCertConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].listeners[].tls.client_auth, tls.certs[].client_auth",
+            keys: ClientAuthConf::FIELDS,
         },
         ConfigSection {
             name: "services[].routes[]",
@@ -179,6 +183,7 @@ mod tests {
             sorted(ListenerTlsConf::FIELDS)
         );
         assert_eq!(serde_keys::<TlsCertConf>(), sorted(TlsCertConf::FIELDS));
+        assert_eq!(serde_keys::<ClientAuthConf>(), sorted(ClientAuthConf::FIELDS));
         assert_eq!(serde_keys::<RouteConf>(), sorted(RouteConf::FIELDS));
         assert_eq!(serde_keys::<RouteMatch>(), sorted(RouteMatch::FIELDS));
         assert_eq!(serde_keys::<RespondConf>(), sorted(RespondConf::FIELDS));

@@ -13,6 +13,7 @@ use pingora_core::protocols::http::v2::server::{
     H2ServerConnection, H2ServerOptions, H2ServerStream,
 };
 use pingora_core::protocols::http::{ClientSession, ServerSession};
+use pingora_core::protocols::tls::ClientCertInfo;
 use pingora_core::protocols::{ClientAddr, Stream};
 use pingora_core::service::ServerApp;
 use pingora_core::shutdown::ShutdownWatch;
@@ -213,17 +214,21 @@ enum AfterRequest {
 
 impl<P: ProxyHttp> ServerApp for HttpProxy<P> {
     async fn process_connection(&self, stream: Stream, peer: ClientAddr, shutdown: ShutdownWatch) {
+        // Read once per connection, shared by its requests.
+        let client_cert = stream.client_cert().map(Arc::new);
         if stream.alpn() == Some(b"h2".as_slice()) {
-            self.serve_h2(stream, Bytes::new(), peer, shutdown).await;
+            self.serve_h2(stream, Bytes::new(), peer, shutdown, client_cert)
+                .await;
             return;
         }
         let opts = self.shared.opts.downstream;
         let downstream = H1ServerSession::new(stream, peer, opts, shutdown.clone());
-        if let Some(h1) = self.serve_http1(downstream).await {
+        if let Some(h1) = self.serve_http1(downstream, client_cert.clone()).await {
             // The client opened with the HTTP/2 preface: serve the rest as HTTP/2.
             let peer = h1.peer().clone();
             let (stream, read) = h1.into_tunnel();
-            self.serve_h2(stream, read.freeze(), peer, shutdown).await;
+            self.serve_h2(stream, read.freeze(), peer, shutdown, client_cert)
+                .await;
         }
     }
 }
@@ -231,8 +236,12 @@ impl<P: ProxyHttp> ServerApp for HttpProxy<P> {
 impl<P: ProxyHttp> HttpProxy<P> {
     /// Serves the requests of an HTTP/1.x connection, one after the other. Hands the
     /// connection back when it turns out to be HTTP/2 with prior knowledge.
-    async fn serve_http1(&self, downstream: H1ServerSession) -> Option<H1ServerSession> {
-        let mut session = Session::new(ServerSession::H1(downstream));
+    async fn serve_http1(
+        &self,
+        downstream: H1ServerSession,
+        client_cert: Option<Arc<ClientCertInfo>>,
+    ) -> Option<H1ServerSession> {
+        let mut session = Session::new(ServerSession::H1(downstream), client_cert);
         loop {
             let h1 = session.downstream.as_http1_mut()?;
             match h1.read_request().await {
@@ -273,6 +282,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         prefix: Bytes,
         peer: ClientAddr,
         shutdown: ShutdownWatch,
+        client_cert: Option<Arc<ClientCertInfo>>,
     ) {
         let opts = self.shared.opts.downstream_h2;
         let mut conn =
@@ -289,7 +299,8 @@ impl<P: ProxyHttp> HttpProxy<P> {
                 next = conn.accept() => match next {
                     Some(Ok(stream)) => {
                         let proxy = self.clone();
-                        requests.spawn(async move { proxy.serve_h2_stream(stream).await });
+                        let client_cert = client_cert.clone();
+                        requests.spawn(async move { proxy.serve_h2_stream(stream, client_cert).await });
                     }
                     Some(Err(e)) => log::debug!("client {}: HTTP/2 connection failed: {e}", conn.peer()),
                     None => break,
@@ -301,8 +312,12 @@ impl<P: ProxyHttp> HttpProxy<P> {
         while requests.join_next().await.is_some() {}
     }
 
-    async fn serve_h2_stream(&self, stream: H2ServerStream) {
-        let mut session = Session::new(ServerSession::H2(stream));
+    async fn serve_h2_stream(
+        &self,
+        stream: H2ServerStream,
+        client_cert: Option<Arc<ClientCertInfo>>,
+    ) {
+        let mut session = Session::new(ServerSession::H2(stream), client_cert);
         // One stream, one request: nothing to keep, and no tunnel over HTTP/2.
         let _ = self.serve_request(&mut session).await;
     }

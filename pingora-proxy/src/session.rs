@@ -1,10 +1,12 @@
 //! [`Session`]: one client request as the proxy phases see it.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::StatusCode;
 use pingora_core::protocols::http::{RequestHeader, ResponseHeader, ServerSession};
+use pingora_core::protocols::tls::ClientCertInfo;
 use pingora_core::protocols::ClientAddr;
 use pingora_core::Error;
 
@@ -14,6 +16,7 @@ use crate::status;
 pub struct Session {
     /// The client side of the request (an HTTP/1.x connection or an HTTP/2 stream).
     pub downstream: ServerSession,
+    client_cert: Option<Arc<ClientCertInfo>>,
     started: Instant,
     upstream_status: Option<StatusCode>,
     upstream_addr: Option<String>,
@@ -22,9 +25,10 @@ pub struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(downstream: ServerSession) -> Self {
+    pub(crate) fn new(downstream: ServerSession, client_cert: Option<Arc<ClientCertInfo>>) -> Self {
         Session {
             downstream,
+            client_cert,
             started: Instant::now(),
             upstream_status: None,
             upstream_addr: None,
@@ -58,6 +62,12 @@ impl Session {
     /// The client's address.
     pub fn client_addr(&self) -> &ClientAddr {
         self.downstream.peer()
+    }
+
+    /// What the client's TLS certificate showed, on a listener that asks for one
+    /// (`None` on plain connections and TLS listeners without client certificates).
+    pub fn client_cert(&self) -> Option<&ClientCertInfo> {
+        self.client_cert.as_deref()
     }
 
     /// Whether the client connected from loopback (127.0.0.0/8, ::1, or an IPv4-mapped

@@ -36,6 +36,8 @@ mod tls;
 #[cfg(feature = "tls")]
 mod tls_client;
 #[cfg(feature = "tls")]
+mod tls_ocsp;
+#[cfg(feature = "tls")]
 mod tls_front;
 mod wire;
 
@@ -65,7 +67,7 @@ pub use proxy::{ConcurrentGets, Proxy, EXCHANGE_TIMEOUT, LARGE_EXCHANGE_TIMEOUT}
 pub use reply::{owned, reason, Gate, Reply, GATE_TIMEOUT};
 pub use stream::{ClientStream, Target, TARGET_IO_TIMEOUT};
 #[cfg(feature = "tls")]
-pub use tls::{TestCa, TestCert};
+pub use tls::{OcspCertStatus, OcspSpec, TestCa, TestCert};
 #[cfg(feature = "tls")]
 pub use tls_client::{TlsClient, TlsClientConfig, TlsConnection};
 #[cfg(feature = "tls")]

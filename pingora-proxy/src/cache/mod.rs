@@ -287,7 +287,7 @@ fn refresh_in_background<P: ProxyHttp>(proxy: &HttpProxy<P>, session: &Session, 
     let detached =
         DetachedRequest::new(session.req_header().clone(), session.client_addr().clone());
     tokio::spawn(async move {
-        let mut session = Session::new(ServerSession::Detached(detached));
+        let mut session = Session::new(ServerSession::Detached(detached), None);
         let phases = proxy.phases();
         let mut ctx = phases.new_ctx();
         match phases.request_filter(&mut session, &mut ctx).await {
