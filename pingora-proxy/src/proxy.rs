@@ -151,6 +151,19 @@ impl<P: ProxyHttp> HttpProxy<P> {
         session: &mut Session,
         ctx: &mut P::Ctx,
     ) -> pingora_core::Result<Outcome> {
+        if session.req_header().method == http::Method::CONNECT {
+            // A reverse proxy is no forward proxy: CONNECT is implemented for no
+            // resource (RFC 9110 §15.6.2). Extended CONNECT (RFC 8441) never gets here:
+            // it arrives as the upgrade request it stands for.
+            session
+                .respond(
+                    http::StatusCode::NOT_IMPLEMENTED,
+                    "text/plain",
+                    Bytes::from_static(b"501 Not Implemented: CONNECT is not supported\n"),
+                )
+                .await?;
+            return Ok(Outcome::Done);
+        }
         if self.shared.inner.request_filter(session, ctx).await? {
             if !session.downstream.response_started() {
                 return Err(Error::new(
@@ -318,8 +331,13 @@ impl<P: ProxyHttp> HttpProxy<P> {
         client_cert: Option<Arc<ClientCertInfo>>,
     ) {
         let mut session = Session::new(ServerSession::H2(stream), client_cert);
-        // One stream, one request: nothing to keep, and no tunnel over HTTP/2.
-        let _ = self.serve_request(&mut session).await;
+        // One stream, one request: nothing to keep; a tunnel only for an extended
+        // CONNECT whose upstream switched protocols.
+        if let AfterRequest::Tunnel(upstream) = self.serve_request(&mut session).await {
+            if let ServerSession::H2(stream) = session.into_downstream() {
+                tunnel::run_h2(stream, *upstream).await;
+            }
+        }
     }
 }
 

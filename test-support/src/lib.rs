@@ -20,6 +20,7 @@ mod data;
 mod dir;
 mod dns;
 mod h2_client;
+mod h2_websocket;
 mod h2_origin;
 mod load;
 mod memory;
@@ -56,6 +57,7 @@ pub use h2_client::{
     h2_client_runtime, H2Body, H2Client, H2Request, H2Response, DEFAULT_H2_TIMEOUT, MAX_KEPT_BODY,
 };
 pub use h2_origin::{H2Origin, H2OriginBuilder};
+pub use h2_websocket::{H2WebSocket, H2WebSocketRefused, WebSocketEchoOrigin};
 pub use load::{heavy, Load, LoadReport};
 pub use memory::{process_memory, ProcessMemory};
 pub use net::{free_addr, free_port, port_accepts, wait_for_port, wait_until};

@@ -43,6 +43,7 @@ mod upgrade;
 mod upstream_errors;
 mod upstream_idle;
 mod websocket;
+mod websocket_h2;
 
 /// The `pingora` binary built for these tests.
 pub fn bin() -> &'static Path {
