@@ -39,6 +39,8 @@ mod signals;
 mod streaming;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "tls")]
+mod tls_extras;
 mod upgrade;
 mod upstream_errors;
 mod upstream_idle;
