@@ -465,7 +465,11 @@ fn json_line(service: &str, f: &Fields<'_>, done: &Finished) -> String {
     str_field(&mut s, "user_agent", f.user_agent);
     str_field(&mut s, "error", error_label(done).map(str::as_bytes));
     str_field(&mut s, "request_id", f.request_id);
-    str_field(&mut s, "ssl_client_verify", f.client_verify.map(str::as_bytes));
+    str_field(
+        &mut s,
+        "ssl_client_verify",
+        f.client_verify.map(str::as_bytes),
+    );
     str_field(&mut s, "ssl_client_s_dn", f.client_dn.map(str::as_bytes));
     s.pop(); // the last comma
     s.push_str("}\n");

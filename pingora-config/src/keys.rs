@@ -183,7 +183,10 @@ mod tests {
             sorted(ListenerTlsConf::FIELDS)
         );
         assert_eq!(serde_keys::<TlsCertConf>(), sorted(TlsCertConf::FIELDS));
-        assert_eq!(serde_keys::<ClientAuthConf>(), sorted(ClientAuthConf::FIELDS));
+        assert_eq!(
+            serde_keys::<ClientAuthConf>(),
+            sorted(ClientAuthConf::FIELDS)
+        );
         assert_eq!(serde_keys::<RouteConf>(), sorted(RouteConf::FIELDS));
         assert_eq!(serde_keys::<RouteMatch>(), sorted(RouteMatch::FIELDS));
         assert_eq!(serde_keys::<RespondConf>(), sorted(RespondConf::FIELDS));

@@ -48,7 +48,11 @@ pub(crate) fn validate_service_policy(
 
 /// `access.client_cert: required` needs a listener that asks for client certificates:
 /// without one, every request would be refused.
-fn client_cert_rules(service: &ServiceConf, path: &str, r: &Reporter<'_>) -> Result<(), ConfigError> {
+fn client_cert_rules(
+    service: &ServiceConf,
+    path: &str,
+    r: &Reporter<'_>,
+) -> Result<(), ConfigError> {
     let asks = service.listeners.iter().any(|l| {
         l.tls.as_ref().is_some_and(|t| {
             t.client_auth.is_some() || t.certs.iter().any(|c| c.client_auth.is_some())

@@ -161,7 +161,9 @@ fn a_fresh_ocsp_response_is_stapled_when_asked_for() {
         .with_ocsp_response(response.clone())
         .expect("a fresh response for this certificate is accepted");
     assert!(tls.has_ocsp());
-    assert!(tls.ocsp_next_update().is_some_and(|t| t > SystemTime::now()));
+    assert!(tls
+        .ocsp_next_update()
+        .is_some_and(|t| t > SystemTime::now()));
     let (addr, _rt) = serve(TlsAcceptor::new(vec![tls], TlsAcceptorOptions::default()).unwrap());
 
     let asking = TlsClient::new(TlsClientConfig {
@@ -233,7 +235,8 @@ fn ocsp_responses_that_do_not_fit_are_refused() {
     let e = refused(tampered);
     assert!(e.contains("signature"), "{e}");
     // Without the issuer in the chain the signature cannot be checked, and the rest is.
-    let leaf_only = certificate(&cert).with_ocsp_response(ca.ocsp_response(&cert, &OcspSpec::fresh()));
+    let leaf_only =
+        certificate(&cert).with_ocsp_response(ca.ocsp_response(&cert, &OcspSpec::fresh()));
     assert!(leaf_only.is_ok());
 }
 
@@ -274,7 +277,10 @@ fn shared_ticket_keys_resume_sessions_across_acceptors() {
     let (a, _ra) = serve(ticket_acceptor(&cert, Some(ticket_keys(&[1]))));
     let (b, _rb) = serve(ticket_acceptor(&cert, Some(ticket_keys(&[1]))));
     for tls12_only in [false, true] {
-        assert!(resumes_across(a, b, tls12_only), "same keys (tls12_only {tls12_only})");
+        assert!(
+            resumes_across(a, b, tls12_only),
+            "same keys (tls12_only {tls12_only})"
+        );
     }
     // Rotation: a new key first, the old one kept: old tickets still open.
     let (rotated, _rr) = serve(ticket_acceptor(&cert, Some(ticket_keys(&[2, 1]))));

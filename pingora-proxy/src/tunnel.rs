@@ -24,8 +24,12 @@ pub(crate) async fn run_h2(downstream: H2ServerStream, upstream: H1ClientSession
     }
 }
 
-async fn relay<D>(mut down: D, early_from_client: &[u8], upstream: H1ClientSession, client: &ClientAddr)
-where
+async fn relay<D>(
+    mut down: D,
+    early_from_client: &[u8],
+    upstream: H1ClientSession,
+    client: &ClientAddr,
+) where
     D: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut up, early_from_upstream) = upstream.into_tunnel();

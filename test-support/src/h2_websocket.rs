@@ -179,7 +179,10 @@ async fn open(
     let response = response.await.map_err(|e| refused(None, e))?;
     let status = response.status();
     if status != http::StatusCode::OK {
-        return Err(refused(Some(status.as_u16()), "the server refused the upgrade"));
+        return Err(refused(
+            Some(status.as_u16()),
+            "the server refused the upgrade",
+        ));
     }
     let headers = response.headers().clone();
     Ok((response.into_body(), send, headers))
@@ -261,12 +264,12 @@ impl WebSocketEchoOrigin {
             while let Ok((tcp, _)) = listener.accept().await {
                 let seen = seen.clone();
                 tokio::spawn(async move {
-                    let record = |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
-                                  resp| {
-                        *seen.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some(req.headers().clone());
-                        Ok(resp)
-                    };
+                    let record =
+                        |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
+                            *seen.lock().unwrap_or_else(|p| p.into_inner()) =
+                                Some(req.headers().clone());
+                            Ok(resp)
+                        };
                     let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, record).await else {
                         return;
                     };

@@ -20,8 +20,8 @@ mod data;
 mod dir;
 mod dns;
 mod h2_client;
-mod h2_websocket;
 mod h2_origin;
+mod h2_websocket;
 mod load;
 mod memory;
 mod net;
@@ -37,9 +37,9 @@ mod tls;
 #[cfg(feature = "tls")]
 mod tls_client;
 #[cfg(feature = "tls")]
-mod tls_ocsp;
-#[cfg(feature = "tls")]
 mod tls_front;
+#[cfg(feature = "tls")]
+mod tls_ocsp;
 mod wire;
 
 pub use client::{

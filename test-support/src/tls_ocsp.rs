@@ -132,8 +132,8 @@ pub(crate) fn response(ca_pem: &str, ca_key_pem: &str, leaf_pem: &str, spec: &Oc
         response_extensions: None,
     };
     let tbs = data.to_der().unwrap_or_else(|e| panic!("encode: {e}"));
-    let key = PKey::private_key_from_pem(ca_key_pem.as_bytes())
-        .unwrap_or_else(|e| panic!("CA key: {e}"));
+    let key =
+        PKey::private_key_from_pem(ca_key_pem.as_bytes()).unwrap_or_else(|e| panic!("CA key: {e}"));
     let mut signer =
         Signer::new(MessageDigest::sha256(), &key).unwrap_or_else(|e| panic!("signer: {e}"));
     let signature = signer

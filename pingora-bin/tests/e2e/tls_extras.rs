@@ -52,13 +52,22 @@ impl Pki {
 
     fn client(&self, ca: &TestCa, stem: &str, name: &str) -> (String, String) {
         ca.issue_client(name).write(self.dir.path(), stem).unwrap();
-        (self.path(&format!("{stem}.crt")), self.path(&format!("{stem}.key")))
+        (
+            self.path(&format!("{stem}.crt")),
+            self.path(&format!("{stem}.key")),
+        )
     }
 }
 
 /// The YAML of service `web` with TLS on `listen` (`tls_extra` lines indented by 10
 /// under `tls:`), routes `routes` (indented by 6), in front of `origin`.
-fn yaml(pki: &Pki, listen: SocketAddr, tls_extra: &str, routes: &str, origin: SocketAddr) -> String {
+fn yaml(
+    pki: &Pki,
+    listen: SocketAddr,
+    tls_extra: &str,
+    routes: &str,
+    origin: SocketAddr,
+) -> String {
     let dir = pki.dir.path().display();
     format!(
         "version: 1\npid_file: {dir}/pingora.pid\nupgrade_sock: {dir}/upgrade.sock\n\
@@ -89,8 +98,17 @@ fn curl(pki: &Pki, listen: SocketAddr, path: &str, extra: &[&str]) -> CommandOut
     let url = format!("https://site.test:{}{path}", listen.port());
     let ca = pki.path("server-ca.crt");
     let mut args = vec![
-        "-sS", "--max-time", "20", "--cacert", &ca, "--resolve", &resolve, "-o", "/dev/null",
-        "-w", "%{http_code}",
+        "-sS",
+        "--max-time",
+        "20",
+        "--cacert",
+        &ca,
+        "--resolve",
+        &resolve,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
     ];
     args.extend_from_slice(extra);
     args.push(&url);
@@ -133,7 +151,12 @@ fn required_client_certificates_with_curl() {
 
     // No certificate, or one another CA signed: the handshake fails, with a TLS alert.
     let none = curl(&pki, listen, "/", &[]);
-    assert_ne!(none.code(), Some(0), "no certificate was accepted: {}", none.stdout);
+    assert_ne!(
+        none.code(),
+        Some(0),
+        "no certificate was accepted: {}",
+        none.stdout
+    );
     let (bad_cert, bad_key) = pki.client(&TestCa::new("rogue CA"), "mallory", "mallory");
     let wrong = curl(&pki, listen, "/", &["--cert", &bad_cert, "--key", &bad_key]);
     // (With TLS 1.3 the client finishes first; the server's alert and close then show
@@ -167,7 +190,13 @@ fn optional_client_certificates_and_access_rules() {
     let proxy = start(&pki, &config, listen, "proxy", &[]);
 
     let anonymous = curl(&pki, listen, "/public", &[]);
-    assert_eq!(anonymous.stdout, "200", "{}\nlog:\n{}", anonymous.stderr, proxy.log());
+    assert_eq!(
+        anonymous.stdout,
+        "200",
+        "{}\nlog:\n{}",
+        anonymous.stderr,
+        proxy.log()
+    );
     assert_eq!(origin_saw(&origin), ("NONE".into(), String::new()));
     assert_eq!(curl(&pki, listen, "/private", &[]).stdout, "403");
 
@@ -190,7 +219,13 @@ fn openssl_status(listen: SocketAddr, ca: &str) -> CommandOutput {
     run_command(
         Path::new("openssl"),
         &[
-            "s_client", "-connect", &connect, "-servername", "site.test", "-status", "-CAfile",
+            "s_client",
+            "-connect",
+            &connect,
+            "-servername",
+            "site.test",
+            "-status",
+            "-CAfile",
             ca,
         ],
         COMMAND_TIMEOUT,
@@ -224,7 +259,11 @@ fn ocsp_is_stapled_and_bad_responses_are_refused_at_t_and_reload() {
     );
     // curl checks the stapled response against the CA itself.
     let checked = curl(&pki, listen, "/", &["--cert-status"]);
-    assert_eq!(checked.stdout, "200", "curl --cert-status: {}", checked.stderr);
+    assert_eq!(
+        checked.stdout, "200",
+        "curl --cert-status: {}",
+        checked.stderr
+    );
 
     // An expired response: `-t` refuses it with the key path and the reason.
     std::fs::write(
@@ -248,14 +287,20 @@ fn ocsp_is_stapled_and_bad_responses_are_refused_at_t_and_reload() {
     // ... and so does a reload: the serving instance stays, still stapling.
     send_signal(first_pid, Signal::SIGHUP).unwrap();
     assert!(
-        wait_until(Duration::from_secs(10), || first.log().contains("reload refused")),
+        wait_until(Duration::from_secs(10), || first
+            .log()
+            .contains("reload refused")),
         "no refusal logged; log:\n{}",
         first.log()
     );
     assert!(first.log().contains("expired"), "log:\n{}", first.log());
     assert_eq!(test_support::read_pid(&pid_file), Some(first_pid));
     let still = openssl_status(listen, &pki.path("server-ca.crt"));
-    assert!(still.stdout.contains("Cert Status: good"), "{}", still.stdout);
+    assert!(
+        still.stdout.contains("Cert Status: good"),
+        "{}",
+        still.stdout
+    );
 
     // A response for another certificate is refused the same way.
     let other = pki.server_ca.issue(&["other.test"]);
@@ -283,7 +328,9 @@ fn ocsp_is_stapled_and_bad_responses_are_refused_at_t_and_reload() {
 }
 
 fn ticket_key(seed: u8) -> Vec<u8> {
-    (0..80u8).map(|i| i.wrapping_mul(13).wrapping_add(seed)).collect()
+    (0..80u8)
+        .map(|i| i.wrapping_mul(13).wrapping_add(seed))
+        .collect()
 }
 
 #[test]
@@ -306,7 +353,11 @@ fn sessions_resume_on_the_new_instance_after_an_upgrade() {
     let request = b"GET /a HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n";
     let mut first = client.connect(listen, "site.test").unwrap();
     let answer = first.exchange(request).unwrap();
-    assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
     assert!(client.has_session());
     let mut same = client.connect_resuming(listen, "site.test").unwrap();
     same.exchange(request).unwrap();
@@ -317,7 +368,11 @@ fn sessions_resume_on_the_new_instance_after_an_upgrade() {
     rotated.extend(ticket_key(1));
     std::fs::write(pki.dir.join("ticket.key"), rotated).unwrap();
     old.signal(Signal::SIGQUIT);
-    assert!(old.wait_for_log("SIGQUIT", Duration::from_secs(5)), "{}", old.log());
+    assert!(
+        old.wait_for_log("SIGQUIT", Duration::from_secs(5)),
+        "{}",
+        old.log()
+    );
     let new = ProxyProcess::spawn(bin(), pki.dir.path(), "new", &config, &["-u"]);
     let new_pid = new.pid();
     assert!(
@@ -326,7 +381,10 @@ fn sessions_resume_on_the_new_instance_after_an_upgrade() {
         old.log(),
         new.log()
     );
-    assert!(old.wait_exit(DRAIN_EXIT_DEADLINE).is_some(), "old did not exit");
+    assert!(
+        old.wait_exit(DRAIN_EXIT_DEADLINE).is_some(),
+        "old did not exit"
+    );
     assert_ne!(old_pid, new_pid);
 
     let mut resumed = client.connect_resuming(listen, "site.test").unwrap();
@@ -360,5 +418,8 @@ fn a_truncated_ticket_key_file_is_a_config_error() {
         said.contains("ticket_key_file") || said.contains("ticket key file"),
         "{said}"
     );
-    assert!(said.contains("79 bytes") && said.contains("truncated"), "{said}");
+    assert!(
+        said.contains("79 bytes") && said.contains("truncated"),
+        "{said}"
+    );
 }

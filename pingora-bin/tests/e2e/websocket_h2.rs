@@ -33,8 +33,16 @@ fn websocket_over_h2_is_bridged_to_an_http1_upgrade() {
     // key the proxy made up (HTTP/2 clients send none).
     let seen = origin.last_headers().expect("origin saw the upgrade");
     let header = |n: &str| seen.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
-    assert!(header("upgrade").eq_ignore_ascii_case("websocket"), "{seen:?}");
-    assert!(header("connection").to_ascii_lowercase().contains("upgrade"), "{seen:?}");
+    assert!(
+        header("upgrade").eq_ignore_ascii_case("websocket"),
+        "{seen:?}"
+    );
+    assert!(
+        header("connection")
+            .to_ascii_lowercase()
+            .contains("upgrade"),
+        "{seen:?}"
+    );
     assert_eq!(header("sec-websocket-version"), "13");
     assert_eq!(header("sec-websocket-key").len(), 24, "{seen:?}");
     assert_eq!(header("host"), "chat.test");
@@ -76,5 +84,8 @@ fn plain_connect_is_not_implemented() {
     .unwrap();
     let r = c.read_response().unwrap();
     assert_eq!(r.status, 501, "{r:?}");
-    assert!(origin.last_received().is_none(), "CONNECT never reaches the origin");
+    assert!(
+        origin.last_received().is_none(),
+        "CONNECT never reaches the origin"
+    );
 }

@@ -106,7 +106,10 @@ pub(crate) fn check(der: &[u8], chain: &[X509], now: SystemTime) -> Result<OcspS
         .map(|t| (SystemTime::UNIX_EPOCH + t.0.to_unix_duration(), t));
     if let Some((at, text)) = &next_update {
         if *at <= now {
-            return Err(format!("the response has expired (nextUpdate {})", text.0.to_date_time()));
+            return Err(format!(
+                "the response has expired (nextUpdate {})",
+                text.0.to_date_time()
+            ));
         }
     }
     let signature_checked = match issuer {
@@ -221,9 +224,11 @@ fn check_signature(basic: &BasicOcspResponse, issuer: &X509) -> Result<(), Strin
             }
         }
     }
-    Err("the response's signature does not verify with the issuer's key or a responder \
+    Err(
+        "the response's signature does not verify with the issuer's key or a responder \
          certificate it signed"
-        .into())
+            .into(),
+    )
 }
 
 /// The key of `cert` when `issuer` signed it and it may sign OCSP responses.

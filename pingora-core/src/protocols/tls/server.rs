@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use boring::ex_data::Index;
 use boring::ssl::{
-    select_next_proto, AlpnError, NameType, SslAcceptor, SslAcceptorBuilder, SslContext,
-    SslMethod, SslRef, SslSessionCacheMode, SslVerifyMode, SslVersion,
+    select_next_proto, AlpnError, NameType, SslAcceptor, SslAcceptorBuilder, SslContext, SslMethod,
+    SslRef, SslSessionCacheMode, SslVerifyMode, SslVersion,
 };
 use boring::stack::Stack;
 use boring::x509::{X509Name, X509StoreContext, X509StoreContextRef};
@@ -120,9 +120,10 @@ fn verify_client_cert(preverify_ok: bool, store: &mut X509StoreContextRef) -> bo
     let Ok(index) = X509StoreContext::ssl_idx() else {
         return false;
     };
-    store
-        .ex_data(index)
-        .is_some_and(|ssl| !ssl.verify_mode().contains(SslVerifyMode::FAIL_IF_NO_PEER_CERT))
+    store.ex_data(index).is_some_and(|ssl| {
+        !ssl.verify_mode()
+            .contains(SslVerifyMode::FAIL_IF_NO_PEER_CERT)
+    })
 }
 
 /// The session id context of a context asking for client certificates as `auth` says:
@@ -148,8 +149,8 @@ fn session_id_context(auth: Option<&ClientAuth>) -> Result<Vec<u8>> {
         }
         super::TrustRoots::Pem(pem) => material.extend_from_slice(pem),
     }
-    let digest =
-        boring::hash::hash(boring::hash::MessageDigest::sha256(), &material).map_err(setup_error)?;
+    let digest = boring::hash::hash(boring::hash::MessageDigest::sha256(), &material)
+        .map_err(setup_error)?;
     let mut id = b"pingora-ca:".to_vec();
     id.extend_from_slice(&digest[..16]);
     Ok(id)

@@ -115,13 +115,8 @@ impl TicketKeys {
                 e,
             )
         })?;
-        Self::from_bytes(&bytes).map_err(|e| {
-            key_error(format!(
-                "ticket key file {}: {}",
-                path.display(),
-                e.context
-            ))
-        })
+        Self::from_bytes(&bytes)
+            .map_err(|e| key_error(format!("ticket key file {}: {}", path.display(), e.context)))
     }
 
     /// How many keys there are.
@@ -156,7 +151,9 @@ mod tests {
     use super::*;
 
     fn key(seed: u8) -> Vec<u8> {
-        (0..80u8).map(|i| i.wrapping_mul(7).wrapping_add(seed)).collect()
+        (0..80u8)
+            .map(|i| i.wrapping_mul(7).wrapping_add(seed))
+            .collect()
     }
 
     #[test]

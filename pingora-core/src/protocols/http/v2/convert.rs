@@ -117,13 +117,19 @@ pub fn upgrade_from_extended_connect<B>(req: &Request<B>, protocol: &str) -> Res
     let pq = if pq.is_empty() { "/" } else { pq };
     let target = Uri::from_maybe_shared(bytes::Bytes::copy_from_slice(pq.as_bytes()))
         .map_err(|e| Error::because(ErrorKind::InvalidHead, Side::Downstream, "bad :path", e))?;
-    let upgrade = HeaderValue::from_str(protocol)
-        .map_err(|e| Error::because(ErrorKind::InvalidHead, Side::Downstream, "bad :protocol", e))?;
+    let upgrade = HeaderValue::from_str(protocol).map_err(|e| {
+        Error::because(ErrorKind::InvalidHead, Side::Downstream, "bad :protocol", e)
+    })?;
     let authority = uri
         .authority()
         .ok_or_else(|| bad_request("extended CONNECT without :authority"))?;
     let host = HeaderValue::from_str(authority.as_str()).map_err(|e| {
-        Error::because(ErrorKind::InvalidHead, Side::Downstream, "bad :authority", e)
+        Error::because(
+            ErrorKind::InvalidHead,
+            Side::Downstream,
+            "bad :authority",
+            e,
+        )
     })?;
     let mut head = RequestHeader::new(Method::GET, target);
     head.version = Version::HTTP_2;
@@ -158,11 +164,14 @@ fn websocket_key() -> HeaderValue {
         h.write_usize(i);
         half.copy_from_slice(&h.finish().to_le_bytes());
     }
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = Vec::with_capacity(24);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let v = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
         for k in 0..=chunk.len() {
             out.push(ALPHABET[(v >> (18 - 6 * k)) as usize & 63]);
@@ -171,7 +180,8 @@ fn websocket_key() -> HeaderValue {
     while out.len() % 4 != 0 {
         out.push(b'=');
     }
-    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("AAAAAAAAAAAAAAAAAAAAAA=="))
+    HeaderValue::from_bytes(&out)
+        .unwrap_or_else(|_| HeaderValue::from_static("AAAAAAAAAAAAAAAAAAAAAA=="))
 }
 
 /// The value of a well-formed `Content-Length` field, if there is one.
@@ -397,7 +407,11 @@ mod tests {
         assert_eq!(key.len(), 24, "{key}");
         assert!(key.ends_with("=="), "{key}");
         let again = upgrade_from_extended_connect(&req, "websocket").unwrap();
-        assert_ne!(again.headers[header::SEC_WEBSOCKET_KEY], key, "a nonce per request");
+        assert_ne!(
+            again.headers[header::SEC_WEBSOCKET_KEY],
+            key,
+            "a nonce per request"
+        );
     }
 
     #[test]
