@@ -264,6 +264,8 @@ impl WebSocketEchoOrigin {
             while let Ok((tcp, _)) = listener.accept().await {
                 let seen = seen.clone();
                 tokio::spawn(async move {
+                    // The callback's error type is tungstenite's, whatever its size.
+                    #[allow(clippy::result_large_err)]
                     let record =
                         |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
                             *seen.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -274,17 +276,13 @@ impl WebSocketEchoOrigin {
                         return;
                     };
                     while let Some(Ok(msg)) = ws.next().await {
-                        match msg {
-                            Message::Text(_) | Message::Binary(_) => {
-                                if ws.send(msg).await.is_err() {
-                                    return;
-                                }
-                            }
-                            Message::Close(_) => {
-                                let _ = ws.close(None).await;
-                                return;
-                            }
-                            _ => {}
+                        if let Message::Close(_) = msg {
+                            let _ = ws.close(None).await;
+                            return;
+                        }
+                        let data = matches!(msg, Message::Text(_) | Message::Binary(_));
+                        if data && ws.send(msg).await.is_err() {
+                            return;
                         }
                     }
                 });

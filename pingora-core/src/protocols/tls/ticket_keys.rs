@@ -39,7 +39,10 @@ pub(crate) struct TicketKey {
 }
 
 /// Session-ticket keys shared by processes: the first seals new tickets, all open them.
-/// See the [module docs](self) for the file format.
+///
+/// A key file holds one or more 80-byte keys, concatenated, binary: 16 bytes of key
+/// name, 32 bytes of HMAC-SHA256 secret, 32 bytes of AES-256-CBC key (nginx's 80-byte
+/// `ssl_session_ticket_key` layout; `openssl rand 80` makes one).
 #[derive(Clone, PartialEq, Eq)]
 pub struct TicketKeys {
     keys: Vec<TicketKey>,
@@ -67,7 +70,7 @@ impl TicketKeys {
     /// Keys from the bytes of a key file. Fails when the length is not a whole number
     /// (1 to [`TicketKeys::MAX_KEYS`]) of 80-byte keys, or when two keys share a name.
     pub fn from_bytes(bytes: &[u8]) -> Result<TicketKeys> {
-        if bytes.is_empty() || bytes.len() % Self::KEY_LEN != 0 {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(Self::KEY_LEN) {
             return Err(key_error(format!(
                 "{} bytes: a ticket key file holds one or more keys of exactly {} bytes \
                  (make one with `openssl rand 80`); it may be truncated",

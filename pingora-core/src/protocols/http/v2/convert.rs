@@ -177,7 +177,7 @@ fn websocket_key() -> HeaderValue {
             out.push(ALPHABET[(v >> (18 - 6 * k)) as usize & 63]);
         }
     }
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(b'=');
     }
     HeaderValue::from_bytes(&out)
