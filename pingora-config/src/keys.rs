@@ -221,9 +221,10 @@ mod tests {
 
     #[test]
     fn every_section_is_listed() {
-        assert_eq!(config_sections().len(), 25);
+        assert_eq!(config_sections().len(), 26);
         let keys = all_config_keys();
         assert!(keys.contains(&"match"));
+        assert!(keys.contains(&"ticket_key_file"));
         assert!(keys.contains(&"blocking_threads"));
         assert!(keys.windows(2).all(|w| w[0] < w[1]));
     }
