@@ -134,10 +134,13 @@ pub fn route_policy(
     at: &str,
 ) -> Result<RoutePolicy, BinError> {
     let access = match route.access.as_ref().or(service.access.as_ref()) {
-        Some(conf) => Some(AccessList::new(
-            networks(&conf.allow, &format!("{at}.access.allow"))?,
-            networks(&conf.deny, &format!("{at}.access.deny"))?,
-        )),
+        Some(conf) => Some(
+            AccessList::new(
+                networks(&conf.allow, &format!("{at}.access.allow"))?,
+                networks(&conf.deny, &format!("{at}.access.deny"))?,
+            )
+            .require_client_cert(conf.client_cert.is_some()),
+        ),
         None => None,
     };
     let body_limit = route

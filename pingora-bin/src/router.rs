@@ -175,6 +175,7 @@ impl RouterProxy {
             server_port: conn.server_port(),
             request_id: ctx.request_id.as_ref().and_then(|v| v.to_str().ok()),
             captures: ctx.captures.as_ref().map(|c| (c, req.uri.path())),
+            client_cert: session.client_cert(),
         }
     }
 
@@ -339,7 +340,7 @@ impl ProxyHttp for RouterProxy {
                 .and_then(|(m, _)| m.captures(session.req_header()));
         }
         if let Some(access) = &route.policy.access {
-            if !access.allows(ctx.client_ip) {
+            if !access.allows_client(ctx.client_ip, session.client_cert()) {
                 self.answer_error(session, ctx, StatusCode::FORBIDDEN)
                     .await?;
                 return Ok(true);

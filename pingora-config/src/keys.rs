@@ -12,8 +12,8 @@ use crate::policy::{
 };
 use crate::server::{AdminConf, ServerConf, TokioConf};
 use crate::service::{
-    CacheConf, CacheDiskConf, ListenerConf, ListenerTlsConf, RespondConf, RouteConf, RouteMatch,
-    ServiceConf, TlsCertConf,
+    CacheConf, CacheDiskConf, ClientAuthConf, ListenerConf, ListenerTlsConf, RespondConf,
+    RouteConf, RouteMatch, ServiceConf, TlsCertConf,
 };
 use crate::upstream::{HealthCheckConf, PeerConf, RetryConf, UpstreamConf, UpstreamTlsConf};
 
@@ -60,6 +60,10 @@ pub fn config_sections() -> Vec<ConfigSection> {
         ConfigSection {
             name: "services[].listeners[].tls.certs[]",
             keys: TlsCertConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].listeners[].tls.client_auth, tls.certs[].client_auth",
+            keys: ClientAuthConf::FIELDS,
         },
         ConfigSection {
             name: "services[].routes[]",
@@ -200,6 +204,10 @@ mod tests {
             sorted(ListenerTlsConf::FIELDS)
         );
         assert_eq!(serde_keys::<TlsCertConf>(), sorted(TlsCertConf::FIELDS));
+        assert_eq!(
+            serde_keys::<ClientAuthConf>(),
+            sorted(ClientAuthConf::FIELDS)
+        );
         assert_eq!(serde_keys::<RouteConf>(), sorted(RouteConf::FIELDS));
         assert_eq!(serde_keys::<RouteMatch>(), sorted(RouteMatch::FIELDS));
         assert_eq!(serde_keys::<RespondConf>(), sorted(RespondConf::FIELDS));
@@ -248,6 +256,7 @@ mod tests {
         assert_eq!(config_sections().len(), 30);
         let keys = all_config_keys();
         assert!(keys.contains(&"match"));
+        assert!(keys.contains(&"ticket_key_file"));
         assert!(keys.contains(&"blocking_threads"));
         assert!(keys.windows(2).all(|w| w[0] < w[1]));
     }

@@ -32,13 +32,13 @@ pub use limits::{
 pub use listen_addr::{ListenAddr, ListenAddrParseError, MAX_UNIX_PATH_BYTES};
 pub use observability::{AccessLogConf, AccessLogFormat, LogLevel};
 pub use policy::{
-    AccessConf, HeaderRulesConf, RedirectConf, ReplacePrefixConf, RequestIdConf, RewriteConf,
-    StringMap, TimeoutsConf,
+    AccessConf, ClientCertRule, HeaderRulesConf, RedirectConf, ReplacePrefixConf, RequestIdConf,
+    RewriteConf, StringMap, TimeoutsConf,
 };
 pub use server::{read_token_file, AdminConf, ServerConf, TokioConf, ValidateOptions};
 pub use service::{
-    CacheConf, CacheDiskConf, IpNet, ListenerConf, ListenerTlsConf, ProxyProtocolMode, RespondConf,
-    RouteConf, RouteMatch, ServiceConf, TlsCertConf,
+    CacheConf, CacheDiskConf, ClientAuthConf, ClientAuthMode, IpNet, ListenerConf, ListenerTlsConf,
+    ProxyProtocolMode, RespondConf, RouteConf, RouteMatch, ServiceConf, TlsCertConf,
 };
 pub use suggest::{closest as suggest_closest, edit_distance};
 pub use template::Template;

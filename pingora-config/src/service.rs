@@ -185,6 +185,18 @@ pub struct ListenerTlsConf {
     pub cert: PathBuf,
     /// PEM private key of the leaf certificate.
     pub key: PathBuf,
+    /// DER OCSP response stapled with the default certificate when a client asks for
+    /// the certificate status; checked against the certificate at start and reload.
+    #[serde(default)]
+    pub ocsp_file: Option<PathBuf>,
+    /// Ask clients for certificates (mutual TLS), for every certificate of the listener
+    /// that has no `client_auth` of its own.
+    #[serde(default)]
+    pub client_auth: Option<ClientAuthConf>,
+    /// Session-ticket keys shared with other processes (80 bytes per key, the first
+    /// seals, all open), so resumption survives upgrades and works across a fleet.
+    #[serde(default)]
+    pub ticket_key_file: Option<PathBuf>,
     /// More certificates, each served to clients whose SNI matches one of its names
     /// (DNS subject alternative names, wildcards included, else the common name).
     #[serde(default)]
@@ -193,13 +205,24 @@ pub struct ListenerTlsConf {
 
 impl ListenerTlsConf {
     /// The YAML keys of a listener's `tls` section.
-    pub const FIELDS: &'static [&'static str] = &["cert", "key", "certs"];
+    pub const FIELDS: &'static [&'static str] = &[
+        "cert",
+        "key",
+        "ocsp_file",
+        "client_auth",
+        "ticket_key_file",
+        "certs",
+    ];
 
-    /// Every certificate and key, the default first.
+    /// Every certificate with its key and OCSP file, the default first. The default
+    /// one carries no `client_auth`: the listener's applies to it (and to every other
+    /// certificate without one).
     pub fn all_certs(&self) -> Vec<TlsCertConf> {
         let mut all = vec![TlsCertConf {
             cert: self.cert.clone(),
             key: self.key.clone(),
+            ocsp_file: self.ocsp_file.clone(),
+            client_auth: None,
         }];
         all.extend(self.certs.iter().cloned());
         all
@@ -214,11 +237,49 @@ pub struct TlsCertConf {
     pub cert: PathBuf,
     /// PEM private key of the leaf certificate.
     pub key: PathBuf,
+    /// DER OCSP response stapled with this certificate.
+    #[serde(default)]
+    pub ocsp_file: Option<PathBuf>,
+    /// Client certificates for the clients this certificate serves (replaces the
+    /// listener's `client_auth` for its names).
+    #[serde(default)]
+    pub client_auth: Option<ClientAuthConf>,
 }
 
 impl TlsCertConf {
     /// The YAML keys of a certificate entry.
-    pub const FIELDS: &'static [&'static str] = &["cert", "key"];
+    pub const FIELDS: &'static [&'static str] = &["cert", "key", "ocsp_file", "client_auth"];
+}
+
+/// Client certificates on a TLS listener (`tls.client_auth`): `{ mode, ca_file }`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAuthConf {
+    /// `require`: no handshake without a certificate that verifies; `optional`: the
+    /// result is told to the routes (`$ssl_client_verify`, `access.client_cert`).
+    pub mode: ClientAuthMode,
+    /// PEM file of the CA certificates client certificates are verified against.
+    pub ca_file: PathBuf,
+}
+
+impl ClientAuthConf {
+    /// The YAML keys of a `client_auth` section.
+    pub const FIELDS: &'static [&'static str] = &["mode", "ca_file"];
+}
+
+/// Whether client certificates are required or optional.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMode {
+    /// A client without a certificate signed by `ca_file` fails the handshake.
+    Require,
+    /// Every client is accepted; the verification result is available to the routes.
+    Optional,
+}
+
+impl ClientAuthMode {
+    /// The YAML spellings of the modes.
+    pub const NAMES: &'static [&'static str] = &["require", "optional"];
 }
 
 /// One routing rule (`services[].routes[]`): a match, exactly one of `upstream` /

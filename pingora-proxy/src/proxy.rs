@@ -13,6 +13,7 @@ use pingora_core::protocols::http::v2::server::{
     H2ServerConnection, H2ServerOptions, H2ServerStream,
 };
 use pingora_core::protocols::http::ServerSession;
+use pingora_core::protocols::tls::ClientCertInfo;
 use pingora_core::protocols::{ConnectionInfo, Stream};
 use pingora_core::service::ServerApp;
 use pingora_core::shutdown::ShutdownWatch;
@@ -157,6 +158,19 @@ impl<P: ProxyHttp> HttpProxy<P> {
         ctx: &mut P::Ctx,
     ) -> pingora_core::Result<Outcome> {
         self.shared.inner.early_request_filter(session, ctx).await?;
+        if session.req_header().method == http::Method::CONNECT {
+            // A reverse proxy is no forward proxy: CONNECT is implemented for no
+            // resource (RFC 9110 §15.6.2). Extended CONNECT (RFC 8441) never gets here:
+            // it arrives as the upgrade request it stands for.
+            session
+                .respond(
+                    http::StatusCode::NOT_IMPLEMENTED,
+                    "text/plain",
+                    Bytes::from_static(b"501 Not Implemented: CONNECT is not supported\n"),
+                )
+                .await?;
+            return Ok(Outcome::Done);
+        }
         if self.shared.inner.request_filter(session, ctx).await? {
             if !session.downstream.response_started() {
                 return Err(Error::new(
@@ -214,17 +228,21 @@ impl<P: ProxyHttp> ServerApp for HttpProxy<P> {
         conn: ConnectionInfo,
         shutdown: ShutdownWatch,
     ) {
+        // Read once per connection, shared by its requests.
+        let client_cert = stream.client_cert().map(Arc::new);
         if stream.alpn() == Some(b"h2".as_slice()) {
-            self.serve_h2(stream, Bytes::new(), conn, shutdown).await;
+            self.serve_h2(stream, Bytes::new(), conn, shutdown, client_cert)
+                .await;
             return;
         }
         let opts = self.shared.opts.downstream;
         let downstream = H1ServerSession::new(stream, conn, opts, shutdown.clone());
-        if let Some(h1) = self.serve_http1(downstream).await {
+        if let Some(h1) = self.serve_http1(downstream, client_cert.clone()).await {
             // The client opened with the HTTP/2 preface: serve the rest as HTTP/2.
             let conn = h1.connection().clone();
             let (stream, read) = h1.into_tunnel();
-            self.serve_h2(stream, read.freeze(), conn, shutdown).await;
+            self.serve_h2(stream, read.freeze(), conn, shutdown, client_cert)
+                .await;
         }
     }
 }
@@ -232,8 +250,12 @@ impl<P: ProxyHttp> ServerApp for HttpProxy<P> {
 impl<P: ProxyHttp> HttpProxy<P> {
     /// Serves the requests of an HTTP/1.x connection, one after the other. Hands the
     /// connection back when it turns out to be HTTP/2 with prior knowledge.
-    async fn serve_http1(&self, downstream: H1ServerSession) -> Option<H1ServerSession> {
-        let mut session = Session::new(ServerSession::H1(downstream));
+    async fn serve_http1(
+        &self,
+        downstream: H1ServerSession,
+        client_cert: Option<Arc<ClientCertInfo>>,
+    ) -> Option<H1ServerSession> {
+        let mut session = Session::new(ServerSession::H1(downstream), client_cert);
         loop {
             let h1 = session.downstream.as_http1_mut()?;
             match h1.read_request().await {
@@ -274,6 +296,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         prefix: Bytes,
         info: ConnectionInfo,
         shutdown: ShutdownWatch,
+        client_cert: Option<Arc<ClientCertInfo>>,
     ) {
         let opts = self.shared.opts.downstream_h2;
         let mut conn =
@@ -290,7 +313,8 @@ impl<P: ProxyHttp> HttpProxy<P> {
                 next = conn.accept() => match next {
                     Some(Ok(stream)) => {
                         let proxy = self.clone();
-                        requests.spawn(async move { proxy.serve_h2_stream(stream).await });
+                        let client_cert = client_cert.clone();
+                        requests.spawn(async move { proxy.serve_h2_stream(stream, client_cert).await });
                     }
                     Some(Err(e)) => log::debug!("client {}: HTTP/2 connection failed: {e}", conn.peer()),
                     None => break,
@@ -302,10 +326,19 @@ impl<P: ProxyHttp> HttpProxy<P> {
         while requests.join_next().await.is_some() {}
     }
 
-    async fn serve_h2_stream(&self, stream: H2ServerStream) {
-        let mut session = Session::new(ServerSession::H2(stream));
-        // One stream, one request: nothing to keep, and no tunnel over HTTP/2.
-        let _ = self.serve_request(&mut session).await;
+    async fn serve_h2_stream(
+        &self,
+        stream: H2ServerStream,
+        client_cert: Option<Arc<ClientCertInfo>>,
+    ) {
+        let mut session = Session::new(ServerSession::H2(stream), client_cert);
+        // One stream, one request: nothing to keep; a tunnel only for an extended
+        // CONNECT whose upstream switched protocols.
+        if let AfterRequest::Tunnel(upstream) = self.serve_request(&mut session).await {
+            if let ServerSession::H2(stream) = session.into_downstream() {
+                tunnel::run_h2(stream, *upstream).await;
+            }
+        }
     }
 }
 

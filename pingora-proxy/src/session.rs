@@ -1,5 +1,6 @@
 //! [`Session`]: one client request as the proxy phases see it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -7,6 +8,7 @@ use http::StatusCode;
 use pingora_core::connector::PeerAddress;
 use pingora_core::protocols::http::header::{error_body, ERROR_CONTENT_TYPE};
 use pingora_core::protocols::http::{RequestHeader, ResponseHeader, ServerSession};
+use pingora_core::protocols::tls::ClientCertInfo;
 use pingora_core::protocols::{ClientAddr, ConnectionInfo};
 use pingora_core::{Error, ErrorKind};
 
@@ -27,6 +29,7 @@ pub struct UpstreamFailure {
 pub struct Session {
     /// The client side of the request (an HTTP/1.x connection or an HTTP/2 stream).
     pub downstream: ServerSession,
+    client_cert: Option<Arc<ClientCertInfo>>,
     started: Instant,
     upstream_status: Option<StatusCode>,
     upstream_addr: Option<String>,
@@ -38,9 +41,10 @@ pub struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(downstream: ServerSession) -> Self {
+    pub(crate) fn new(downstream: ServerSession, client_cert: Option<Arc<ClientCertInfo>>) -> Self {
         Session {
             downstream,
+            client_cert,
             started: Instant::now(),
             upstream_status: None,
             upstream_addr: None,
@@ -85,6 +89,12 @@ impl Session {
     /// it is TLS, and its PROXY header (with the v2 TLVs).
     pub fn connection(&self) -> &ConnectionInfo {
         self.downstream.connection()
+    }
+
+    /// What the client's TLS certificate showed, on a listener that asks for one
+    /// (`None` on plain connections and TLS listeners without client certificates).
+    pub fn client_cert(&self) -> Option<&ClientCertInfo> {
+        self.client_cert.as_deref()
     }
 
     /// Whether the client connected from loopback (127.0.0.0/8, ::1, or an IPv4-mapped

@@ -47,10 +47,13 @@ mod signals;
 mod streaming;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "tls")]
+mod tls_extras;
 mod upgrade;
 mod upstream_errors;
 mod upstream_idle;
 mod websocket;
+mod websocket_h2;
 
 /// The `pingora` binary built for these tests.
 pub fn bin() -> &'static Path {

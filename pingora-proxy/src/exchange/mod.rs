@@ -80,7 +80,9 @@ impl<'a, P: ProxyHttp, H: ExchangeHooks<P>> Exchange<'a, P, H> {
 
     /// Proxies the request: attempts until one succeeds or the retry policy gives up.
     pub(crate) async fn run(mut self) -> Result<Outcome> {
-        let upgrade = is_upgrade_request(self.session.req_header());
+        // An HTTP/2 extended CONNECT is presented as the HTTP/1.1 upgrade it stands for.
+        let upgrade = is_upgrade_request(self.session.req_header())
+            || self.session.downstream.is_extended_connect();
         let mut up_req = self.upstream_request(upgrade);
         self.hooks.upstream_request(&mut up_req);
         let mut last_error = None;
