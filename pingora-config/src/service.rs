@@ -157,7 +157,8 @@ fn default_backlog() -> u32 {
 
 impl ListenerConf {
     /// The YAML keys of a listener.
-    pub const FIELDS: &'static [&'static str] = &["addr", "tls", "backlog", "proxy_protocol", "http3"];
+    pub const FIELDS: &'static [&'static str] =
+        &["addr", "tls", "backlog", "proxy_protocol", "http3"];
 
     /// A plain listener on `addr` with the default backlog.
     pub fn new(addr: ListenAddr) -> Self {

@@ -524,7 +524,10 @@ fn validate_http3(
         ));
     }
     if matches!(listener.addr, crate::ListenAddr::Unix(_)) {
-        return Err(r.invalid(at, "HTTP/3 runs over UDP: a unix socket listener cannot serve it"));
+        return Err(r.invalid(
+            at,
+            "HTTP/3 runs over UDP: a unix socket listener cannot serve it",
+        ));
     }
     let Some(tls) = &listener.tls else {
         return Err(r.invalid(
@@ -532,7 +535,8 @@ fn validate_http3(
             "HTTP/3 needs TLS (QUIC is always encrypted): add a `tls` section to this listener",
         ));
     };
-    let client_auth = tls.client_auth.is_some() || tls.certs.iter().any(|c| c.client_auth.is_some());
+    let client_auth =
+        tls.client_auth.is_some() || tls.certs.iter().any(|c| c.client_auth.is_some());
     if client_auth {
         return Err(r.invalid(
             at,

@@ -153,7 +153,7 @@ async fn serve_connection<A: ServerApp>(
     };
     let _open = stats.opened();
     let info = ConnectionInfo::quic(ClientAddr::Tcp(peer), local);
-    let mut h3 = match H3ServerConnection::new(conn, info, opts, watch).await {
+    let mut h3 = match H3ServerConnection::new(conn, info, opts, watch.clone()).await {
         Ok(h3) => h3,
         Err(e) => {
             log::debug!("HTTP/3 with {peer}: {e}");
@@ -181,10 +181,13 @@ async fn serve_connection<A: ServerApp>(
             },
             Some(_) = requests.join_next(), if !requests.is_empty() => {}
         }
-        if h3.is_going_away() && requests.is_empty() {
-            break;
-        }
     }
-    // The connection stays open (h3 closes it when dropped) until its requests end.
-    while requests.join_next().await.is_some() {}
+    // The connection stays open (h3 closes it when dropped) until its requests end;
+    // at the end of a drain they are cut.
+    let mut closing = watch.clone();
+    tokio::select! {
+        _ = async { while requests.join_next().await.is_some() {} } => {}
+        _ = closing.reached(Phase::Closing) => requests.abort_all(),
+    }
+    drop(h3);
 }

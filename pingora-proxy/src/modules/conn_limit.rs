@@ -113,10 +113,7 @@ impl<A: ServerApp> ServerApp for PerClientConnections<A> {
     /// HTTP/3 requests pass straight through: a QUIC connection is not counted (see
     /// `docs/http3.md`).
     #[cfg(feature = "http3")]
-    async fn process_h3_stream(
-        &self,
-        stream: pingora_core::protocols::http::v3::H3ServerStream,
-    ) {
+    async fn process_h3_stream(&self, stream: pingora_core::protocols::http::v3::H3ServerStream) {
         self.inner.process_h3_stream(stream).await;
     }
 }

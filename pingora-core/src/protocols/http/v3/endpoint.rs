@@ -65,7 +65,12 @@ pub fn quic_stats() -> &'static QuicStats {
 /// Must be called inside a tokio runtime; the endpoint's I/O runs there.
 pub fn server_endpoint(socket: &UdpSocket, config: quinn::ServerConfig) -> Result<quinn::Endpoint> {
     let ctx = |e: std::io::Error| {
-        Error::because(ErrorKind::Io, Side::Internal, "cannot start the QUIC endpoint", e)
+        Error::because(
+            ErrorKind::Io,
+            Side::Internal,
+            "cannot start the QUIC endpoint",
+            e,
+        )
     };
     let socket = socket.try_clone().map_err(ctx)?;
     socket.set_nonblocking(true).map_err(ctx)?;

@@ -101,53 +101,49 @@ impl H3ServerConnection {
         self.info.client()
     }
 
-    /// Whether a GOAWAY was sent (the server drains): once the requests running
-    /// finish, the connection can be closed.
-    pub fn is_going_away(&self) -> bool {
-        self.going_away
-    }
-
-    /// The next request, or `None` once the connection is over (the client closed it,
-    /// or a drain's GOAWAY was sent and the requests before it finished). When the
-    /// server starts draining, a GOAWAY is sent: no new request is accepted, the ones
-    /// open finish. An `Err` is a connection failure; the next call returns `None`.
+    /// The next request, or `None` once the connection is over: the client closed it,
+    /// or the server started draining (the shutdown watch reached
+    /// [`Phase::Draining`]), in which case a GOAWAY was sent first: the requests
+    /// accepted before it still finish, on their own tasks, while the connection is
+    /// kept (drop it after them). An `Err` is a connection failure; the next call
+    /// returns `None`.
     pub async fn accept(&mut self) -> Option<Result<H3PendingRequest>> {
-        loop {
-            // Before the GOAWAY, the drain is awaited; after it, the end of the drain
-            // (whatever still runs then ends with the connection).
-            let phase = if self.going_away {
-                Phase::Closing
-            } else {
-                Phase::Draining
-            };
-            let next = tokio::select! {
-                biased;
-                _ = self.shutdown.reached(phase) => None,
-                r = self.conn.accept() => Some(r),
-            };
-            if next.is_none() && self.going_away {
-                return None;
+        if self.going_away {
+            return None;
+        }
+        let next = tokio::select! {
+            biased;
+            _ = self.shutdown.reached(Phase::Draining) => None,
+            r = self.conn.accept() => Some(r),
+        };
+        match next {
+            None => {
+                self.going_away = true;
+                match self.conn.shutdown(0).await {
+                    Ok(()) => None,
+                    Err(e) => Some(Err(conn_error("sending GOAWAY", e))),
+                }
             }
-            match next {
-                None => {
-                    self.going_away = true;
-                    // GOAWAY: requests already accepted finish, later ones are refused.
-                    if let Err(e) = self.conn.shutdown(0).await {
-                        return Some(Err(conn_error("sending GOAWAY", e)));
-                    }
+            Some(Ok(Some(resolver))) => {
+                self.streams += 1;
+                Some(Ok(H3PendingRequest {
+                    resolver,
+                    info: self.info.clone(),
+                    opts: self.opts,
+                    index: self.streams,
+                }))
+            }
+            Some(Ok(None)) => {
+                self.going_away = true;
+                None
+            }
+            Some(Err(e)) => {
+                self.going_away = true;
+                if e.is_h3_no_error() {
+                    None
+                } else {
+                    Some(Err(conn_error("HTTP/3 client connection", e)))
                 }
-                Some(Ok(Some(resolver))) => {
-                    self.streams += 1;
-                    return Some(Ok(H3PendingRequest {
-                        resolver,
-                        info: self.info.clone(),
-                        opts: self.opts,
-                        index: self.streams,
-                    }));
-                }
-                Some(Ok(None)) => return None,
-                Some(Err(e)) if e.is_h3_no_error() => return None,
-                Some(Err(e)) => return Some(Err(conn_error("HTTP/3 client connection", e))),
             }
         }
     }
@@ -269,13 +265,12 @@ impl H3ServerStream {
         match read {
             Some(mut buf) => Ok(Some(buf.copy_to_bytes(buf.remaining()))),
             None => {
-                let trailers =
-                    tokio::time::timeout(self.body_timeout, self.stream.recv_trailers())
-                        .await
-                        .map_err(|_| {
-                            timeout_error(ErrorKind::ReadTimeout, "reading the request trailers")
-                        })?
-                        .map_err(|e| stream_error("reading the request trailers", e))?;
+                let trailers = tokio::time::timeout(self.body_timeout, self.stream.recv_trailers())
+                    .await
+                    .map_err(|_| {
+                        timeout_error(ErrorKind::ReadTimeout, "reading the request trailers")
+                    })?
+                    .map_err(|e| stream_error("reading the request trailers", e))?;
                 self.trailers = trailers;
                 self.body_done = true;
                 Ok(None)

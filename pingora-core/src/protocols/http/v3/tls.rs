@@ -32,7 +32,12 @@ impl ResolvesServerCert for SniCertificates {
 }
 
 fn config_error(what: &str, cause: impl Into<crate::error::Cause>) -> Error {
-    Error::because(ErrorKind::TlsConfig, Side::Internal, what.to_string(), cause)
+    Error::because(
+        ErrorKind::TlsConfig,
+        Side::Internal,
+        what.to_string(),
+        cause,
+    )
 }
 
 /// The QUIC server configuration of a TLS listener: its certificates (by SNI), ALPN
