@@ -266,3 +266,41 @@ fn after_an_upgrade_new_quic_connections_reach_the_new_instance() {
         new.log()
     );
 }
+
+#[test]
+fn garbage_datagrams_and_a_bad_handshake_leave_the_server_serving() {
+    let origin = Origin::start(|_| Reply::ok("origin"));
+    let files = Files::new();
+    let (proxy, addr) = start(&files, origin.addr());
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // Short junk, a long-header packet with a bogus version, a padded fake Initial, and
+    // a short-header packet for a connection nobody has.
+    let mut initial = vec![
+        0xc3, 0, 0, 0, 1, 8, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0x44, 0xd0,
+    ];
+    initial.resize(1200, 0xab);
+    let datagrams: Vec<Vec<u8>> = vec![
+        vec![0],
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        vec![0xc0, 0xde, 0xad, 0xbe, 0xef, 0, 0],
+        initial,
+        vec![0x40; 64],
+    ];
+    for d in &datagrams {
+        udp.send_to(d, addr).unwrap();
+    }
+    // A client that does not trust the certificate fails its handshake...
+    let stranger = TestCa::new("another CA");
+    assert!(H3Client::connect(addr, "h3.test", stranger.cert_pem()).is_err());
+    // ...and the server goes on serving.
+    let r = files
+        .client(addr)
+        .request("GET", "/after", H2Body::Empty)
+        .unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "origin"));
+    assert!(
+        proxy.log().lines().all(|l| !l.contains("panicked")),
+        "{}",
+        proxy.log()
+    );
+}
