@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use test_support::{
     deterministic_checksum, free_addr, run_command, wait_pid_file, wait_until, H2Body, H3Client,
-    Origin, ProxyProcess, Reply, Signal, Target, TestCa, TestDir, DRAIN_EXIT_DEADLINE,
+    Metrics, Origin, ProxyProcess, Reply, Signal, Target, TestCa, TestDir, DRAIN_EXIT_DEADLINE,
     LARGE_STREAM_SEED, MIB, REQUEST_BODY_SEED, SETTLE_TIMEOUT,
 };
 
@@ -271,7 +271,14 @@ fn after_an_upgrade_new_quic_connections_reach_the_new_instance() {
 fn garbage_datagrams_and_a_bad_handshake_leave_the_server_serving() {
     let origin = Origin::start(|_| Reply::ok("origin"));
     let files = Files::new();
-    let (proxy, addr) = start(&files, origin.addr());
+    let (plain, addr, admin) = (free_addr(), free_addr(), free_addr());
+    let yaml = files.yaml(plain, addr, origin.addr()).replacen(
+        "services:",
+        &format!("admin: {{ addr: \"{admin}\" }}\nservices:"),
+        1,
+    );
+    let proxy = ProxyProcess::start(bin(), &yaml, &[plain, addr, admin])
+        .unwrap_or_else(|e| panic!("proxy did not start: {e}\nconfig:\n{yaml}"));
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     // Short junk, a long-header packet with a bogus version, a padded fake Initial, and
     // a short-header packet for a connection nobody has.
@@ -303,4 +310,14 @@ fn garbage_datagrams_and_a_bad_handshake_leave_the_server_serving() {
         "{}",
         proxy.log()
     );
+    // Counted: the refused handshake, and the connection that worked.
+    let failures = || Metrics::scrape(admin).value("pingora_quic_handshake_failures_total", &[]);
+    assert!(
+        wait_until(Duration::from_secs(5), || failures() >= 1.0),
+        "{}",
+        proxy.log()
+    );
+    let m = Metrics::scrape(admin);
+    assert!(m.value("pingora_quic_connections_total", &[]) >= 1.0);
+    assert!(m.find("pingora_quic_open_connections", &[]).is_some());
 }
