@@ -321,3 +321,29 @@ fn garbage_datagrams_and_a_bad_handshake_leave_the_server_serving() {
     assert!(m.value("pingora_quic_connections_total", &[]) >= 1.0);
     assert!(m.find("pingora_quic_open_connections", &[]).is_some());
 }
+
+#[test]
+fn sigterm_lets_an_http3_request_in_flight_finish() {
+    let origin = Origin::start(|_| {
+        Reply::Delay(Duration::from_millis(1500), Box::new(Reply::ok("slow")))
+    });
+    let files = Files::new();
+    let (mut proxy, addr) = start(&files, origin.addr());
+    let client = files.client(addr);
+    std::thread::scope(|s| {
+        let slow = s.spawn(|| client.request("GET", "/slow", H2Body::Empty));
+        assert!(
+            wait_until(Duration::from_secs(5), || !origin.received().is_empty()),
+            "the request did not reach the origin; log:\n{}",
+            proxy.log()
+        );
+        proxy.signal(Signal::SIGTERM);
+        let r = slow
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("in-flight HTTP/3 request: {e}; log:\n{}", proxy.log()));
+        assert_eq!((r.status, r.text().as_str()), (200, "slow"));
+    });
+    let status = proxy.wait_exit(DRAIN_EXIT_DEADLINE);
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", proxy.log());
+}
