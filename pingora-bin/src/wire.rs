@@ -31,6 +31,20 @@ use crate::router::{Action, Route, RouterProxy, ServiceRoutes};
 pub type ServiceApp = PerClientConnections<HttpProxy<RouterProxy>>;
 use crate::upstreams::{HealthChecker, Upstream};
 
+/// The HTTP/3 limits of a service's listeners: its client timeouts and head limit, the
+/// library's defaults for the rest.
+#[cfg(feature = "http3")]
+fn h3_options(service: &ServiceConf) -> pingora_core::protocols::http::v3::H3ServerOptions {
+    use pingora_core::protocols::http::v3::H3ServerOptions;
+    H3ServerOptions {
+        idle_timeout: Duration::from_millis(service.keepalive_timeout_ms.max(1000)),
+        header_timeout: Duration::from_millis(service.client_header_timeout_ms),
+        body_timeout: Duration::from_millis(service.client_body_timeout_ms),
+        max_header_list_size: service.max_request_head_bytes as u64,
+        ..H3ServerOptions::default()
+    }
+}
+
 /// What this build can do, for config validation.
 pub fn validate_options() -> ValidateOptions {
     // Without the `tls` feature, configs asking for TLS fail validation saying so.
@@ -39,6 +53,7 @@ pub fn validate_options() -> ValidateOptions {
         lb_supported: cfg!(feature = "lb"),
         compression_supported: cfg!(feature = "compression"),
         redis_supported: cfg!(feature = "redis"),
+        http3_supported: cfg!(feature = "http3"),
     }
 }
 
@@ -137,7 +152,17 @@ fn build_service(
     }
     let upstreams = routes.upstreams.clone();
     let connector = Connector::new(bind_addrs(conf)?);
-    let router = RouterProxy::new(routes).observed(service_metrics.clone(), access_log);
+    let h3_ports = service
+        .listeners
+        .iter()
+        .filter(|l| l.http3 && cfg!(feature = "http3"))
+        .filter_map(|l| match &l.addr {
+            pingora_config::ListenAddr::Tcp(a) => Some(a.port()),
+            pingora_config::ListenAddr::Unix(_) => None,
+        });
+    let router = RouterProxy::new(routes)
+        .observed(service_metrics.clone(), access_log)
+        .with_http3_ports(h3_ports);
     #[cfg(feature = "cache")]
     let cache = (service.cache.as_ref()).map(|c| crate::cache::ServiceCache::new(&service.name, c));
     #[cfg(feature = "cache")]
@@ -189,6 +214,8 @@ fn build_service(
                 backlog: l.backlog,
                 tls,
                 proxy_protocol,
+                #[cfg(feature = "http3")]
+                http3: l.http3.then(|| h3_options(service)),
             },
         );
     }

@@ -245,6 +245,16 @@ impl<P: ProxyHttp> ServerApp for HttpProxy<P> {
                 .await;
         }
     }
+
+    /// One HTTP/3 request: the same phases as any other request.
+    #[cfg(feature = "http3")]
+    async fn process_h3_stream(&self, stream: pingora_core::protocols::http::v3::H3ServerStream) {
+        let mut session = Session::new(ServerSession::H3(stream), None);
+        // One stream, one request; no tunnel (HTTP/3 has no upgrade).
+        if let AfterRequest::Tunnel(upstream) = self.serve_request(&mut session).await {
+            drop(upstream);
+        }
+    }
 }
 
 impl<P: ProxyHttp> HttpProxy<P> {

@@ -346,8 +346,15 @@ fn read_handover(
     Ok(listeners)
 }
 
-/// Verifies a received descriptor is a listening socket.
+/// Verifies a received descriptor is a listening socket, or a datagram socket (the UDP
+/// socket of a listener serving QUIC, which has nothing to listen with).
 fn check_listening(fd: &OwnedFd, addr: &str) -> Result<()> {
+    if matches!(
+        getsockopt(fd, sockopt::SockType),
+        Ok(nix::sys::socket::SockType::Datagram)
+    ) {
+        return Ok(());
+    }
     match getsockopt(fd, sockopt::AcceptConn) {
         Ok(true) => Ok(()),
         Ok(false) => Err(UpgradeError::protocol(format!(

@@ -25,6 +25,8 @@ mod dns;
 mod h2_client;
 mod h2_origin;
 mod h2_websocket;
+#[cfg(feature = "http3")]
+mod h3_client;
 mod haproxy;
 mod load;
 mod memory;
@@ -63,6 +65,8 @@ pub use h2_client::{
 };
 pub use h2_origin::{H2Origin, H2OriginBuilder};
 pub use h2_websocket::{H2WebSocket, H2WebSocketRefused, WebSocketEchoOrigin};
+#[cfg(feature = "http3")]
+pub use h3_client::{H3Client, H3Response, DEFAULT_H3_TIMEOUT};
 pub use haproxy::Haproxy;
 pub use load::{heavy, Load, LoadReport};
 pub use memory::{process_memory, ProcessMemory};

@@ -437,7 +437,9 @@ fn posts_need_the_token_when_one_is_configured() {
             );
             let probe = [("authorization", "Bearer tok-3f9a1c")];
             assert_eq!(
-                request(outside, "GET", "/health", &probe, b"").unwrap().status,
+                request(outside, "GET", "/health", &probe, b"")
+                    .unwrap()
+                    .status,
                 200,
                 "a probe that sends the token"
             );

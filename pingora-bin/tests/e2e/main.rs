@@ -27,6 +27,8 @@ mod deploy_metrics;
 mod framing;
 mod http2;
 mod http2_upstream;
+#[cfg(feature = "http3")]
+mod http3;
 mod keepalive;
 #[cfg(feature = "lb")]
 mod lb;
