@@ -56,6 +56,9 @@ pub enum ErrorKind {
     H2StreamRefused,
     /// A request body larger than the configured limit (answered with 413).
     BodyTooLarge,
+    /// A request uses something this proxy does not implement, such as a transfer
+    /// coding other than `chunked` (answered with 501).
+    NotImplemented,
 }
 
 impl ErrorKind {
@@ -80,6 +83,7 @@ impl ErrorKind {
             ErrorKind::Internal => "internal",
             ErrorKind::H2StreamRefused => "h2_stream_refused",
             ErrorKind::BodyTooLarge => "body_too_large",
+            ErrorKind::NotImplemented => "not_implemented",
         }
     }
 }

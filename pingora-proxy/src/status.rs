@@ -4,7 +4,7 @@ use http::StatusCode;
 use pingora_core::{Error, ErrorKind, Side};
 
 /// The status for an error: 400 malformed request, 431 head too large, 408 slow client,
-/// 413 request body too large,
+/// 413 request body too large, 501 an unsupported transfer coding,
 /// 502 upstream refused/reset/garbled, 503 no upstream, 504 upstream timeout, 500 otherwise.
 pub fn for_error(e: &Error) -> StatusCode {
     match (e.side, e.kind) {
@@ -14,6 +14,7 @@ pub fn for_error(e: &Error) -> StatusCode {
         }
         (Side::Downstream, ErrorKind::ReadTimeout) => StatusCode::REQUEST_TIMEOUT,
         (_, ErrorKind::BodyTooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
+        (Side::Downstream, ErrorKind::NotImplemented) => StatusCode::NOT_IMPLEMENTED,
         (_, ErrorKind::NoUpstream) => StatusCode::SERVICE_UNAVAILABLE,
         (
             Side::Upstream,
@@ -56,5 +57,9 @@ mod tests {
             413
         );
         assert_eq!(for_error(&e(Side::Internal, ErrorKind::Internal)), 500);
+        assert_eq!(
+            for_error(&e(Side::Downstream, ErrorKind::NotImplemented)),
+            501
+        );
     }
 }

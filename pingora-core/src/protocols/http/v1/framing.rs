@@ -22,7 +22,9 @@ pub enum BodyFraming {
 /// (`Content-Length: 0` is `Empty`). Rejects (as `InvalidHead`, side `Downstream`):
 /// `Transfer-Encoding` with `Content-Length`, differing or malformed `Content-Length`
 /// values, a `Transfer-Encoding` that does not end in `chunked` or names it twice, and
-/// `Transfer-Encoding` on HTTP/1.0.
+/// `Transfer-Encoding` on HTTP/1.0. A coding before `chunked` (`gzip, chunked`) is
+/// `NotImplemented` (answer 501, RFC 9112 §6.1): the proxy re-frames bodies and would
+/// forward the coded bytes as if they were plain.
 pub fn request_framing(req: &RequestHeader) -> Result<BodyFraming> {
     let side = Side::Downstream;
     let cl = content_length(&req.headers, side)?;
@@ -34,7 +36,12 @@ pub fn request_framing(req: &RequestHeader) -> Result<BodyFraming> {
             return Err(invalid(side, "both Content-Length and Transfer-Encoding"));
         }
         return match chunked_is_final(&req.headers) {
-            Some(true) => Ok(BodyFraming::Chunked),
+            Some(true) if only_chunked(&req.headers) => Ok(BodyFraming::Chunked),
+            Some(true) => Err(Error::new(
+                ErrorKind::NotImplemented,
+                side,
+                "a transfer coding other than chunked",
+            )),
             Some(false) => Err(invalid(side, "Transfer-Encoding does not end with chunked")),
             None => Err(invalid(side, "chunked applied more than once")),
         };
@@ -155,6 +162,16 @@ pub fn set_request_framing_headers(headers: &mut HeaderMap, body: BodyFraming) {
             }
         }
     }
+}
+
+/// Whether `chunked` is the only transfer coding named (empty list elements aside).
+fn only_chunked(headers: &HeaderMap) -> bool {
+    headers.get_all(header::TRANSFER_ENCODING).iter().all(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .map(<[u8]>::trim_ascii)
+            .all(|c| c.is_empty() || c.eq_ignore_ascii_case(b"chunked"))
+    })
 }
 
 /// Whether the connection may stay open after this message: HTTP/1.1 unless
@@ -278,14 +295,28 @@ mod tests {
             ),
             ("Transfer-Encoding: chunked\r\n", BodyFraming::Chunked),
             ("Transfer-Encoding: CHUNKED\r\n", BodyFraming::Chunked),
-            ("Transfer-Encoding: gzip, chunked\r\n", BodyFraming::Chunked),
-            (
-                "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
-                BodyFraming::Chunked,
-            ),
+            ("Transfer-Encoding: , chunked\r\n", BodyFraming::Chunked),
         ];
         for (head, want) in ok {
             assert_eq!(framing(head).unwrap(), want, "{head}");
+        }
+    }
+
+    #[test]
+    fn codings_before_chunked_are_not_implemented() {
+        // The proxy re-frames request bodies: forwarding `gzip, chunked` as `chunked`
+        // would hand the origin gzip bytes as if they were the body (the smuggling
+        // corpus's te-gzip-chunked and te-identity-chunked cases).
+        for head in [
+            "Transfer-Encoding: gzip, chunked\r\n",
+            "Transfer-Encoding: identity, chunked\r\n",
+            "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+        ] {
+            assert_eq!(
+                framing(head).unwrap_err().kind,
+                ErrorKind::NotImplemented,
+                "{head}"
+            );
         }
     }
 
