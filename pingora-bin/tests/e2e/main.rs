@@ -38,6 +38,7 @@ mod proxy_protocol_haproxy;
 mod retries;
 mod routes;
 mod signals;
+mod smuggling;
 mod streaming;
 #[cfg(feature = "tls")]
 mod tls;
