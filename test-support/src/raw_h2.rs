@@ -131,6 +131,55 @@ impl RawH2 {
         }
     }
 
+    /// After the response head of `stream_id` (see [`RawH2::outcome`]), reads its body
+    /// until the stream ends: returns the DATA bytes received and how it ended
+    /// (`Response(0)` for END_STREAM, `Reset(code)`, `GoAway(code)` or `Closed`).
+    pub fn finish(&mut self, stream_id: u32, wait: Duration) -> io::Result<(usize, H2Outcome)> {
+        let deadline = Instant::now() + wait;
+        let mut received = 0;
+        loop {
+            while let Some((kind, flags, id, payload)) = self.take_frame() {
+                match kind {
+                    SETTINGS if flags & ACK == 0 => self.frame(SETTINGS, ACK, 0, &[])?,
+                    PING if flags & ACK == 0 => self.frame(PING, ACK, 0, &payload)?,
+                    DATA | HEADERS if id == stream_id => {
+                        if kind == DATA {
+                            received += payload.len();
+                        }
+                        if flags & END_STREAM != 0 {
+                            return Ok((received, H2Outcome::Response(0)));
+                        }
+                    }
+                    RST_STREAM if id == stream_id => {
+                        return Ok((received, H2Outcome::Reset(be32(&payload))))
+                    }
+                    GOAWAY => {
+                        let code = be32(payload.get(4..).unwrap_or(&[]));
+                        return Ok((received, H2Outcome::GoAway(code)));
+                    }
+                    _ => {}
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the stream did not end",
+                ));
+            }
+            self.stream.set_read_timeout(Some(left))?;
+            let mut chunk = [0u8; 16 * 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Ok((received, H2Outcome::Closed)),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    return Ok((received, H2Outcome::Closed))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     fn take_frame(&mut self) -> Option<(u8, u8, u32, Vec<u8>)> {
         if self.buf.len() < 9 {
             return None;

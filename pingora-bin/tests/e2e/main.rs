@@ -42,6 +42,7 @@ mod smuggling;
 mod streaming;
 #[cfg(feature = "tls")]
 mod tls;
+mod truncation;
 mod upgrade;
 mod upstream_errors;
 mod upstream_idle;
