@@ -319,3 +319,40 @@ pub async fn write_all_vectored(stream: &mut Stream, bufs: &mut [IoSlice<'_>]) -
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn readable_waits_without_a_buffer_for_bytes_or_the_close() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peer = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let mut stream = Stream::Tcp(listener.accept().await.unwrap().0);
+        assert!(!stream.read_waiting().unwrap());
+        let waiting = tokio::time::timeout(Duration::from_millis(50), stream.readable()).await;
+        assert!(waiting.is_err(), "readable before any byte arrived");
+
+        peer.write_all(b"GET").await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), stream.readable())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(stream.read_waiting().unwrap());
+        let mut got = [0u8; 3];
+        stream.read_exact(&mut got).await.unwrap();
+        // Bytes read: nothing waits any more, even though the cached readiness is stale.
+        assert!(!stream.read_waiting().unwrap());
+
+        drop(peer);
+        tokio::time::timeout(Duration::from_secs(5), stream.readable())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stream.read(&mut got).await.unwrap(), 0);
+    }
+}
