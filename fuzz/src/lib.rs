@@ -9,6 +9,7 @@ mod cache;
 mod config;
 mod h2_h1;
 mod http1;
+mod proxy_protocol;
 mod template;
 mod upgrade;
 
@@ -16,6 +17,7 @@ pub use cache::cache_headers;
 pub use config::config_yaml;
 pub use h2_h1::h2_h1_headers;
 pub use http1::{chunked_decoder, http1_request_head, http1_response_head};
+pub use proxy_protocol::proxy_protocol;
 pub use template::template;
 pub use upgrade::upgrade_handshake;
 
@@ -29,6 +31,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("config_yaml", config_yaml),
     ("upgrade_handshake", upgrade_handshake),
     ("template", template),
+    ("proxy_protocol", proxy_protocol),
 ];
 
 /// A split point inside `len` bytes taken from a selector byte (0..=len).
