@@ -21,8 +21,11 @@ pub use proxy_protocol::proxy_protocol;
 pub use template::template;
 pub use upgrade::upgrade_handshake;
 
+/// The body of a fuzz target: takes the raw input, panics on a broken property.
+pub type Target = fn(&[u8]);
+
 /// Every target by the name its fuzz binary, corpus and regression folders use.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("http1_request_head", http1_request_head),
     ("http1_response_head", http1_response_head),
     ("chunked_decoder", chunked_decoder),
