@@ -14,6 +14,7 @@ use pingora_core::protocols::http::v1::{
 use pingora_core::protocols::http::v2::convert::{
     request_body_framing, request_from_h2, request_to_h2, response_to_h2, trailers_to_h2,
 };
+use pingora_core::protocols::http::v2::H2ServerOptions;
 
 /// Fields that must never reach an HTTP/2 peer (RFC 9113 §8.2.2).
 const CONNECTION_SPECIFIC: [&str; 5] = [
@@ -88,6 +89,10 @@ fn h2_to_h1(data: &[u8]) {
         builder = builder.header(name, value);
     }
     let Ok(req) = builder.body(()) else { return };
+    // The HTTP/2 server answers 431 past the HTTP/1 limit before converting.
+    if req.headers().len() > H2ServerOptions::default().max_headers {
+        return;
+    }
     let Ok(mut head) = request_from_h2(&req) else {
         return;
     };
