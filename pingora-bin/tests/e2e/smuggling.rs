@@ -119,8 +119,8 @@ fn cases() -> Vec<Case> {
     paths.iter().map(|p| load(p)).collect()
 }
 
-/// Runs one case; returns what went wrong, if anything.
-fn run(case: &Case, proxy: &Proxy, origin: &RecordingOrigin) -> Result<(), String> {
+/// Runs one case; returns what the client saw and the origin framed, or what went wrong.
+fn run(case: &Case, proxy: &Proxy, origin: &RecordingOrigin) -> Result<String, String> {
     let before = origin.requests().len();
     let violations_before = origin.violations().len();
     let client_result = if case.h2 {
@@ -165,10 +165,10 @@ fn run(case: &Case, proxy: &Proxy, origin: &RecordingOrigin) -> Result<(), Strin
             return Err(format!("the origin got {name}: {:?}", r.headers));
         }
     }
-    client_result
+    client_result.map(|seen| format!("client: {seen}; origin: {} request(s)", got.len()))
 }
 
-fn run_h1(case: &Case, proxy: &Proxy) -> Result<(), String> {
+fn run_h1(case: &Case, proxy: &Proxy) -> Result<String, String> {
     let raw: Vec<u8> = case.payload.iter().flat_map(|l| unescape(l)).collect();
     let mut c = proxy.client_with_timeout(Duration::from_secs(3));
     c.send(&raw).map_err(|e| format!("sending: {e}"))?;
@@ -187,6 +187,7 @@ fn run_h1(case: &Case, proxy: &Proxy) -> Result<(), String> {
             if !c.is_closed_by_peer(Duration::from_secs(3)) {
                 return Err("the connection stayed open after the rejection".into());
             }
+            Ok(format!("{} and close", r.status))
         }
         Verdict::Forward(n) => {
             for i in 0..n {
@@ -197,15 +198,25 @@ fn run_h1(case: &Case, proxy: &Proxy) -> Result<(), String> {
                     return Err(format!("response {i}: {} {:?}", r.status, r.text()));
                 }
             }
+            Ok(format!("{n} x 200"))
         }
         Verdict::AtMost(_) => {
-            let _ = c.read_available(Duration::from_millis(300));
+            let raw = c
+                .read_available(Duration::from_millis(300))
+                .unwrap_or_default();
+            let statuses: Vec<String> = raw
+                .windows(9)
+                .enumerate()
+                .filter(|(_, w)| w.starts_with(b"HTTP/1."))
+                .filter_map(|(i, _)| raw.get(i + 9..i + 12))
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect();
+            Ok(format!("statuses {statuses:?}"))
         }
     }
-    Ok(())
 }
 
-fn run_h2(case: &Case, proxy: &Proxy) -> Result<(), String> {
+fn run_h2(case: &Case, proxy: &Proxy) -> Result<String, String> {
     let mut c = RawH2::connect(proxy.addr).map_err(|e| format!("connecting: {e}"))?;
     let mut fields = Vec::new();
     let mut data = Vec::new();
@@ -239,7 +250,7 @@ fn run_h2(case: &Case, proxy: &Proxy) -> Result<(), String> {
         _ => false,
     };
     if ok {
-        Ok(())
+        Ok(format!("{outcome:?}"))
     } else {
         Err(format!("the client saw {outcome:?}"))
     }
@@ -257,11 +268,15 @@ fn every_case_is_rejected_or_forwarded_as_exactly_the_requests_the_proxy_framed(
     let mut proxy = ProxyConfig::new(origin.addr()).start(bin());
     let mut failures = Vec::new();
     for case in &cases {
-        if let Err(why) = run(case, &proxy, &origin) {
-            failures.push(format!("{}: {why}", case.name));
-            // A fresh proxy, so that one failure does not spill into the next case.
-            drop(proxy);
-            proxy = ProxyConfig::new(origin.addr()).start(bin());
+        match run(case, &proxy, &origin) {
+            // Shown with --nocapture: what each case did (docs/reliability.md).
+            Ok(seen) => eprintln!("{}: {:?}: {seen}", case.name, case.verdict),
+            Err(why) => {
+                failures.push(format!("{}: {why}", case.name));
+                // A fresh proxy, so that one failure does not spill into the next case.
+                drop(proxy);
+                proxy = ProxyConfig::new(origin.addr()).start(bin());
+            }
         }
     }
     assert!(
