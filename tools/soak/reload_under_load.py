@@ -179,7 +179,8 @@ def main():
         print(f"  pid file: {'correct after every hand-over' if not pid_errors else pid_errors[:3]}")
         print(f"  stray processes: {len(strays)} {strays}")
         print(f"  fds of the current instance: {fds_now}, of which {pooled} pooled upstream "
-              f"connections (first instance at start: {first_fds})")
+              f"connections (first instance at start: {first_fds}); unexplained: "
+              f"{fds_now - pooled - first_fds}")
     else:
         print(f"  fds of the server tree: {fds_now} (at start: {first_fds})")
     srv.stop()
