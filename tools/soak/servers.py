@@ -159,7 +159,7 @@ graceful_shutdown_timeout_seconds: 5
         server = Server(kind, port, proc, d, pid_file=f"{d}/pingora.pid", conf=conf,
                         binary=binary)
     elif kind == "nginx":
-        loc = (f"proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\";"
+        loc = (f"proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_read_timeout 5s;"
                if origin else "return 200 ok;")
         up = f"upstream origin {{ server {origin}; keepalive 64; }}" if origin else ""
         listen_opts = " ssl http2" if tls else (" http2" if h2c else "")
@@ -208,7 +208,7 @@ defaults
   mode http
   timeout connect 5s
   timeout client 60s
-  timeout server 60s
+  timeout server 5s
   timeout http-keep-alive {keepalive_ms}ms
   timeout http-request {header_ms}ms
 frontend web
