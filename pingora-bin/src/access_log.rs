@@ -293,6 +293,9 @@ struct Fields<'a> {
     upstream_status: Option<u16>,
     route: String,
     request_id: Option<&'a [u8]>,
+    /// `$ssl_client_verify` and `$ssl_client_s_dn`, on listeners with `client_auth`.
+    client_verify: Option<&'a str>,
+    client_dn: Option<&'a str>,
 }
 
 impl<'a> Fields<'a> {
@@ -311,6 +314,8 @@ impl<'a> Fields<'a> {
             upstream_status: session.upstream_status().map(|s| s.as_u16()),
             route: route_label(done.route),
             request_id: None,
+            client_verify: session.client_cert().map(|c| c.verify_text()),
+            client_dn: session.client_cert().and_then(|c| c.subject()),
         }
     }
 
@@ -327,6 +332,8 @@ impl<'a> Fields<'a> {
             upstream_status: None,
             route: route_label(RouteSlot::Rejected),
             request_id: None,
+            client_verify: None,
+            client_dn: None,
         }
     }
 }
@@ -404,6 +411,13 @@ fn text_line(service: &str, f: &Fields<'_>, done: &Finished) -> String {
         s.push_str(" request_id=");
         escape_text(&mut s, id);
     }
+    if let Some(verify) = f.client_verify {
+        s.push_str(" ssl_client_verify=\"");
+        escape_text(&mut s, verify.as_bytes());
+        s.push_str("\" ssl_client_s_dn=\"");
+        escape_text(&mut s, f.client_dn.unwrap_or("-").as_bytes());
+        s.push('"');
+    }
     s.push('\n');
     s
 }
@@ -451,6 +465,12 @@ fn json_line(service: &str, f: &Fields<'_>, done: &Finished) -> String {
     str_field(&mut s, "user_agent", f.user_agent);
     str_field(&mut s, "error", error_label(done).map(str::as_bytes));
     str_field(&mut s, "request_id", f.request_id);
+    str_field(
+        &mut s,
+        "ssl_client_verify",
+        f.client_verify.map(str::as_bytes),
+    );
+    str_field(&mut s, "ssl_client_s_dn", f.client_dn.map(str::as_bytes));
     s.pop(); // the last comma
     s.push_str("}\n");
     s

@@ -15,9 +15,11 @@ mod cache;
 mod cli;
 mod error;
 mod lifecycle;
+mod limits;
 mod log;
 mod metrics;
 mod policy;
+mod retry;
 mod router;
 mod tls;
 #[cfg_attr(not(feature = "lb"), path = "upstreams_basic.rs")]

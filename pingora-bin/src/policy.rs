@@ -51,6 +51,8 @@ pub struct RoutePolicy {
     pub timeouts: Option<TimeoutOverrides>,
     /// Whether something renders `$1`..`$9` of `match.path_regex`.
     pub needs_captures: bool,
+    /// Compression and rate limit (the route's, else the service's).
+    pub limits: crate::limits::Limits,
 }
 
 /// The service-wide policy of `service`.
@@ -128,13 +130,17 @@ pub fn route_redirect(route: &RouteConf, at: &str) -> Result<Option<Redirect>, B
 pub fn route_policy(
     service: &ServiceConf,
     route: &RouteConf,
+    limits: crate::limits::Limits,
     at: &str,
 ) -> Result<RoutePolicy, BinError> {
     let access = match route.access.as_ref().or(service.access.as_ref()) {
-        Some(conf) => Some(AccessList::new(
-            networks(&conf.allow, &format!("{at}.access.allow"))?,
-            networks(&conf.deny, &format!("{at}.access.deny"))?,
-        )),
+        Some(conf) => Some(
+            AccessList::new(
+                networks(&conf.allow, &format!("{at}.access.allow"))?,
+                networks(&conf.deny, &format!("{at}.access.deny"))?,
+            )
+            .require_client_cert(conf.client_cert.is_some()),
+        ),
         None => None,
     };
     let body_limit = route
@@ -188,6 +194,7 @@ pub fn route_policy(
         response_headers,
         timeouts,
         needs_captures,
+        limits,
     })
 }
 

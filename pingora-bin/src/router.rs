@@ -3,7 +3,8 @@
 //! (access, body limit, rewrite, header edits, timeouts, request ids) with the
 //! pingora-proxy modules, and answers the per-service health path.
 //!
-//! Order per request: access (403) -> rate limit (hook, none yet) -> body limit (413)
+//! Order per request: access (403) -> rate limit (429, or 503 when a shared store fails
+//! with `on_error: deny`) -> body limit (413)
 //! -> redirect / respond -> rewrite -> request headers -> upstream. The route's response
 //! headers and the request id go on every response of the route, the proxy's own
 //! errors included.
@@ -17,8 +18,9 @@ use pingora_core::connector::HttpPeer;
 use pingora_core::protocols::http::v1::BodyFraming;
 use pingora_core::protocols::ClientAddr;
 use pingora_core::{Error, ErrorKind, Result, Side};
+use pingora_proxy::modules::rate_limit::{Decision, LimitInput, Verdict, TOO_MANY_REQUESTS_BODY};
 use pingora_proxy::modules::{BodyCount, BodyLimit, Captures, Redirect, RequestVars, RouteTable};
-use pingora_proxy::{ProxyHttp, RequestHeader, ResponseHeader, Session};
+use pingora_proxy::{FailureAnswer, ProxyHttp, RequestHeader, ResponseHeader, RetryRule, Session};
 
 use crate::access_log::ServiceAccessLog;
 use crate::metrics::{Finished, RouteSlot, ServiceMetrics};
@@ -88,14 +90,17 @@ pub struct RequestCtx {
     upstream: Option<usize>,
     /// The backend chosen for the current attempt, and its in-flight guard.
     backend: Option<(usize, InFlight)>,
-    /// The backend a connect failed to during this request (avoided on the retry).
-    failed_backend: Option<usize>,
     /// Which route answered (metrics and access log).
     route: RouteSlot,
     /// The `X-Cache-Status` sent, when the route caches (metrics).
     cache_status: Option<&'static str>,
     /// When the upstream response head arrived.
     upstream_head_at: Option<Instant>,
+    /// The rate limit's decision: its `RateLimit-*` headers go on every response.
+    rate: Option<Decision>,
+    /// The compressor of the response body, when it is compressed.
+    #[cfg(feature = "compression")]
+    compressor: Option<pingora_proxy::modules::compression::BodyCompressor>,
 }
 
 /// The binary's [`ProxyHttp`]: routes requests per the YAML service.
@@ -170,6 +175,7 @@ impl RouterProxy {
             server_port: conn.server_port(),
             request_id: ctx.request_id.as_ref().and_then(|v| v.to_str().ok()),
             captures: ctx.captures.as_ref().map(|c| (c, req.uri.path())),
+            client_cert: session.client_cert(),
         }
     }
 
@@ -177,6 +183,9 @@ impl RouterProxy {
     fn decorate(&self, session: &Session, ctx: &RequestCtx, head: &mut ResponseHeader) {
         if let (Some(ids), Some(id)) = (&self.routes.policy.request_ids, &ctx.request_id) {
             head.headers.insert(ids.header().clone(), id.clone());
+        }
+        if let Some(decision) = &ctx.rate {
+            decision.add_headers(&mut head.headers);
         }
         if let Some(rules) = self
             .routes
@@ -235,12 +244,53 @@ impl RouterProxy {
         self.answer_text(session, ctx, status, TEXT, body).await
     }
 
-    /// The rate limit hook: `Some(response)` when the request is over its limit. The
-    /// `rate_limit` keys are another piece of work; until then nothing is limited.
-    fn rate_limited(&self, _session: &Session, _ctx: &RequestCtx) -> Option<ResponseHeader> {
-        None
+    /// The route's rate limit: answers `429` when the request is over it (or `503` when
+    /// its shared store failed and `on_error` is `deny`) and returns true; otherwise
+    /// keeps the decision for the `RateLimit-*` headers of the response.
+    async fn rate_limited(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let RouteSlot::Route(index) = ctx.route else {
+            return Ok(false);
+        };
+        let Some(limiter) = self
+            .routes
+            .route(ctx.route)
+            .and_then(|r| r.policy.limits.rate_limit.as_deref())
+        else {
+            return Ok(false);
+        };
+        let input = LimitInput {
+            client_ip: ctx.client_ip,
+            route: index,
+            headers: &session.req_header().headers,
+        };
+        match limiter.check(&input).await {
+            Verdict::Allow(decision) => {
+                ctx.rate = Some(decision);
+                Ok(false)
+            }
+            Verdict::Unchecked => Ok(false),
+            Verdict::Limit(decision) => {
+                if let Some(metrics) = &self.metrics {
+                    metrics.record_rate_limited(limiter.key_label());
+                }
+                ctx.rate = Some(decision);
+                let body = Bytes::from_static(TOO_MANY_REQUESTS_BODY);
+                self.answer(session, ctx, decision.too_many_requests(), body)
+                    .await?;
+                Ok(true)
+            }
+            Verdict::Unavailable => {
+                self.answer_error(session, ctx, StatusCode::SERVICE_UNAVAILABLE)
+                    .await?;
+                Ok(true)
+            }
+        }
     }
 }
+
+/// Most picks asked of an upstream's algorithm for one retry, while it names backends
+/// that failed during the request.
+const MAX_RESELECTIONS: u8 = 16;
 
 /// The content type of the proxy's own text answers.
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -290,14 +340,13 @@ impl ProxyHttp for RouterProxy {
                 .and_then(|(m, _)| m.captures(session.req_header()));
         }
         if let Some(access) = &route.policy.access {
-            if !access.allows(ctx.client_ip) {
+            if !access.allows_client(ctx.client_ip, session.client_cert()) {
                 self.answer_error(session, ctx, StatusCode::FORBIDDEN)
                     .await?;
                 return Ok(true);
             }
         }
-        if let Some(head) = self.rate_limited(session, ctx) {
-            self.answer(session, ctx, head, Bytes::new()).await?;
+        if self.rate_limited(session, ctx).await? {
             return Ok(true);
         }
         if let Some(limit) = route.policy.body_limit {
@@ -333,13 +382,20 @@ impl ProxyHttp for RouterProxy {
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<HttpPeer> {
         let upstream = ctx.upstream.and_then(|i| self.routes.upstreams.get(i));
         ctx.backend = None;
-        let mut selected = upstream.and_then(|u| u.select(session, ctx.client_ip));
-        if let (Some(u), Some((i, ..))) = (upstream, &selected) {
-            if Some(*i) == ctx.failed_backend {
-                // A retry after a failed connect: passive marking keeps that backend
-                // out of a balanced upstream; asking again moves a plain rotation on.
-                // If it is still the one, there is no other (the retry policy stops).
-                selected = u.select(session, ctx.client_ip);
+        let failed = session.upstream_failures();
+        let mut selected = upstream.and_then(|u| u.select(session, ctx.client_ip, 0));
+        if let Some(u) = upstream {
+            // A retry: the backends that failed during this request are skipped while
+            // the algorithm offers another (passive marking keeps a refused one out of
+            // a balanced upstream; asking again moves a rotation on; a hash is salted).
+            // If it still names one, there is no other (the retry policy stops).
+            let mut salt = 0u8;
+            while salt < MAX_RESELECTIONS
+                && (selected.as_ref())
+                    .is_some_and(|(_, peer, _)| failed.iter().any(|f| f.peer == peer.address))
+            {
+                salt += 1;
+                selected = u.select(session, ctx.client_ip, salt);
             }
         }
         match selected {
@@ -433,13 +489,32 @@ impl ProxyHttp for RouterProxy {
         &self,
         _session: &mut Session,
         _peer: &HttpPeer,
-        ctx: &mut RequestCtx,
         error: Error,
+        ctx: &mut RequestCtx,
     ) -> Error {
         let upstream = ctx.upstream.and_then(|i| self.routes.upstreams.get(i));
-        if let (Some(u), Some((i, in_flight))) = (upstream, &ctx.backend) {
+        if let (Some(u), Some((_, in_flight))) = (upstream, &ctx.backend) {
             u.connect_failed(in_flight);
-            ctx.failed_backend = Some(*i);
+        }
+        error
+    }
+
+    fn retry_rule(&self, _session: &Session, ctx: &mut RequestCtx) -> Option<RetryRule> {
+        let upstream = ctx.upstream.and_then(|i| self.routes.upstreams.get(i))?;
+        upstream.retry_rule()
+    }
+
+    fn error_while_proxy(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        error: Error,
+        ctx: &mut RequestCtx,
+    ) -> Error {
+        // Counted on its backend: a failure of the upstream (a status the retry rule
+        // lists included), whether it is retried or ends the request.
+        if let (Side::Upstream, Some((_, in_flight))) = (error.side, &ctx.backend) {
+            in_flight.record_error();
         }
         error
     }
@@ -449,15 +524,15 @@ impl ProxyHttp for RouterProxy {
         session: &mut Session,
         error: &Error,
         ctx: &mut RequestCtx,
-    ) -> u16 {
-        if session.downstream.response_started() {
-            return 0;
+    ) -> FailureAnswer {
+        if session.response_started() {
+            return FailureAnswer::NotSent;
         }
         let status = pingora_proxy::status::for_error(error);
         session.downstream.set_keepalive(false);
         match self.answer_error(session, ctx, status).await {
-            Ok(()) => status.as_u16(),
-            Err(_) => 0,
+            Ok(()) => FailureAnswer::Sent(status),
+            Err(_) => FailureAnswer::NotSent,
         }
     }
 
@@ -479,10 +554,32 @@ impl ProxyHttp for RouterProxy {
                 .copied();
         }
         self.decorate(session, ctx, response);
+        #[cfg(feature = "compression")]
+        if let Some(compression) = self
+            .routes
+            .route(ctx.route)
+            .and_then(|r| r.policy.limits.compression.as_deref())
+        {
+            ctx.compressor = compression.start(session.req_header(), response)?;
+        }
         Ok(())
     }
 
-    fn upstream_response_filter(
+    #[cfg(feature = "compression")]
+    async fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        match &mut ctx.compressor {
+            Some(compressor) => compressor.filter(body, end_of_stream),
+            None => Ok(()),
+        }
+    }
+
+    async fn upstream_response_filter(
         &self,
         _session: &mut Session,
         _upstream_response: &mut ResponseHeader,
@@ -503,19 +600,6 @@ impl ProxyHttp for RouterProxy {
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
-        // A failed connect was counted on its backend already (fail_to_connect).
-        if let (Some(e), Some((_, in_flight))) = (error, &ctx.backend) {
-            let connect_failure = matches!(
-                e.kind,
-                ErrorKind::ConnectRefused
-                    | ErrorKind::ConnectTimeout
-                    | ErrorKind::ConnectError
-                    | ErrorKind::TlsHandshake
-            );
-            if e.side == Side::Upstream && !connect_failure {
-                in_flight.record_error();
-            }
-        }
         if self.metrics.is_none() && self.access_log.is_none() {
             return;
         }
@@ -523,6 +607,10 @@ impl ProxyHttp for RouterProxy {
         done.cache_status = ctx.cache_status;
         if let Some(metrics) = &self.metrics {
             metrics.record(&done);
+            #[cfg(feature = "compression")]
+            if let Some(c) = &ctx.compressor {
+                metrics.record_compression(c.encoding(), c.bytes_in(), c.bytes_out());
+            }
         }
         if let Some(log) = &self.access_log {
             let id = ctx.request_id.as_ref().map(|v| v.as_bytes());

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::BinError;
-use pingora_config::{ListenerTlsConf, ServerConf, ServiceConf, UpstreamConf};
+use pingora_config::{ClientAuthConf, ListenerTlsConf, ServerConf, ServiceConf, UpstreamConf};
 use pingora_core::protocols::tls::{
-    ClientCertificate, ServerAlpn, TlsAcceptor, TlsAcceptorOptions, TlsCertificate, TrustRoots,
-    UpstreamTls, UpstreamTlsOptions,
+    ClientAuth, ClientAuthMode, ClientCertificate, ServerAlpn, TicketKeys, TlsAcceptor,
+    TlsAcceptorOptions, TlsCertificate, TrustRoots, UpstreamTls, UpstreamTlsOptions,
 };
 
 /// What TLS listeners offer in ALPN: HTTP/2 (preferred) and HTTP/1.1.
@@ -20,20 +20,43 @@ pub const LISTENER_ALPN: ServerAlpn = ServerAlpn::H2AndHttp1;
 /// `client_header_timeout_ms` is shorter).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The client-certificate settings of a `client_auth` section.
+fn client_auth(conf: &ClientAuthConf) -> ClientAuth {
+    let mode = match conf.mode {
+        pingora_config::ClientAuthMode::Require => ClientAuthMode::Require,
+        pingora_config::ClientAuthMode::Optional => ClientAuthMode::Optional,
+    };
+    ClientAuth::from_ca_file(mode, conf.ca_file.clone())
+}
+
 /// The acceptor of a TLS listener of `service`: its certificates (the default first),
-/// loaded and checked (PEM parsed, each key matching its certificate).
+/// loaded and checked (PEM parsed, each key matching its certificate, each OCSP
+/// response matching its certificate and fresh), client certificates, ticket keys.
 pub fn listener_acceptor(
     service: &ServiceConf,
     tls: &ListenerTlsConf,
 ) -> Result<Arc<TlsAcceptor>, BinError> {
     let mut certs = Vec::new();
-    for pair in tls.all_certs() {
-        certs.push(TlsCertificate::from_files(&pair.cert, &pair.key)?);
+    for entry in tls.all_certs() {
+        let mut cert = TlsCertificate::from_files(&entry.cert, &entry.key)?;
+        if let Some(ocsp) = &entry.ocsp_file {
+            cert = cert.with_ocsp_file(ocsp)?;
+        }
+        if let Some(auth) = &entry.client_auth {
+            cert = cert.with_client_auth(client_auth(auth));
+        }
+        certs.push(cert);
     }
+    let ticket_keys = match &tls.ticket_key_file {
+        Some(path) => Some(TicketKeys::from_file(path)?),
+        None => None,
+    };
     let opts = TlsAcceptorOptions {
         alpn: LISTENER_ALPN,
         handshake_timeout: HANDSHAKE_TIMEOUT
             .min(Duration::from_millis(service.client_header_timeout_ms)),
+        client_auth: tls.client_auth.as_ref().map(client_auth),
+        ticket_keys,
     };
     Ok(Arc::new(TlsAcceptor::new(certs, opts)?))
 }

@@ -18,7 +18,7 @@ use pingora_lb::{
     read_backend_file, AddressFamily, Algorithm, Backend, Discovery, DnsDiscovery,
     DnsDiscoveryOptions, DnsQuery, FileDiscovery, HealthCheck, HealthCheckKind, Thresholds,
 };
-use pingora_proxy::Session;
+use pingora_proxy::{RetryRule, Session};
 
 use crate::error::BinError;
 
@@ -41,6 +41,7 @@ pub struct Upstream {
     inner: pingora_lb::Upstream,
     algorithm: LbAlgorithm,
     hash_key: Option<HashKey>,
+    retry: Option<RetryRule>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -102,17 +103,25 @@ impl Upstream {
             inner,
             algorithm: conf.lb,
             hash_key,
+            retry: conf.retry.as_ref().map(crate::retry::rule),
         })
+    }
+
+    /// The `retry:` rule, if the upstream has one.
+    pub fn retry_rule(&self) -> Option<RetryRule> {
+        self.retry
     }
 
     /// Picks a backend for the request from `client_ip` (the client after the PROXY
     /// header and trusted `X-Forwarded-For`, which `hash_key: client_ip` hashes): a
     /// number to give back to [`Upstream::connect_failed`] (and to tell picks apart),
-    /// its peer and an in-flight guard.
+    /// its peer and an in-flight guard. `salt` (0 on a first pick) varies the hash of a
+    /// hashing algorithm, so that a pick for a retry can land on another backend.
     pub fn select(
         &self,
         session: &Session,
         client_ip: Option<std::net::IpAddr>,
+        salt: u8,
     ) -> Option<(usize, HttpPeer, InFlight)> {
         let mut ip = [0u8; 16];
         let key: &[u8] = match &self.hash_key {
@@ -135,7 +144,15 @@ impl Upstream {
                 .get(name.as_str())
                 .map_or(&b""[..], |v| v.as_bytes()),
         };
-        let picked = self.inner.select(key)?;
+        let picked = if salt == 0 || self.hash_key.is_none() {
+            self.inner.select(key)?
+        } else {
+            // A retry only: the key with the salt after it.
+            let mut salted = Vec::with_capacity(key.len() + 1);
+            salted.extend_from_slice(key);
+            salted.push(salt);
+            self.inner.select(&salted)?
+        };
         Some((picked.backend.get(), picked.peer, picked.in_flight))
     }
 

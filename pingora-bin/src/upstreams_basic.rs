@@ -9,7 +9,7 @@ use std::time::Duration;
 use pingora_config::UpstreamConf;
 use pingora_core::connector::{HttpPeer, PeerAddress, PeerOptions};
 use pingora_core::service::BackgroundService;
-use pingora_proxy::Session;
+use pingora_proxy::{RetryRule, Session};
 
 use crate::error::BinError;
 
@@ -87,6 +87,7 @@ pub struct Upstream {
     pub name: String,
     peers: Vec<(String, HttpPeer, Arc<PeerState>)>,
     next: AtomicUsize,
+    retry: Option<RetryRule>,
 }
 
 impl Upstream {
@@ -103,15 +104,23 @@ impl Upstream {
             name,
             peers,
             next: AtomicUsize::new(0),
+            retry: conf.retry.as_ref().map(crate::retry::rule),
         })
     }
 
+    /// The `retry:` rule, if the upstream has one.
+    pub fn retry_rule(&self) -> Option<RetryRule> {
+        self.retry
+    }
+
     /// The next peer in turn that is not drained (the client address, which
-    /// `hash_key: client_ip` uses with the `lb` feature, plays no part here).
+    /// `hash_key: client_ip` uses with the `lb` feature, and `salt`, for hashing
+    /// algorithms, play no part here).
     pub fn select(
         &self,
         _session: &Session,
         _client_ip: Option<std::net::IpAddr>,
+        _salt: u8,
     ) -> Option<(usize, HttpPeer, InFlight)> {
         let n = self.peers.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);

@@ -38,6 +38,8 @@ pub fn validate_options() -> ValidateOptions {
     ValidateOptions {
         tls_supported: cfg!(feature = "tls"),
         lb_supported: cfg!(feature = "lb"),
+        compression_supported: cfg!(feature = "compression"),
+        redis_supported: cfg!(feature = "redis"),
     }
 }
 
@@ -100,7 +102,17 @@ fn build_service(
         );
     }
     checkers.extend(routes.upstreams.iter().filter_map(|u| u.health_checker()));
-    let service_metrics = metrics.map(|m| m.service(&service.name, routes.table.len()));
+    let limiters = crate::limits::rate_limiters(&routes);
+    let limit_keys: Vec<String> = limiters.iter().map(|l| l.key_label().to_string()).collect();
+    let service_metrics =
+        metrics.map(|m| m.service(&service.name, routes.table.len(), &limit_keys));
+    if let Some(metrics) = metrics {
+        if limiters.iter().any(|l| l.backend_errors().is_some()) {
+            metrics.poll_redis_errors(&service.name, move || {
+                limiters.iter().filter_map(|l| l.backend_errors()).sum()
+            });
+        }
+    }
     let access_log = crate::access_log::get().map(|log| ServiceAccessLog::new(log, &service.name));
     let opts = ProxyOptions {
         downstream: ServerSessionOptions {
@@ -111,7 +123,8 @@ fn build_service(
             header_timeout: Duration::from_millis(service.client_header_timeout_ms),
             body_timeout: Duration::from_millis(service.client_body_timeout_ms),
             keepalive_timeout: Duration::from_millis(service.keepalive_timeout_ms),
-            ..ServerSessionOptions::default()
+            // The proxy's defaults: h2c with prior knowledge on.
+            ..ProxyOptions::default().downstream
         },
         max_retries: conf.max_retries,
         upstream_keepalive_pool_size: conf.upstream_keepalive_pool_size,
@@ -257,6 +270,7 @@ fn build_routes(
         };
         upstreams.push(Arc::new(Upstream::new(name.to_string(), up, options)?));
     }
+    let service_limits = crate::limits::Limits::of_service(service, at)?;
     let mut routes = Vec::new();
     for (k, r) in service.routes.iter().enumerate() {
         let at = format!("{at}.routes[{k}]");
@@ -278,7 +292,8 @@ fn build_routes(
             Action::Upstream(i)
         };
         let matcher = crate::policy::route_matcher(r.matcher.as_ref(), &format!("{at}.match"))?;
-        let policy = crate::policy::route_policy(service, r, &at)?;
+        let limits = crate::limits::Limits::of_route(service, &service_limits, r, k, &at)?;
+        let policy = crate::policy::route_policy(service, r, limits, &at)?;
         routes.push((matcher, Route { action, policy }));
     }
     Ok(ServiceRoutes {

@@ -4,6 +4,7 @@
 //! key list serde itself reports, so the list cannot drift from the types.
 
 use crate::discovery::DiscoveryConf;
+use crate::limits::{CompressionConf, CompressionLevelConf, RateLimitConf, RedisConf};
 use crate::observability::AccessLogConf;
 use crate::policy::{
     AccessConf, HeaderRulesConf, RedirectConf, ReplacePrefixConf, RequestIdConf, RewriteConf,
@@ -11,10 +12,10 @@ use crate::policy::{
 };
 use crate::server::{AdminConf, ServerConf, TokioConf};
 use crate::service::{
-    CacheConf, CacheDiskConf, ListenerConf, ListenerTlsConf, RespondConf, RouteConf, RouteMatch,
-    ServiceConf, TlsCertConf,
+    CacheConf, CacheDiskConf, ClientAuthConf, ListenerConf, ListenerTlsConf, RespondConf,
+    RouteConf, RouteMatch, ServiceConf, TlsCertConf,
 };
-use crate::upstream::{HealthCheckConf, PeerConf, UpstreamConf, UpstreamTlsConf};
+use crate::upstream::{HealthCheckConf, PeerConf, RetryConf, UpstreamConf, UpstreamTlsConf};
 
 /// One section of the file and the keys it accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +62,10 @@ pub fn config_sections() -> Vec<ConfigSection> {
             keys: TlsCertConf::FIELDS,
         },
         ConfigSection {
+            name: "services[].listeners[].tls.client_auth, tls.certs[].client_auth",
+            keys: ClientAuthConf::FIELDS,
+        },
+        ConfigSection {
             name: "services[].routes[]",
             keys: RouteConf::FIELDS,
         },
@@ -101,6 +106,22 @@ pub fn config_sections() -> Vec<ConfigSection> {
             keys: RequestIdConf::FIELDS,
         },
         ConfigSection {
+            name: "services[].compression, services[].routes[].compression",
+            keys: CompressionConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].compression.level, services[].routes[].compression.level",
+            keys: CompressionLevelConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].rate_limit, services[].routes[].rate_limit",
+            keys: RateLimitConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].rate_limit.redis, services[].routes[].rate_limit.redis",
+            keys: RedisConf::FIELDS,
+        },
+        ConfigSection {
             name: "services[].upstreams.NAME",
             keys: UpstreamConf::FIELDS,
         },
@@ -119,6 +140,10 @@ pub fn config_sections() -> Vec<ConfigSection> {
         ConfigSection {
             name: "services[].upstreams.NAME.tls",
             keys: UpstreamTlsConf::FIELDS,
+        },
+        ConfigSection {
+            name: "services[].upstreams.NAME.retry",
+            keys: RetryConf::FIELDS,
         },
         ConfigSection {
             name: "services[].cache",
@@ -179,6 +204,10 @@ mod tests {
             sorted(ListenerTlsConf::FIELDS)
         );
         assert_eq!(serde_keys::<TlsCertConf>(), sorted(TlsCertConf::FIELDS));
+        assert_eq!(
+            serde_keys::<ClientAuthConf>(),
+            sorted(ClientAuthConf::FIELDS)
+        );
         assert_eq!(serde_keys::<RouteConf>(), sorted(RouteConf::FIELDS));
         assert_eq!(serde_keys::<RouteMatch>(), sorted(RouteMatch::FIELDS));
         assert_eq!(serde_keys::<RespondConf>(), sorted(RespondConf::FIELDS));
@@ -193,6 +222,7 @@ mod tests {
             serde_keys::<UpstreamTlsConf>(),
             sorted(UpstreamTlsConf::FIELDS)
         );
+        assert_eq!(serde_keys::<RetryConf>(), sorted(RetryConf::FIELDS));
         assert_eq!(serde_keys::<CacheConf>(), sorted(CacheConf::FIELDS));
         assert_eq!(serde_keys::<CacheDiskConf>(), sorted(CacheDiskConf::FIELDS));
 
@@ -209,13 +239,24 @@ mod tests {
         assert_eq!(serde_keys::<TimeoutsConf>(), sorted(TimeoutsConf::FIELDS));
         assert_eq!(serde_keys::<AccessConf>(), sorted(AccessConf::FIELDS));
         assert_eq!(serde_keys::<RequestIdConf>(), sorted(RequestIdConf::FIELDS));
+        assert_eq!(
+            serde_keys::<CompressionConf>(),
+            sorted(CompressionConf::FIELDS)
+        );
+        assert_eq!(
+            serde_keys::<CompressionLevelConf>(),
+            sorted(CompressionLevelConf::FIELDS)
+        );
+        assert_eq!(serde_keys::<RedisConf>(), sorted(RedisConf::FIELDS));
+        assert_eq!(serde_keys::<RateLimitConf>(), sorted(RateLimitConf::FIELDS));
     }
 
     #[test]
     fn every_section_is_listed() {
-        assert_eq!(config_sections().len(), 25);
+        assert_eq!(config_sections().len(), 30);
         let keys = all_config_keys();
         assert!(keys.contains(&"match"));
+        assert!(keys.contains(&"ticket_key_file"));
         assert!(keys.contains(&"blocking_threads"));
         assert!(keys.windows(2).all(|w| w[0] < w[1]));
     }

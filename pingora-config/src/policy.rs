@@ -178,7 +178,8 @@ impl TimeoutsConf {
 }
 
 /// Who may send requests (`access`): `deny` wins over `allow`; without `allow`, every
-/// address not denied may.
+/// address not denied may; with `client_cert: required`, only clients whose TLS client
+/// certificate verified may.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AccessConf {
@@ -186,11 +187,22 @@ pub struct AccessConf {
     pub allow: Vec<String>,
     /// Addresses or networks refused.
     pub deny: Vec<String>,
+    /// A TLS client certificate that verified (`$ssl_client_verify` is `SUCCESS`) is
+    /// needed besides the address rules.
+    pub client_cert: Option<ClientCertRule>,
 }
 
 impl AccessConf {
     /// The YAML keys of an `access` section.
-    pub const FIELDS: &'static [&'static str] = &["allow", "deny"];
+    pub const FIELDS: &'static [&'static str] = &["allow", "deny", "client_cert"];
+}
+
+/// What `access.client_cert` asks of a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientCertRule {
+    /// A certificate that verified against the listener's `client_auth.ca_file`.
+    Required,
 }
 
 /// Request ids (`request_id`).

@@ -239,6 +239,12 @@ pub struct ValidateOptions {
     /// Whether the binary has load balancing; when false an `lb` other than
     /// `round_robin` and any `health_check` are errors.
     pub lb_supported: bool,
+    /// Whether the binary can compress responses; when false any `compression:`
+    /// section is an error.
+    pub compression_supported: bool,
+    /// Whether the binary can keep rate limits on Redis; when false any
+    /// `backend: redis` is an error.
+    pub redis_supported: bool,
 }
 
 impl Default for ValidateOptions {
@@ -246,6 +252,8 @@ impl Default for ValidateOptions {
         ValidateOptions {
             tls_supported: true,
             lb_supported: true,
+            compression_supported: true,
+            redis_supported: true,
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::limits::{CompressionConf, RateLimitConf};
 use crate::listen_addr::ListenAddr;
 use crate::policy::{
     AccessConf, HeaderRulesConf, RedirectConf, RequestIdConf, RewriteConf, StringMap, TimeoutsConf,
@@ -48,6 +49,10 @@ pub struct ServiceConf {
     pub access: Option<AccessConf>,
     /// Most concurrent connections from one client address.
     pub max_connections_per_client: Option<u32>,
+    /// Response compression; routes may replace it.
+    pub compression: Option<CompressionConf>,
+    /// Rate limiting; routes may replace it.
+    pub rate_limit: Option<RateLimitConf>,
 }
 
 impl ServiceConf {
@@ -70,6 +75,8 @@ impl ServiceConf {
         "max_request_body_bytes",
         "access",
         "max_connections_per_client",
+        "compression",
+        "rate_limit",
     ];
 
     /// The upstream called `name` in this service.
@@ -98,6 +105,8 @@ impl Default for ServiceConf {
             max_request_body_bytes: None,
             access: None,
             max_connections_per_client: None,
+            compression: None,
+            rate_limit: None,
         }
     }
 }
@@ -176,6 +185,18 @@ pub struct ListenerTlsConf {
     pub cert: PathBuf,
     /// PEM private key of the leaf certificate.
     pub key: PathBuf,
+    /// DER OCSP response stapled with the default certificate when a client asks for
+    /// the certificate status; checked against the certificate at start and reload.
+    #[serde(default)]
+    pub ocsp_file: Option<PathBuf>,
+    /// Ask clients for certificates (mutual TLS), for every certificate of the listener
+    /// that has no `client_auth` of its own.
+    #[serde(default)]
+    pub client_auth: Option<ClientAuthConf>,
+    /// Session-ticket keys shared with other processes (80 bytes per key, the first
+    /// seals, all open), so resumption survives upgrades and works across a fleet.
+    #[serde(default)]
+    pub ticket_key_file: Option<PathBuf>,
     /// More certificates, each served to clients whose SNI matches one of its names
     /// (DNS subject alternative names, wildcards included, else the common name).
     #[serde(default)]
@@ -184,13 +205,24 @@ pub struct ListenerTlsConf {
 
 impl ListenerTlsConf {
     /// The YAML keys of a listener's `tls` section.
-    pub const FIELDS: &'static [&'static str] = &["cert", "key", "certs"];
+    pub const FIELDS: &'static [&'static str] = &[
+        "cert",
+        "key",
+        "ocsp_file",
+        "client_auth",
+        "ticket_key_file",
+        "certs",
+    ];
 
-    /// Every certificate and key, the default first.
+    /// Every certificate with its key and OCSP file, the default first. The default
+    /// one carries no `client_auth`: the listener's applies to it (and to every other
+    /// certificate without one).
     pub fn all_certs(&self) -> Vec<TlsCertConf> {
         let mut all = vec![TlsCertConf {
             cert: self.cert.clone(),
             key: self.key.clone(),
+            ocsp_file: self.ocsp_file.clone(),
+            client_auth: None,
         }];
         all.extend(self.certs.iter().cloned());
         all
@@ -205,11 +237,49 @@ pub struct TlsCertConf {
     pub cert: PathBuf,
     /// PEM private key of the leaf certificate.
     pub key: PathBuf,
+    /// DER OCSP response stapled with this certificate.
+    #[serde(default)]
+    pub ocsp_file: Option<PathBuf>,
+    /// Client certificates for the clients this certificate serves (replaces the
+    /// listener's `client_auth` for its names).
+    #[serde(default)]
+    pub client_auth: Option<ClientAuthConf>,
 }
 
 impl TlsCertConf {
     /// The YAML keys of a certificate entry.
-    pub const FIELDS: &'static [&'static str] = &["cert", "key"];
+    pub const FIELDS: &'static [&'static str] = &["cert", "key", "ocsp_file", "client_auth"];
+}
+
+/// Client certificates on a TLS listener (`tls.client_auth`): `{ mode, ca_file }`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAuthConf {
+    /// `require`: no handshake without a certificate that verifies; `optional`: the
+    /// result is told to the routes (`$ssl_client_verify`, `access.client_cert`).
+    pub mode: ClientAuthMode,
+    /// PEM file of the CA certificates client certificates are verified against.
+    pub ca_file: PathBuf,
+}
+
+impl ClientAuthConf {
+    /// The YAML keys of a `client_auth` section.
+    pub const FIELDS: &'static [&'static str] = &["mode", "ca_file"];
+}
+
+/// Whether client certificates are required or optional.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMode {
+    /// A client without a certificate signed by `ca_file` fails the handshake.
+    Require,
+    /// Every client is accepted; the verification result is available to the routes.
+    Optional,
+}
+
+impl ClientAuthMode {
+    /// The YAML spellings of the modes.
+    pub const NAMES: &'static [&'static str] = &["require", "optional"];
 }
 
 /// One routing rule (`services[].routes[]`): a match, exactly one of `upstream` /
@@ -240,6 +310,10 @@ pub struct RouteConf {
     pub access: Option<AccessConf>,
     /// Overrides of the upstream's timeouts.
     pub timeouts: Option<TimeoutsConf>,
+    /// Replaces the service's `compression` for this route.
+    pub compression: Option<CompressionConf>,
+    /// Replaces the service's `rate_limit` for this route.
+    pub rate_limit: Option<RateLimitConf>,
 }
 
 impl RouteConf {
@@ -256,6 +330,8 @@ impl RouteConf {
         "max_request_body_bytes",
         "access",
         "timeouts",
+        "compression",
+        "rate_limit",
     ];
 }
 

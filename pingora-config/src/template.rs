@@ -5,7 +5,7 @@
 //! at `-t`, and the proxy modules render parsed templates against a request.
 //!
 //! - `$host`, `$scheme`, `$request_uri`, `$path`, `$query`, `$client_ip`,
-//!   `$request_id`, `$server_port`: see [`Var`].
+//!   `$request_id`, `$server_port`, `$ssl_client_verify`, `$ssl_client_s_dn`: see [`Var`].
 //! - `$http_NAME`: the request header `NAME`, `_` standing for `-` (`$http_user_agent`).
 //! - `$1` .. `$9`: a capture of a regular expression (one digit: `$10` is `$1` then `0`).
 //! - `${name}` delimits a name from the text after it (`${host}_x`); `$$` is one `$`.
@@ -31,6 +31,11 @@ pub enum Var {
     RequestId,
     /// `$server_port`: the port the request came in on.
     ServerPort,
+    /// `$ssl_client_verify`: `SUCCESS`, `NONE` or `FAILED:reason`, the client
+    /// certificate's verification on a listener with `client_auth` (`NONE` elsewhere).
+    SslClientVerify,
+    /// `$ssl_client_s_dn`: the client certificate's subject (RFC 2253), empty without one.
+    SslClientSubject,
     /// `$http_NAME`: a request header, by its lowercase name with `-` for `_`.
     Header(String),
     /// `$1` .. `$9`: a capture group of a regular expression.
@@ -48,6 +53,8 @@ impl Var {
         "client_ip",
         "request_id",
         "server_port",
+        "ssl_client_verify",
+        "ssl_client_s_dn",
     ];
 
     fn from_name(name: &str) -> Option<Var> {
@@ -60,6 +67,8 @@ impl Var {
             "client_ip" => Var::ClientIp,
             "request_id" => Var::RequestId,
             "server_port" => Var::ServerPort,
+            "ssl_client_verify" => Var::SslClientVerify,
+            "ssl_client_s_dn" => Var::SslClientSubject,
             _ => {
                 let header = name.strip_prefix("http_")?;
                 if header.is_empty() {

@@ -38,6 +38,8 @@ pub struct UpstreamConf {
     /// Write a PROXY protocol header naming the client first on each connection to the
     /// peers (such connections are never reused for another client).
     pub send_proxy_protocol: SendProxyProtocol,
+    /// Which failed attempts are retried on another peer; none: connect failures only.
+    pub retry: Option<RetryConf>,
 }
 
 /// An upstream's `send_proxy_protocol`: which PROXY header, if any, starts each
@@ -74,6 +76,7 @@ impl UpstreamConf {
         "write_timeout_ms",
         "idle_timeout_ms",
         "send_proxy_protocol",
+        "retry",
     ];
 }
 
@@ -92,7 +95,118 @@ impl Default for UpstreamConf {
             write_timeout_ms: 60_000,
             idle_timeout_ms: 60_000,
             send_proxy_protocol: SendProxyProtocol::None,
+            retry: None,
         }
+    }
+}
+
+/// `retry:` of an upstream: which failed attempts are retried on another peer, how
+/// many times, and the time bound of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryConf {
+    /// The failures and statuses retried.
+    pub on: Vec<RetryOnConf>,
+    /// Most retries of one request (the server's `max_retries` caps it too).
+    pub retries: u32,
+    /// Most time one attempt may take until the response head, in milliseconds.
+    pub per_try_timeout_ms: Option<u64>,
+}
+
+impl RetryConf {
+    /// The YAML keys of `retry`.
+    pub const FIELDS: &'static [&'static str] = &["on", "retries", "per_try_timeout_ms"];
+    /// The most `retries` accepted.
+    pub const MAX_RETRIES: u32 = 100;
+}
+
+impl Default for RetryConf {
+    fn default() -> Self {
+        RetryConf {
+            on: vec![RetryOnConf::ConnectFailure],
+            retries: 1,
+            per_try_timeout_ms: None,
+        }
+    }
+}
+
+/// One entry of `retry.on`: a kind of failure, or a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RetryOnConf {
+    /// `connect_failure`: the connection could not be made.
+    ConnectFailure,
+    /// `timeout`: connect, read or write timeout, or `per_try_timeout_ms`.
+    Timeout,
+    /// `reset`: the connection was reset or closed before the response head.
+    Reset,
+    /// A status the upstream answered with (validated: 400 to 599).
+    Status(u16),
+}
+
+impl RetryOnConf {
+    /// The names of the failures, as written in the file.
+    pub const NAMES: &'static [&'static str] = &["connect_failure", "timeout", "reset"];
+}
+
+impl fmt::Display for RetryOnConf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RetryOnConf::ConnectFailure => f.write_str("connect_failure"),
+            RetryOnConf::Timeout => f.write_str("timeout"),
+            RetryOnConf::Reset => f.write_str("reset"),
+            RetryOnConf::Status(status) => write!(f, "{status}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RetryOnConf {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RetryOnVisitor;
+
+        impl Visitor<'_> for RetryOnVisitor {
+            type Value = RetryOnConf;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`connect_failure`, `timeout`, `reset` or a status like 503")
+            }
+
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<RetryOnConf, E> {
+                u16::try_from(n)
+                    .map(RetryOnConf::Status)
+                    .map_err(|_| E::custom(format!("`{n}` is not an HTTP status")))
+            }
+
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<RetryOnConf, E> {
+                u64::try_from(n)
+                    .map_err(|_| E::custom(format!("`{n}` is not an HTTP status")))
+                    .and_then(|n| self.visit_u64(n))
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<RetryOnConf, E> {
+                match text {
+                    "connect_failure" => Ok(RetryOnConf::ConnectFailure),
+                    "timeout" => Ok(RetryOnConf::Timeout),
+                    "reset" => Ok(RetryOnConf::Reset),
+                    _ => {
+                        if let Ok(status) = text.trim().parse::<u16>() {
+                            return Ok(RetryOnConf::Status(status));
+                        }
+                        let mut message = format!(
+                            "unknown retry condition `{}`, expected `connect_failure`, `timeout`, `reset` or a status like 503",
+                            text.escape_debug()
+                        );
+                        if let Some(close) =
+                            suggest::closest(text, RetryOnConf::NAMES.iter().copied())
+                        {
+                            message.push_str(&format!(" (did you mean `{close}`?)"));
+                        }
+                        Err(E::custom(message))
+                    }
+                }
+            }
+        }
+
+        deserializer.deserialize_any(RetryOnVisitor)
     }
 }
 

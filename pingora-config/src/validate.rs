@@ -462,6 +462,7 @@ fn validate_service(
         }
     }
     crate::validate_policy::validate_service_policy(service, path, r)?;
+    crate::validate_limits::validate_service_limits(service, path, opts, r)?;
     for (key, value) in [
         ("client_header_timeout_ms", service.client_header_timeout_ms),
         ("client_body_timeout_ms", service.client_body_timeout_ms),

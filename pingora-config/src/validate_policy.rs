@@ -32,6 +32,7 @@ pub(crate) fn validate_service_policy(
     if let Some(access) = &service.access {
         validate_access(access, &at("access"), r)?;
     }
+    client_cert_rules(service, path, r)?;
     if let Some(max) = service.max_connections_per_client {
         r.range(
             &at("max_connections_per_client"),
@@ -40,6 +41,38 @@ pub(crate) fn validate_service_policy(
             1_000_000,
             "",
         )?;
+    }
+    Ok(())
+}
+
+/// `access.client_cert: required` needs a listener that asks for client certificates:
+/// without one, every request would be refused.
+fn client_cert_rules(
+    service: &ServiceConf,
+    path: &str,
+    r: &Reporter<'_>,
+) -> Result<(), ConfigError> {
+    let asks = service.listeners.iter().any(|l| {
+        l.tls.as_ref().is_some_and(|t| {
+            t.client_auth.is_some() || t.certs.iter().any(|c| c.client_auth.is_some())
+        })
+    });
+    if asks {
+        return Ok(());
+    }
+    let mut rules = vec![(join_key(path, "access"), service.access.as_ref())];
+    for (k, route) in service.routes.iter().enumerate() {
+        let at = join_key(&join_index(&join_key(path, "routes"), k), "access");
+        rules.push((at, route.access.as_ref()));
+    }
+    for (at, access) in rules {
+        if access.is_some_and(|a| a.client_cert.is_some()) {
+            return Err(r.invalid(
+                &join_key(&at, "client_cert"),
+                "no listener of this service asks for client certificates (`tls.client_auth`): \
+                 every request would be refused",
+            ));
+        }
     }
     Ok(())
 }

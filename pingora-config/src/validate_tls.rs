@@ -3,7 +3,7 @@
 use crate::error::ConfigError;
 use crate::locate::{join_index, join_key};
 use crate::server::ValidateOptions;
-use crate::service::ListenerTlsConf;
+use crate::service::{ClientAuthConf, ListenerTlsConf};
 use crate::upstream::UpstreamTlsConf;
 use crate::validate::Reporter;
 
@@ -19,12 +19,36 @@ pub(crate) fn validate_listener_tls(
     }
     r.readable_file(&join_key(path, "cert"), "TLS certificate", &tls.cert)?;
     r.readable_file(&join_key(path, "key"), "TLS key", &tls.key)?;
+    if let Some(ocsp) = &tls.ocsp_file {
+        r.readable_file(&join_key(path, "ocsp_file"), "OCSP response", ocsp)?;
+    }
+    if let Some(auth) = &tls.client_auth {
+        validate_client_auth(auth, &join_key(path, "client_auth"), r)?;
+    }
+    if let Some(keys) = &tls.ticket_key_file {
+        r.readable_file(&join_key(path, "ticket_key_file"), "ticket key", keys)?;
+    }
     for (i, extra) in tls.certs.iter().enumerate() {
         let at = join_index(&join_key(path, "certs"), i);
         r.readable_file(&join_key(&at, "cert"), "TLS certificate", &extra.cert)?;
         r.readable_file(&join_key(&at, "key"), "TLS key", &extra.key)?;
+        if let Some(ocsp) = &extra.ocsp_file {
+            r.readable_file(&join_key(&at, "ocsp_file"), "OCSP response", ocsp)?;
+        }
+        if let Some(auth) = &extra.client_auth {
+            validate_client_auth(auth, &join_key(&at, "client_auth"), r)?;
+        }
     }
     Ok(())
+}
+
+/// Validates a `client_auth` section written at `path`: its CA file must be readable.
+fn validate_client_auth(
+    auth: &ClientAuthConf,
+    path: &str,
+    r: &Reporter<'_>,
+) -> Result<(), ConfigError> {
+    r.readable_file(&join_key(path, "ca_file"), "client CA", &auth.ca_file)
 }
 
 /// Validates an upstream's `tls` section written at `path` (`...upstreams.NAME.tls`).

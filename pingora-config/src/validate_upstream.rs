@@ -7,7 +7,9 @@ use crate::discovery::{DiscoveryConf, DiscoveryType, DnsRecordType};
 use crate::error::ConfigError;
 use crate::locate::{join_index, join_key};
 use crate::server::ValidateOptions;
-use crate::upstream::{HealthCheckConf, HealthCheckType, LbAlgorithm, UpstreamConf};
+use crate::upstream::{
+    HealthCheckConf, HealthCheckType, LbAlgorithm, RetryConf, RetryOnConf, UpstreamConf,
+};
 use crate::validate::{Reporter, MAX_MILLISECONDS};
 
 /// Most consecutive results a health-check threshold may ask for.
@@ -91,6 +93,9 @@ pub(crate) fn validate_upstream(
     if let Some(tls) = &upstream.tls {
         crate::validate_tls::validate_upstream_tls(tls, &at("tls"), opts, r)?;
     }
+    if let Some(retry) = &upstream.retry {
+        validate_retry(retry, &at("retry"), r)?;
+    }
     for (key, value) in [
         ("connect_timeout_ms", upstream.connect_timeout_ms),
         ("read_timeout_ms", upstream.read_timeout_ms),
@@ -98,6 +103,32 @@ pub(crate) fn validate_upstream(
         ("idle_timeout_ms", upstream.idle_timeout_ms),
     ] {
         r.timeout_ms(&at(key), value)?;
+    }
+    Ok(())
+}
+
+/// Validates a `retry` section written at `path`.
+fn validate_retry(retry: &RetryConf, path: &str, r: &Reporter<'_>) -> Result<(), ConfigError> {
+    let at = |key: &str| join_key(path, key);
+    for (i, on) in retry.on.iter().enumerate() {
+        if let RetryOnConf::Status(status) = on {
+            if !(400..=599).contains(status) {
+                return Err(r.invalid(
+                    &join_index(&at("on"), i),
+                    format!("status `{status}`: only 400 to 599 can be retried"),
+                ));
+            }
+        }
+    }
+    r.range(
+        &at("retries"),
+        u64::from(retry.retries),
+        0,
+        u64::from(RetryConf::MAX_RETRIES),
+        "",
+    )?;
+    if let Some(ms) = retry.per_try_timeout_ms {
+        r.timeout_ms(&at("per_try_timeout_ms"), ms)?;
     }
     Ok(())
 }

@@ -59,6 +59,14 @@ pub enum ErrorKind {
     /// A request uses something this proxy does not implement, such as a transfer
     /// coding other than `chunked` (answered with 501).
     NotImplemented,
+    /// A deliberate answer with this status, raised by the application (for example a
+    /// proxy phase refusing a request with 403): the client gets exactly this status.
+    /// Built with [`Error::http_status`].
+    HttpStatus(http::StatusCode),
+    /// A failure of the application's own kind, named by it (the name shows in logs
+    /// and metrics; keep it short, lowercase, like `"quota_exceeded"`). Built with
+    /// [`Error::custom`].
+    Custom(&'static str),
 }
 
 impl ErrorKind {
@@ -84,6 +92,8 @@ impl ErrorKind {
             ErrorKind::H2StreamRefused => "h2_stream_refused",
             ErrorKind::BodyTooLarge => "body_too_large",
             ErrorKind::NotImplemented => "not_implemented",
+            ErrorKind::HttpStatus(_) => "http_status",
+            ErrorKind::Custom(name) => name,
         }
     }
 }
@@ -134,6 +144,28 @@ impl Error {
         }
     }
 
+    /// An error that answers the client with `status` (kind
+    /// [`ErrorKind::HttpStatus`], side [`Side::Internal`]: the application decided it).
+    /// `context` says why, for the log.
+    pub fn http_status(status: http::StatusCode, context: impl Into<String>) -> Self {
+        Error::new(ErrorKind::HttpStatus(status), Side::Internal, context)
+    }
+
+    /// An error of the application's own kind `name` (see [`ErrorKind::Custom`]), side
+    /// [`Side::Internal`]; set [`Error::side`] when it is about the client or upstream.
+    pub fn custom(name: &'static str, context: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Custom(name), Side::Internal, context)
+    }
+
+    /// The status the application asked the client to be answered with, if this is an
+    /// [`ErrorKind::HttpStatus`] error.
+    pub fn http_status_code(&self) -> Option<http::StatusCode> {
+        match self.kind {
+            ErrorKind::HttpStatus(status) => Some(status),
+            _ => None,
+        }
+    }
+
     /// Marks the error as retryable (or not).
     pub fn with_retry(mut self, retry: bool) -> Self {
         self.retry = retry;
@@ -163,7 +195,11 @@ impl fmt::Display for Error {
             Side::Upstream => "upstream",
             Side::Internal => "internal",
         };
-        write!(f, "{} ({side}): {}", self.kind.as_str(), self.context)?;
+        match self.kind {
+            ErrorKind::HttpStatus(status) => write!(f, "http_status {}", status.as_u16())?,
+            kind => f.write_str(kind.as_str())?,
+        }
+        write!(f, " ({side}): {}", self.context)?;
         if let Some(cause) = &self.cause {
             write!(f, ": {cause}")?;
         }

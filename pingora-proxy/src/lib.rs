@@ -5,14 +5,21 @@
 //! [`http_proxy_service`] makes that service in one call, and [`prelude`] brings in
 //! everything a proxy application uses.
 //!
-//! A request goes through these phases, in order (each has a default):
-//! [`ProxyHttp::new_ctx`], [`ProxyHttp::request_filter`] (may answer by itself),
-//! [`ProxyHttp::upstream_peer`], [`ProxyHttp::upstream_request_filter`],
-//! [`ProxyHttp::request_body_filter`] (per body chunk),
+//! A request goes through these phases, in order (each has a default but
+//! `upstream_peer`): [`ProxyHttp::new_ctx`], [`ProxyHttp::early_request_filter`],
+//! [`ProxyHttp::request_filter`] (may answer by itself, or raise an error that is
+//! answered with a status), [`ProxyHttp::upstream_peer`], [`ProxyHttp::retry_rule`],
+//! [`ProxyHttp::upstream_request_filter`], [`ProxyHttp::connected_to_upstream`],
+//! [`ProxyHttp::request_body_filter`] (per body piece),
 //! [`ProxyHttp::upstream_response_filter`], [`ProxyHttp::response_filter`],
-//! [`ProxyHttp::response_body_filter`] (per body chunk), and [`ProxyHttp::logging`].
-//! Failures go through [`ProxyHttp::fail_to_connect`] (retry or not) and
-//! [`ProxyHttp::fail_to_proxy`] (the error response).
+//! [`ProxyHttp::upstream_response_body_filter`] and [`ProxyHttp::response_body_filter`]
+//! (per body piece), [`ProxyHttp::response_trailer_filter`], and
+//! [`ProxyHttp::logging`] (exactly once per request). Failures go through
+//! [`ProxyHttp::fail_to_connect`] or [`ProxyHttp::error_while_proxy`] (retry on
+//! another peer or not, within a [`RetryRule`]) and [`ProxyHttp::fail_to_proxy`] (the
+//! error response). The rule that makes a phase async or sync, and the body filters'
+//! contract, are in the documentation of [`ProxyHttp`]; the phase chart is in
+//! `docs/library.md`.
 //!
 //! [`modules`] holds request policy building blocks (route matching, header rules,
 //! rewrites, redirects, access lists, body limits, request ids, connection limits).
@@ -31,17 +38,21 @@ mod exchange;
 mod front;
 pub mod headers;
 pub mod modules;
+mod phase_args;
 mod phases;
 pub mod prelude;
 mod proxy;
+mod retry_rule;
 mod session;
 pub mod status;
 mod tunnel;
 
 pub use front::{http_proxy_service, http_proxy_service_with};
+pub use phase_args::{FailureAnswer, UpstreamConnection};
 pub use phases::ProxyHttp;
 pub use proxy::{HttpProxy, ProxyOptions};
-pub use session::Session;
+pub use retry_rule::{is_idempotent, RetryOn, RetryRule};
+pub use session::{Session, Summary, UpstreamFailure};
 
 pub use pingora_core::connector::{HttpPeer, PeerAddress, PeerOptions};
 pub use pingora_core::protocols::http::{RequestHeader, ResponseHeader};

@@ -7,7 +7,7 @@
 
 pub use crate::front::{http_proxy_service, http_proxy_service_with};
 pub use crate::proxy::{HttpProxy, ProxyOptions};
-pub use crate::{ProxyHttp, Session};
+pub use crate::{FailureAnswer, ProxyHttp, RetryOn, RetryRule, Session, UpstreamConnection};
 pub use pingora_core::connector::{HttpPeer, PeerOptions};
 pub use pingora_core::listener::ListenAddr;
 pub use pingora_core::process::{ProcessHooks, ServerArgs};

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use pingora_core::connector::{Connector, HttpConnector, HttpPeer};
+use pingora_core::connector::{Connector, HttpConnector};
 use pingora_core::protocols::http::v1::client::H1ClientSession;
 use pingora_core::protocols::http::v1::server::{
     H1ServerSession, NextRequest, ServerSessionOptions,
@@ -12,13 +12,15 @@ use pingora_core::protocols::http::v1::server::{
 use pingora_core::protocols::http::v2::server::{
     H2ServerConnection, H2ServerOptions, H2ServerStream,
 };
-use pingora_core::protocols::http::{ClientSession, ServerSession};
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::protocols::tls::ClientCertInfo;
 use pingora_core::protocols::{ConnectionInfo, Stream};
 use pingora_core::service::ServerApp;
 use pingora_core::shutdown::ShutdownWatch;
 use pingora_core::{Error, ErrorKind, Side};
 
 use crate::exchange::{Exchange, Outcome};
+use crate::phase_args::FailureAnswer;
 use crate::phases::ProxyHttp;
 use crate::session::Session;
 use crate::tunnel;
@@ -26,14 +28,12 @@ use crate::tunnel;
 /// Settings of an [`HttpProxy`].
 #[derive(Debug, Clone)]
 pub struct ProxyOptions {
-    /// Client-side limits and timeouts of HTTP/1.x connections.
+    /// Client-side limits and timeouts of HTTP/1.x connections, and whether to serve
+    /// HTTP/2 to clients that open a plain connection with the HTTP/2 preface
+    /// (`h2c_prior_knowledge`, on by default here; over TLS, HTTP/2 is chosen by ALPN).
     pub downstream: ServerSessionOptions,
     /// Client-side limits and timeouts of HTTP/2 connections.
     pub downstream_h2: H2ServerOptions,
-    /// Serve HTTP/2 to clients that open a plain connection with the HTTP/2 preface
-    /// (h2c with prior knowledge). Over TLS, HTTP/2 is chosen by ALPN instead. Wins
-    /// over `downstream.h2c_prior_knowledge`.
-    pub h2c: bool,
     /// Most retries after a retryable upstream failure (a connect failure is retried
     /// only on another peer; see `docs/proxy-behaviour.md`).
     pub max_retries: usize,
@@ -44,9 +44,11 @@ pub struct ProxyOptions {
 impl Default for ProxyOptions {
     fn default() -> Self {
         ProxyOptions {
-            downstream: ServerSessionOptions::default(),
+            downstream: ServerSessionOptions {
+                h2c_prior_knowledge: true,
+                ..ServerSessionOptions::default()
+            },
             downstream_h2: H2ServerOptions::default(),
-            h2c: true,
             max_retries: 16,
             upstream_keepalive_pool_size: 128,
         }
@@ -78,8 +80,7 @@ impl<P> Clone for HttpProxy<P> {
 
 impl<P: ProxyHttp> HttpProxy<P> {
     /// A proxy with `opts`, connecting upstream with `connector`.
-    pub fn new(inner: P, mut opts: ProxyOptions, connector: Connector) -> Self {
-        opts.downstream.h2c_prior_knowledge = opts.h2c;
+    pub fn new(inner: P, opts: ProxyOptions, connector: Connector) -> Self {
         let upstream = HttpConnector::new(connector, opts.upstream_keepalive_pool_size);
         HttpProxy {
             shared: Arc::new(Shared {
@@ -110,28 +111,34 @@ impl<P: ProxyHttp> HttpProxy<P> {
             Ok(Outcome::Tunnel(up)) => (AfterRequest::Tunnel(up), None),
             Err(e) => {
                 let sent = self.shared.inner.fail_to_proxy(session, &e, &mut ctx).await;
-                // A client that went away is routine; anything else deserves attention.
-                let level = if e.side == Side::Downstream {
+                // A client that went away, or a request a phase refused on purpose, is
+                // routine; anything else deserves attention.
+                let refused = e.http_status_code().is_some_and(|s| s.is_client_error());
+                let level = if e.side == Side::Downstream || refused {
                     log::Level::Info
                 } else {
                     log::Level::Warn
                 };
                 log::log!(
                     level,
-                    "{} {} {} from {}: answered {}{}: {e}",
+                    "{} {} {} from {}: answered {sent}{}: {e}",
                     session.req_header().method,
                     session.req_header().path_and_query(),
                     session.upstream_addr().unwrap_or("-"),
                     session.client_addr(),
-                    if sent == 0 {
-                        "nothing".to_string()
-                    } else {
-                        sent.to_string()
-                    },
                     Attempts(session.upstream_attempts()),
                 );
-                session.downstream.set_keepalive(false);
-                (AfterRequest::Close, Some(e))
+                // A status a phase chose, answered in full, keeps the connection (the
+                // session still closes it when the request body was not read);
+                // after any other failure the connection's state is unknown.
+                let answered_on_purpose =
+                    e.http_status_code().is_some() && sent != FailureAnswer::NotSent;
+                if answered_on_purpose {
+                    (AfterRequest::Continue, Some(e))
+                } else {
+                    session.downstream.set_keepalive(false);
+                    (AfterRequest::Close, Some(e))
+                }
             }
         };
         self.shared
@@ -150,6 +157,20 @@ impl<P: ProxyHttp> HttpProxy<P> {
         session: &mut Session,
         ctx: &mut P::Ctx,
     ) -> pingora_core::Result<Outcome> {
+        self.shared.inner.early_request_filter(session, ctx).await?;
+        if session.req_header().method == http::Method::CONNECT {
+            // A reverse proxy is no forward proxy: CONNECT is implemented for no
+            // resource (RFC 9110 §15.6.2). Extended CONNECT (RFC 8441) never gets here:
+            // it arrives as the upgrade request it stands for.
+            session
+                .respond(
+                    http::StatusCode::NOT_IMPLEMENTED,
+                    "text/plain",
+                    Bytes::from_static(b"501 Not Implemented: CONNECT is not supported\n"),
+                )
+                .await?;
+            return Ok(Outcome::Done);
+        }
         if self.shared.inner.request_filter(session, ctx).await? {
             if !session.downstream.response_started() {
                 return Err(Error::new(
@@ -171,24 +192,13 @@ impl<P: ProxyHttp> HttpProxy<P> {
         &self.shared.inner
     }
 
-    /// Gives an upstream session back once its exchange is over (see
-    /// [`HttpConnector::release`]).
-    pub(crate) fn release(&self, peer: &HttpPeer, upstream: ClientSession) {
-        self.shared.upstream.release(peer, upstream);
+    /// The sessions to the upstreams.
+    pub(crate) fn upstream(&self) -> &HttpConnector {
+        &self.shared.upstream
     }
 
     pub(crate) fn max_retries(&self) -> usize {
         self.shared.opts.max_retries
-    }
-
-    /// A session to `peer`, reused when `allow_reuse` and one is pooled (the flag in
-    /// the result says so); see [`HttpConnector::session`].
-    pub(crate) async fn connect(
-        &self,
-        peer: &HttpPeer,
-        allow_reuse: bool,
-    ) -> pingora_core::Result<(ClientSession, bool)> {
-        self.shared.upstream.session(peer, allow_reuse).await
     }
 }
 
@@ -218,20 +228,25 @@ impl<P: ProxyHttp> ServerApp for HttpProxy<P> {
         conn: ConnectionInfo,
         shutdown: ShutdownWatch,
     ) {
+        // Read once per connection, shared by its requests.
+        let client_cert = stream.client_cert().map(Arc::new);
         // The HTTP/2 connection's state machine is boxed (once per connection) so that
         // it does not size the task of every HTTP/1 connection.
         if stream.alpn() == Some(b"h2".as_slice()) {
-            Box::pin(self.serve_h2(stream, Bytes::new(), conn, shutdown)).await;
+            Box::pin(self.serve_h2(stream, Bytes::new(), conn, shutdown, client_cert)).await;
             return;
         }
         let opts = self.shared.opts.downstream;
         let downstream = H1ServerSession::new(stream, conn, opts, shutdown.clone());
-        let session = Box::new(Session::new(ServerSession::H1(downstream)));
+        let session = Box::new(Session::new(
+            ServerSession::H1(downstream),
+            client_cert.clone(),
+        ));
         if let Some(h1) = self.serve_http1(session).await {
             // The client opened with the HTTP/2 preface: serve the rest as HTTP/2.
             let conn = h1.connection().clone();
             let (stream, read) = h1.into_tunnel();
-            Box::pin(self.serve_h2(stream, read.freeze(), conn, shutdown)).await;
+            Box::pin(self.serve_h2(stream, read.freeze(), conn, shutdown, client_cert)).await;
         }
     }
 }
@@ -287,6 +302,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
         prefix: Bytes,
         info: ConnectionInfo,
         shutdown: ShutdownWatch,
+        client_cert: Option<Arc<ClientCertInfo>>,
     ) {
         let opts = self.shared.opts.downstream_h2;
         let mut conn =
@@ -303,7 +319,8 @@ impl<P: ProxyHttp> HttpProxy<P> {
                 next = conn.accept() => match next {
                     Some(Ok(stream)) => {
                         let proxy = self.clone();
-                        requests.spawn(async move { proxy.serve_h2_stream(stream).await });
+                        let client_cert = client_cert.clone();
+                        requests.spawn(async move { proxy.serve_h2_stream(stream, client_cert).await });
                     }
                     Some(Err(e)) => log::debug!("client {}: HTTP/2 connection failed: {e}", conn.peer()),
                     None => break,
@@ -315,10 +332,19 @@ impl<P: ProxyHttp> HttpProxy<P> {
         while requests.join_next().await.is_some() {}
     }
 
-    async fn serve_h2_stream(&self, stream: H2ServerStream) {
-        let mut session = Session::new(ServerSession::H2(stream));
-        // One stream, one request: nothing to keep, and no tunnel over HTTP/2.
-        let _ = self.serve_request(&mut session).await;
+    async fn serve_h2_stream(
+        &self,
+        stream: H2ServerStream,
+        client_cert: Option<Arc<ClientCertInfo>>,
+    ) {
+        let mut session = Session::new(ServerSession::H2(stream), client_cert);
+        // One stream, one request: nothing to keep; a tunnel only for an extended
+        // CONNECT whose upstream switched protocols.
+        if let AfterRequest::Tunnel(upstream) = self.serve_request(&mut session).await {
+            if let ServerSession::H2(stream) = session.into_downstream() {
+                tunnel::run_h2(stream, *upstream).await;
+            }
+        }
     }
 }
 

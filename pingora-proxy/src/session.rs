@@ -1,35 +1,57 @@
 //! [`Session`]: one client request as the proxy phases see it.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::StatusCode;
+use pingora_core::connector::PeerAddress;
+use pingora_core::protocols::http::header::{error_body, ERROR_CONTENT_TYPE};
 use pingora_core::protocols::http::{RequestHeader, ResponseHeader, ServerSession};
+use pingora_core::protocols::tls::ClientCertInfo;
 use pingora_core::protocols::{ClientAddr, ConnectionInfo};
-use pingora_core::Error;
+use pingora_core::{Error, ErrorKind};
 
+use crate::phase_args::FailureAnswer;
 use crate::status;
+
+/// An upstream attempt of the current request that failed (see
+/// [`Session::upstream_failures`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamFailure {
+    /// The peer it went to.
+    pub peer: PeerAddress,
+    /// What went wrong ([`ErrorKind::HttpStatus`] for a status the retry rule lists).
+    pub kind: ErrorKind,
+}
 
 /// The client connection and what is known about its current request.
 pub struct Session {
     /// The client side of the request (an HTTP/1.x connection or an HTTP/2 stream).
     pub downstream: ServerSession,
+    client_cert: Option<Arc<ClientCertInfo>>,
     started: Instant,
     upstream_status: Option<StatusCode>,
     upstream_addr: Option<String>,
     upstream_reused: Option<bool>,
     upstream_attempts: usize,
+    /// Empty unless an attempt failed: no allocation for a request that succeeds.
+    upstream_failures: Vec<UpstreamFailure>,
+    upstream_connect_time: Option<Duration>,
 }
 
 impl Session {
-    pub(crate) fn new(downstream: ServerSession) -> Self {
+    pub(crate) fn new(downstream: ServerSession, client_cert: Option<Arc<ClientCertInfo>>) -> Self {
         Session {
             downstream,
+            client_cert,
             started: Instant::now(),
             upstream_status: None,
             upstream_addr: None,
             upstream_reused: None,
             upstream_attempts: 0,
+            upstream_failures: Vec::new(),
+            upstream_connect_time: None,
         }
     }
 
@@ -43,6 +65,8 @@ impl Session {
         self.upstream_addr = None;
         self.upstream_reused = None;
         self.upstream_attempts = 0;
+        self.upstream_failures.clear();
+        self.upstream_connect_time = None;
     }
 
     /// The request head as the client sent it.
@@ -65,6 +89,12 @@ impl Session {
     /// it is TLS, and its PROXY header (with the v2 TLVs).
     pub fn connection(&self) -> &ConnectionInfo {
         self.downstream.connection()
+    }
+
+    /// What the client's TLS certificate showed, on a listener that asks for one
+    /// (`None` on plain connections and TLS listeners without client certificates).
+    pub fn client_cert(&self) -> Option<&ClientCertInfo> {
+        self.client_cert.as_deref()
     }
 
     /// Whether the client connected from loopback (127.0.0.0/8, ::1, or an IPv4-mapped
@@ -103,10 +133,6 @@ impl Session {
         self.upstream_reused
     }
 
-    pub(crate) fn set_upstream_reused(&mut self, reused: bool) {
-        self.upstream_reused = Some(reused);
-    }
-
     /// How many upstream attempts the request took so far (connections asked for,
     /// pooled or new; retries included); 0 if it never went upstream.
     pub fn upstream_attempts(&self) -> usize {
@@ -121,9 +147,42 @@ impl Session {
         self.upstream_status = Some(status);
     }
 
+    /// The upstream attempts of this request that failed so far, oldest first (empty on
+    /// the first call of `upstream_peer`): a balancer asked again picks another peer.
+    pub fn upstream_failures(&self) -> &[UpstreamFailure] {
+        &self.upstream_failures
+    }
+
+    pub(crate) fn push_upstream_failure(&mut self, peer: PeerAddress, kind: ErrorKind) {
+        self.upstream_failures.push(UpstreamFailure { peer, kind });
+    }
+
+    /// How long getting the upstream connection of the last attempt took (connect and
+    /// TLS handshake; next to nothing when reused); `None` if none was got.
+    pub fn upstream_connect_time(&self) -> Option<Duration> {
+        self.upstream_connect_time
+    }
+
+    pub(crate) fn set_upstream_connected(&mut self, reused: bool, took: Duration) {
+        self.upstream_reused = Some(reused);
+        self.upstream_connect_time = Some(took);
+    }
+
     /// The status sent to the client, once a response head was written.
     pub fn response_status(&self) -> Option<StatusCode> {
         self.downstream.response_status()
+    }
+
+    /// Whether a response head went to the client already (then a failure can no
+    /// longer be answered with an error status, nor retried).
+    pub fn response_started(&self) -> bool {
+        self.downstream.response_started()
+    }
+
+    /// The request's story so far in one line (for [`crate::ProxyHttp::logging`]):
+    /// see [`Summary`].
+    pub fn summary(&self) -> Summary<'_> {
+        Summary(self)
     }
 
     /// Answers the request with a complete small response.
@@ -153,15 +212,68 @@ impl Session {
     }
 
     /// Answers with the status [`status::for_error`] maps `error` to, unless a response
-    /// was already started; returns the status sent, or 0.
-    pub async fn respond_error_for(&mut self, error: &Error) -> u16 {
+    /// was already started; says what was sent. A status a phase raised on purpose
+    /// ([`ErrorKind::HttpStatus`]) keeps the connection open for the next request;
+    /// any other error closes it after the answer.
+    pub async fn respond_error_for(&mut self, error: &Error) -> FailureAnswer {
         if self.downstream.response_started() {
-            return 0;
+            return FailureAnswer::NotSent;
         }
         let status = status::for_error(error);
-        match self.downstream.respond_error(status).await {
-            Ok(()) => status.as_u16(),
-            Err(_) => 0,
+        let sent = if error.http_status_code().is_some() {
+            let body = error_body(status);
+            self.downstream
+                .respond(status, ERROR_CONTENT_TYPE, body)
+                .await
+        } else {
+            self.downstream.respond_error(status).await
+        };
+        match sent {
+            Ok(()) => FailureAnswer::Sent(status),
+            Err(_) => FailureAnswer::NotSent,
         }
+    }
+}
+
+/// One line about a request, for logs: client, method, path, status sent, time since
+/// the head was read, bytes of body in and out, and the upstream side (peer, status,
+/// attempts, whether the connection was reused). Borrowed from the session: formatting
+/// it allocates nothing beyond the output.
+///
+/// `127.0.0.1:50312 GET /a 200 3ms in=0 out=12 upstream=127.0.0.1:9000 upstream_status=200 attempts=1 reused=false`
+pub struct Summary<'a>(&'a Session);
+
+impl std::fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.0;
+        let req = s.req_header();
+        let (body_in, body_out) = s.downstream.body_bytes();
+        write!(
+            f,
+            "{} {} {} ",
+            s.client_addr(),
+            req.method,
+            req.path_and_query()
+        )?;
+        match s.response_status() {
+            Some(status) => write!(f, "{}", status.as_u16())?,
+            None => f.write_str("-")?,
+        }
+        write!(
+            f,
+            " {}ms in={body_in} out={body_out}",
+            s.started.elapsed().as_millis()
+        )?;
+        if let Some(addr) = s.upstream_addr() {
+            write!(f, " upstream={addr}")?;
+            if let Some(status) = s.upstream_status {
+                write!(f, " upstream_status={}", status.as_u16())?;
+            }
+            write!(f, " attempts={}", s.upstream_attempts)?;
+            if let Some(reused) = s.upstream_reused {
+                write!(f, " reused={reused}")?;
+            }
+        }
+        Ok(())
     }
 }

@@ -3,11 +3,15 @@
 use http::StatusCode;
 use pingora_core::{Error, ErrorKind, Side};
 
-/// The status for an error: 400 malformed request, 431 head too large, 408 slow client,
-/// 413 request body too large, 501 an unsupported transfer coding,
-/// 502 upstream refused/reset/garbled, 503 no upstream, 504 upstream timeout, 500 otherwise.
+/// The status for an error: the status of an [`ErrorKind::HttpStatus`] error (one a
+/// phase raised, or an upstream status the retry rule lists), 400 malformed request,
+/// 431 head too large, 408 slow client, 413 request body too large, 501 an unsupported
+/// transfer coding, 502 upstream refused/reset/garbled, 503 no upstream, 504 upstream
+/// timeout, 500 otherwise (a [`ErrorKind::Custom`] error included, unless its side is
+/// upstream: 502).
 pub fn for_error(e: &Error) -> StatusCode {
     match (e.side, e.kind) {
+        (_, ErrorKind::HttpStatus(status)) => status,
         (Side::Downstream, ErrorKind::HeadTooLarge) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         (Side::Downstream, ErrorKind::InvalidHead | ErrorKind::InvalidBody) => {
             StatusCode::BAD_REQUEST
@@ -61,5 +65,18 @@ mod tests {
             for_error(&e(Side::Downstream, ErrorKind::NotImplemented)),
             501
         );
+        assert_eq!(
+            for_error(&Error::http_status(StatusCode::FORBIDDEN, "no")),
+            403
+        );
+        assert_eq!(
+            for_error(&e(
+                Side::Upstream,
+                ErrorKind::HttpStatus(StatusCode::SERVICE_UNAVAILABLE)
+            )),
+            503
+        );
+        assert_eq!(for_error(&Error::custom("quota", "over")), 500);
+        assert_eq!(for_error(&e(Side::Upstream, ErrorKind::Custom("odd"))), 502);
     }
 }

@@ -374,10 +374,12 @@ async fn exchange(
             .map_err(|e| io_err("reading the response head", e))?;
         read_response(resp).await
     };
-    let (sent, got) = tokio::join!(upload, download);
-    let got = got?;
-    sent?;
-    Ok(got)
+    // A server may answer in full before it has read the whole request body and then
+    // reset the stream (RFC 9113, section 8.1): the complete response is the answer,
+    // and the upload's failure is not an error of the exchange. An upload that failed
+    // for another reason shows in the response (or its absence).
+    let (_sent, got) = tokio::join!(upload, download);
+    got
 }
 
 async fn send_body(

@@ -24,6 +24,7 @@ mod dir;
 mod dns;
 mod h2_client;
 mod h2_origin;
+mod h2_websocket;
 mod haproxy;
 mod load;
 mod memory;
@@ -44,6 +45,8 @@ mod tls;
 mod tls_client;
 #[cfg(feature = "tls")]
 mod tls_front;
+#[cfg(feature = "tls")]
+mod tls_ocsp;
 mod wire;
 
 pub use client::{
@@ -61,6 +64,7 @@ pub use h2_client::{
     h2_client_runtime, H2Body, H2Client, H2Request, H2Response, DEFAULT_H2_TIMEOUT, MAX_KEPT_BODY,
 };
 pub use h2_origin::{H2Origin, H2OriginBuilder};
+pub use h2_websocket::{H2WebSocket, H2WebSocketRefused, WebSocketEchoOrigin};
 pub use haproxy::Haproxy;
 pub use load::{heavy, Load, LoadReport};
 pub use memory::{process_memory, ProcessMemory};
@@ -76,7 +80,7 @@ pub use recording_origin::{frame_request, FramedRequest, RecordingOrigin};
 pub use reply::{owned, reason, Gate, Reply, GATE_TIMEOUT};
 pub use stream::{ClientStream, Target, TARGET_IO_TIMEOUT};
 #[cfg(feature = "tls")]
-pub use tls::{TestCa, TestCert};
+pub use tls::{OcspCertStatus, OcspSpec, TestCa, TestCert};
 #[cfg(feature = "tls")]
 pub use tls_client::{TlsClient, TlsClientConfig, TlsConnection};
 #[cfg(feature = "tls")]

@@ -4,6 +4,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub use crate::tls_ocsp::{OcspCertStatus, OcspSpec};
+
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -36,6 +38,14 @@ impl TestCert {
         }
     }
 
+    /// This certificate followed by `issuer`'s: a chain as a `cert` file holds it.
+    pub fn with_issuer(&self, issuer: &TestCa) -> TestCert {
+        TestCert {
+            cert_pem: format!("{}{}", self.cert_pem, issuer.cert_pem()),
+            key_pem: self.key_pem.clone(),
+        }
+    }
+
     /// Writes `STEM.crt` and `STEM.key` in `dir` and returns their paths.
     pub fn write(&self, dir: &Path, stem: &str) -> io::Result<(PathBuf, PathBuf)> {
         let cert = dir.join(format!("{stem}.crt"));
@@ -46,10 +56,12 @@ impl TestCert {
     }
 }
 
-/// A certificate authority for one test: signs server and client certificates.
+/// A certificate authority for one test: signs server and client certificates, and
+/// OCSP responses about them.
 pub struct TestCa {
     issuer: Issuer<'static, KeyPair>,
     cert_pem: String,
+    key_pem: String,
 }
 
 impl std::fmt::Debug for TestCa {
@@ -92,6 +104,7 @@ impl TestCa {
             .unwrap_or_else(|e| panic!("cannot self-sign the CA: {e}"));
         TestCa {
             cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
             issuer: Issuer::new(params, key),
         }
     }
@@ -112,6 +125,12 @@ impl TestCa {
     /// addresses); the first is also the common name.
     pub fn issue(&self, names: &[&str]) -> TestCert {
         self.sign(leaf_params(names, ExtendedKeyUsagePurpose::ServerAuth))
+    }
+
+    /// A DER OCSP response about `cert` (which this CA issued), signed by this CA:
+    /// what an `ocsp_file` holds. See [`OcspSpec`] for what it says.
+    pub fn ocsp_response(&self, cert: &TestCert, spec: &OcspSpec) -> Vec<u8> {
+        crate::tls_ocsp::response(&self.cert_pem, &self.key_pem, &cert.cert_pem, spec)
     }
 
     /// A client certificate with the common name `name`.

@@ -24,6 +24,8 @@ pub struct TlsClientConfig {
     pub client_cert: Option<TestCert>,
     /// Speak TLS 1.2 at most (TLS 1.3 otherwise).
     pub tls12_only: bool,
+    /// Ask the server to staple its OCSP response (`status_request`).
+    pub status_request: bool,
 }
 
 /// A TLS client that remembers the last session a server gave it.
@@ -86,6 +88,9 @@ impl TlsClient {
                 .unwrap_or_else(|e| panic!("client cert: {e}"));
             b.set_private_key(&key)
                 .unwrap_or_else(|e| panic!("client key: {e}"));
+        }
+        if config.status_request {
+            b.enable_ocsp_stapling();
         }
         if config.tls12_only {
             b.set_max_proto_version(Some(SslVersion::TLS1_2))
@@ -195,6 +200,11 @@ impl TlsConnection {
             .unwrap_or_default()
     }
 
+    /// The OCSP response the server stapled, if any.
+    pub fn ocsp_response(&self) -> Option<Vec<u8>> {
+        self.stream.ssl().ocsp_status().map(<[u8]>::to_vec)
+    }
+
     /// Whether the handshake resumed an earlier session.
     pub fn session_reused(&self) -> bool {
         self.stream.ssl().session_reused()
@@ -203,6 +213,22 @@ impl TlsConnection {
     /// The protocol version agreed, e.g. `TLSv1.3`.
     pub fn version(&self) -> &'static str {
         self.stream.ssl().version_str()
+    }
+
+    /// Reads what the server sends first (one read, up to 16 KiB); an error when the
+    /// server closes or the connection fails (a TLS 1.3 server refusing the client's
+    /// certificate shows here, after the client's side of the handshake finished).
+    pub fn read_some(&mut self) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; 16 * 1024];
+        let n = self.stream.read(&mut buf)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            ));
+        }
+        buf.truncate(n);
+        Ok(buf)
     }
 
     /// Writes `request` and reads until the server closes (so ask with

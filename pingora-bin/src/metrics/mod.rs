@@ -11,6 +11,7 @@ use pingora_proxy::{Error, ErrorKind, Session, Side};
 mod backends;
 #[cfg(feature = "cache")]
 mod cache;
+mod policy;
 mod totals;
 
 use crate::error::BinError;
@@ -200,11 +201,13 @@ struct Inner {
     upstream_idle: IntGaugeVec,
     proxy_protocol_rejects: IntCounterVec,
     backends: BackendFamilies,
+    policy: policy::PolicyFamilies,
     live_connections: IntGauge,
     draining: IntGauge,
     access_log_dropped: IntCounter,
     log_lines_suppressed: IntCounter,
     polled: Mutex<Vec<PolledGauge>>,
+    polled_counters: Mutex<Vec<PolledCounter>>,
     polled_backends: Mutex<Vec<PolledBackends>>,
     #[cfg(feature = "cache")]
     caches: cache::CacheFamilies,
@@ -212,6 +215,12 @@ struct Inner {
     polled_caches: Mutex<Vec<cache::PolledCache>>,
 
     polled_rejects: Mutex<Vec<PolledRejects>>,
+}
+
+/// A counter whose total is read from elsewhere each time metrics are rendered.
+struct PolledCounter {
+    counter: IntCounter,
+    read: Box<dyn Fn() -> u64 + Send + Sync>,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(
@@ -306,6 +315,7 @@ impl Metrics {
         let backends = BackendFamilies::new(&registry)?;
         #[cfg(feature = "cache")]
         let caches = cache::CacheFamilies::new(&registry)?;
+        let policy = policy::PolicyFamilies::new(&registry)?;
         let upstream_idle = register(
             &registry,
             IntGaugeVec::new(
@@ -372,11 +382,13 @@ impl Metrics {
                 upstream_idle,
                 proxy_protocol_rejects,
                 backends,
+                policy,
                 live_connections,
                 draining,
                 access_log_dropped,
                 log_lines_suppressed,
                 polled: Mutex::new(Vec::new()),
+                polled_counters: Mutex::new(Vec::new()),
                 polled_backends: Mutex::new(Vec::new()),
                 #[cfg(feature = "cache")]
                 caches,
@@ -388,9 +400,10 @@ impl Metrics {
         })
     }
 
-    /// The handles of service `name` with `routes` routes, every label combination
-    /// created now (so each series shows from the start, at 0).
-    pub fn service(&self, name: &str, routes: usize) -> ServiceMetrics {
+    /// The handles of service `name` with `routes` routes and rate limits keyed
+    /// `limit_keys`, every label combination created now (so each series shows from the
+    /// start, at 0).
+    pub fn service(&self, name: &str, routes: usize, limit_keys: &[String]) -> ServiceMetrics {
         let i = &self.inner;
         let mut route_labels: Vec<String> = (0..routes).map(|r| r.to_string()).collect();
         route_labels.push("health_path".to_string());
@@ -417,7 +430,22 @@ impl Metrics {
             duration: i.duration.with_label_values(&[name]),
             bytes_in: i.bytes_in.with_label_values(&[name]),
             bytes_out: i.bytes_out.with_label_values(&[name]),
+            policy: i.policy.service(name, limit_keys),
         }
+    }
+
+    /// Reports the failed Redis calls of service `name`'s rate limits, read by `read`
+    /// (a running total) at each scrape.
+    pub fn poll_redis_errors(&self, name: &str, read: impl Fn() -> u64 + Send + Sync + 'static) {
+        let counter = self.inner.policy.redis_errors.with_label_values(&[name]);
+        self.inner
+            .polled_counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(PolledCounter {
+                counter,
+                read: Box::new(read),
+            });
     }
 
     /// Reports the backends of `upstream` (health, drain, load, counters): `read`
@@ -510,6 +538,17 @@ impl Metrics {
             p.update();
         }
         for p in i
+            .polled_counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let (now, counted) = ((p.read)(), p.counter.get());
+            if now > counted {
+                p.counter.inc_by(now - counted);
+            }
+        }
+        for p in i
             .polled_backends
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -549,9 +588,28 @@ pub struct ServiceMetrics {
     duration: Histogram,
     bytes_in: IntCounter,
     bytes_out: IntCounter,
+    policy: policy::PolicyCounters,
 }
 
 impl ServiceMetrics {
+    /// Counts one response compressed with `algorithm`: `bytes_in` taken, `bytes_out`
+    /// given out.
+    #[cfg(feature = "compression")]
+    pub fn record_compression(
+        &self,
+        algorithm: pingora_config::CompressionAlgorithm,
+        bytes_in: u64,
+        bytes_out: u64,
+    ) {
+        self.policy
+            .compression(algorithm.as_str(), bytes_in, bytes_out);
+    }
+
+    /// Counts one request refused by the rate limit keyed `key`.
+    pub fn record_rate_limited(&self, key: &str) {
+        self.policy.rate_limited(key);
+    }
+
     /// Counts one finished request.
     pub fn record(&self, done: &Finished) {
         let slot = match done.route {
@@ -693,7 +751,7 @@ mod tests {
     #[test]
     fn records_by_route_status_and_error_kind() {
         let m = Metrics::new().unwrap();
-        let s = m.service("web", 2);
+        let s = m.service("web", 2, &[]);
         s.record(&finished(RouteSlot::Route(1), Some(200), None));
         s.record(&finished(RouteSlot::Route(1), Some(201), None));
         s.record(&finished(RouteSlot::Health, Some(200), None));

@@ -79,6 +79,7 @@ fn every_recipe_on_the_page_has_a_test() {
             "blue-green",
             "canary-header",
             "request-ids",
+            "retry-503",
             "security-headers",
             "sticky-header",
             "strip-prefix",
@@ -220,4 +221,50 @@ fn blue_green() {
         }
     }
     assert_eq!((blues, 40 - blues), (30, 10), "three of every four to blue");
+}
+
+#[test]
+fn retry_503() {
+    let busy = Origin::start(|_| Reply::full(503, &[], "busy"));
+    let fine = Origin::start(|req| Reply::ok(format!("fine {}", req.method)));
+    let r = run("retry-503", &[busy.addr(), fine.addr()]);
+    for i in 0..4 {
+        let resp = get(&r, &format!("/page{i}"), &[]);
+        assert_eq!((resp.status, resp.text()), (200, "fine GET".to_string()));
+    }
+    assert_eq!(
+        fine.requests(),
+        4,
+        "every GET answered by the healthy backend"
+    );
+    assert!(busy.requests() >= 1, "round robin tried the busy one too");
+
+    // POST: not retried once it reached a backend; its 503 reaches the client.
+    let before = (busy.requests(), fine.requests());
+    let statuses: Vec<u16> = (0..4)
+        .map(|i| {
+            request(r.listen, "POST", &format!("/form{i}"), &[], b"x=1")
+                .expect("response")
+                .status
+        })
+        .collect();
+    let sent_to_busy = busy.requests() - before.0;
+    assert!(sent_to_busy >= 1, "round robin sent a POST to the busy one");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 503).count(),
+        sent_to_busy,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        fine.requests() - before.1,
+        4 - sent_to_busy,
+        "no POST sent twice"
+    );
+
+    // A backend that cannot be reached: the other one answers, a POST included.
+    drop(busy);
+    let resp = request(r.listen, "POST", "/after", &[], b"x=1").expect("response");
+    assert_eq!((resp.status, resp.text()), (200, "fine POST".to_string()));
+    let resp = get(&r, "/after", &[]);
+    assert_eq!(resp.status, 200);
 }

@@ -18,6 +18,8 @@ mod cache_rules;
 #[cfg(feature = "cache")]
 mod cache_storage;
 mod cli;
+#[cfg(feature = "compression")]
+mod compression;
 #[cfg(feature = "lb")]
 mod cookbook;
 mod daemon;
@@ -35,18 +37,25 @@ mod observability;
 mod policy;
 mod proxy_protocol;
 mod proxy_protocol_haproxy;
+mod rate_limit;
+#[cfg(feature = "redis")]
+mod rate_limit_redis;
 mod retries;
+mod retry_rule;
 mod routes;
 mod signals;
 mod smuggling;
 mod streaming;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "tls")]
+mod tls_extras;
 mod truncation;
 mod upgrade;
 mod upstream_errors;
 mod upstream_idle;
 mod websocket;
+mod websocket_h2;
 
 /// The `pingora` binary built for these tests.
 pub fn bin() -> &'static Path {

@@ -126,7 +126,7 @@ fn tls_rejected_when_the_binary_has_no_tls() {
     let (cert, key) = (dir.file("c.pem"), dir.file("k.pem"));
     let no_tls = ValidateOptions {
         tls_supported: false,
-        lb_supported: true,
+        ..ValidateOptions::default()
     };
     let e =
         ServerConf::from_yaml_str_with(&tls_listener(&cert, &key), "t.yaml", &no_tls).unwrap_err();
@@ -177,8 +177,8 @@ fn load_reads_files_and_reports_missing_ones() {
 #[test]
 fn load_balancing_rejected_when_the_binary_has_no_lb() {
     let no_lb = ValidateOptions {
-        tls_supported: true,
         lb_supported: false,
+        ..ValidateOptions::default()
     };
     let yaml = "services:\n  - name: web\n    listeners: [ { addr: \"127.0.0.1:8080\" } ]\n    routes: [ { upstream: a } ]\n    upstreams:\n      a:\n        peers: [\"127.0.0.1:9000\"]\n        lb: p2c\n";
     let e = ServerConf::from_yaml_str_with(yaml, "t.yaml", &no_lb).unwrap_err();

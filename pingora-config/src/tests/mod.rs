@@ -5,7 +5,9 @@ use crate::{ConfigError, ConfigErrorKind, ServerConf};
 mod decoding;
 mod discovery;
 mod files;
+mod limits;
 mod policy;
+mod retry;
 mod semantic;
 mod valid;
 

@@ -183,6 +183,17 @@ impl Stream {
         }
     }
 
+    /// What the client's certificate showed, on a TLS stream whose listener asks for
+    /// one (see `TlsAcceptorOptions::client_auth`); `None` otherwise. Reads the
+    /// handshake's result: call it once per connection.
+    pub fn client_cert(&self) -> Option<super::tls::ClientCertInfo> {
+        match self {
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => super::tls::client_auth::client_cert_of(s.ssl()),
+            _ => None,
+        }
+    }
+
     /// Whether the stream is encrypted with TLS.
     pub fn is_tls(&self) -> bool {
         match self {

@@ -217,18 +217,27 @@ async fn send<P: ProxyHttp>(
     if !bodyless {
         for piece in body {
             let mut chunk = Some(piece.clone());
-            phases.response_body_filter(session, &mut chunk, false, ctx)?;
+            phases
+                .response_body_filter(session, &mut chunk, false, ctx)
+                .await?;
             if let Some(data) = chunk {
                 session.downstream.write_body(&data).await?;
             }
         }
         let mut last = None;
-        phases.response_body_filter(session, &mut last, true, ctx)?;
+        phases
+            .response_body_filter(session, &mut last, true, ctx)
+            .await?;
         if let Some(data) = last {
             session.downstream.write_body(&data).await?;
         }
     }
-    session.downstream.finish_response(trailers).await
+    let mut trailers = trailers.cloned();
+    if let Some(fields) = trailers.as_mut() {
+        phases.response_trailer_filter(session, fields, ctx).await?;
+    }
+    let trailers = trailers.filter(|t| !t.is_empty());
+    session.downstream.finish_response(trailers.as_ref()).await
 }
 
 /// `PURGE`: removes the entry of `key` if the client may; 200 removed, 404 absent,

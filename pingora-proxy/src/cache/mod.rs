@@ -286,10 +286,15 @@ fn refresh_in_background<P: ProxyHttp>(proxy: &HttpProxy<P>, session: &Session, 
     let proxy = proxy.clone();
     let detached = DetachedRequest::new(session.req_header().clone(), session.connection().clone());
     tokio::spawn(async move {
-        let mut session = Session::new(ServerSession::Detached(detached));
+        let mut session = Session::new(ServerSession::Detached(detached), None);
         let phases = proxy.phases();
         let mut ctx = phases.new_ctx();
-        match phases.request_filter(&mut session, &mut ctx).await {
+        let early = phases.early_request_filter(&mut session, &mut ctx).await;
+        let filtered = match early {
+            Ok(()) => phases.request_filter(&mut session, &mut ctx).await,
+            Err(e) => Err(e),
+        };
+        match filtered {
             Ok(false) => {}
             Ok(true) => return,
             Err(e) => {

@@ -3,17 +3,19 @@
 //! both sides may talk.
 //!
 //! - [`retry`]: the retry policy (pure, table-tested).
+//! - [`attempt`]: one attempt (connect, send, read the head) and what a failure means.
 //! - [`body`]: the request-body pump, one for both HTTP versions upstream.
 //! - [`response`]: the response head and body relay.
 //! - [`hooks`]: how the cache (or anything else) watches an exchange.
 
+mod attempt;
 mod body;
 pub(crate) mod hooks;
 mod response;
 mod retry;
 
 use http::{header, HeaderValue, Version};
-use pingora_core::connector::{HttpPeer, PeerAddress};
+use pingora_core::connector::{HttpConnector, HttpPeer, PeerAddress};
 use pingora_core::protocols::http::v1::client::H1ClientSession;
 use pingora_core::protocols::http::v1::is_upgrade_request;
 use pingora_core::protocols::http::{ClientSession, RequestHeader};
@@ -22,11 +24,12 @@ use pingora_core::{Error, ErrorKind, Result, Side};
 use crate::headers::{append_forwarded_for, strip_hop_by_hop};
 use crate::phases::ProxyHttp;
 use crate::proxy::HttpProxy;
+use crate::retry_rule::{is_idempotent, RetryRule};
 use crate::session::Session;
-use body::RequestBodyPump;
+use attempt::{AttemptEnd, HeldResponse};
 use hooks::ExchangeHooks;
 use response::ExchangeEnd;
-use retry::{Decision, ExchangeFailure, PeerChoice, RetryPolicy};
+use retry::{PeerChoice, RetryPolicy};
 
 /// How an exchange ended, when it did not fail.
 pub(crate) enum Outcome {
@@ -38,11 +41,18 @@ pub(crate) enum Outcome {
 
 /// The state of proxying one request; `H` watches it (`()`: nothing does).
 pub(crate) struct Exchange<'a, P: ProxyHttp, H> {
-    proxy: &'a HttpProxy<P>,
+    phases: &'a P,
+    upstream: &'a HttpConnector,
     session: &'a mut Session,
     ctx: &'a mut P::Ctx,
     hooks: H,
-    /// Whether any request body was taken from the client (then no retry is possible).
+    retry: RetryPolicy<PeerAddress>,
+    /// The retry rule of the request (from `retry_rule`, after the first peer).
+    rule: Option<RetryRule>,
+    /// Whether the request may be sent twice (its method is idempotent).
+    idempotent: bool,
+    /// Whether any request body was taken from the client (then only a connect
+    /// failure can be retried).
     body_started: bool,
 }
 
@@ -54,83 +64,83 @@ impl<'a, P: ProxyHttp, H: ExchangeHooks<P>> Exchange<'a, P, H> {
         ctx: &'a mut P::Ctx,
         hooks: H,
     ) -> Self {
+        let idempotent = is_idempotent(&session.req_header().method);
         Exchange {
-            proxy,
+            phases: proxy.phases(),
+            upstream: proxy.upstream(),
             session,
             ctx,
             hooks,
+            retry: RetryPolicy::new(proxy.max_retries()),
+            rule: None,
+            idempotent,
             body_started: false,
         }
     }
 
     /// Proxies the request: attempts until one succeeds or the retry policy gives up.
     pub(crate) async fn run(mut self) -> Result<Outcome> {
-        let upgrade = is_upgrade_request(self.session.req_header());
+        // An HTTP/2 extended CONNECT is presented as the HTTP/1.1 upgrade it stands for.
+        let upgrade = is_upgrade_request(self.session.req_header())
+            || self.session.downstream.is_extended_connect();
         let mut up_req = self.upstream_request(upgrade);
         self.hooks.upstream_request(&mut up_req);
-        let mut retry = RetryPolicy::new(self.proxy.max_retries());
         let mut last_error = None;
+        // A response with a status the rule retries, kept until another peer is found
+        // (else it is the answer).
+        let mut held: Option<HeldResponse> = None;
         loop {
-            let peer = self
-                .next_peer(&mut retry, &mut up_req, last_error.take())
-                .await?;
-            let (mut up, reused) = match self.proxy.connect(&peer, retry.allow_reuse()).await {
-                Ok(connected) => connected,
-                Err(e) => {
-                    let e = (self.proxy.phases()).fail_to_connect(self.session, &peer, self.ctx, e);
-                    match retry.on_connect_error(peer.address, e.retry) {
-                        Decision::Retry => log::debug!("attempt {} failed: {e}", retry.attempts()),
-                        Decision::GiveUp => return Err(e),
-                    }
-                    last_error = Some(e);
-                    continue;
+            let peer = match self.next_peer(&mut up_req, last_error.take()).await {
+                Ok(peer) => peer,
+                Err(e) => match held.take() {
+                    Some(held) => return self.finish(held, upgrade).await,
+                    None => return Err(e),
+                },
+            };
+            // Another peer will answer: the kept response is dropped with its connection.
+            drop(held.take());
+            match self.attempt(peer, &mut up_req).await {
+                AttemptEnd::Answered(response) => return self.finish(response, upgrade).await,
+                AttemptEnd::Retry(error, kept) => {
+                    last_error = Some(error);
+                    held = kept;
                 }
-            };
-            self.session.set_upstream_reused(reused);
-            let mut body = RequestBodyPump::new(self.session.downstream.req_body_framing());
-            let result = self
-                .exchange(&mut up, &mut body, &mut up_req, upgrade)
-                .await;
-            self.body_started |= body.started();
-            let e = match result {
-                Ok(ExchangeEnd::Done) => {
-                    self.proxy.release(&peer, up);
-                    return Ok(Outcome::Done);
-                }
-                Ok(ExchangeEnd::Tunnel) => return tunnel(up),
-                Err(e) => e,
-            };
-            let failure = ExchangeFailure {
-                kind: e.kind,
-                side: e.side,
-                reused,
-                received_any: up.received_any(),
-                body_started: self.body_started,
-            };
-            match retry.on_exchange_error(&failure) {
-                Decision::Retry => log::debug!("attempt {} failed: {e}", retry.attempts()),
-                Decision::GiveUp => return Err(e),
+                AttemptEnd::Failed(e) => return Err(e),
             }
-            last_error = Some(e);
+        }
+    }
+
+    /// Relays `response` (the head read on an attempt) to the client.
+    async fn finish(&mut self, response: HeldResponse, upgrade: bool) -> Result<Outcome> {
+        let HeldResponse {
+            peer,
+            mut up,
+            mut body,
+            head,
+        } = response;
+        match self.relay(&mut up, &mut body, head, upgrade).await {
+            Ok(ExchangeEnd::Done) => {
+                self.upstream.release(&peer, up);
+                Ok(Outcome::Done)
+            }
+            Ok(ExchangeEnd::Tunnel) => tunnel(up),
+            Err(e) => {
+                self.body_started |= body.started();
+                Err(self.relay_failed(&peer, e))
+            }
         }
     }
 
     /// Asks `upstream_peer` for the peer of the next attempt (and, before the first,
-    /// runs `upstream_request_filter`). On a retry (`last_error` is the failure of the
-    /// previous attempt), a routing that has no other peer to offer ends the request
-    /// with that failure.
+    /// `retry_rule` and `upstream_request_filter`). On a retry (`last_error` is the
+    /// failure of the previous attempt), a routing that has no other peer to offer ends
+    /// the request with that failure.
     async fn next_peer(
         &mut self,
-        retry: &mut RetryPolicy<PeerAddress>,
         up_req: &mut RequestHeader,
         last_error: Option<Error>,
     ) -> Result<HttpPeer> {
-        let mut peer = match self
-            .proxy
-            .phases()
-            .upstream_peer(self.session, self.ctx)
-            .await
-        {
+        let mut peer = match self.phases.upstream_peer(self.session, self.ctx).await {
             Ok(peer) => peer,
             Err(e) => match last_error {
                 Some(last) => {
@@ -140,20 +150,25 @@ impl<'a, P: ProxyHttp, H: ExchangeHooks<P>> Exchange<'a, P, H> {
                 None => return Err(e),
             },
         };
-        if let (PeerChoice::NoOtherPeer, Some(last)) = (retry.on_peer(&peer.address), last_error) {
+        let choice = self.retry.on_peer(&peer.address);
+        if let (PeerChoice::NoOtherPeer, Some(last)) = (choice, last_error) {
             return Err(last);
         }
         if peer.sends_proxy_header() {
             peer.set_proxy_client(self.session.downstream.connection());
         }
         self.session.set_upstream(peer.address.to_string());
-        self.session.set_upstream_attempts(retry.attempts());
-        if retry.attempts() == 1 {
+        self.session.set_upstream_attempts(self.retry.attempts());
+        if self.retry.attempts() == 1 {
+            self.rule = self.phases.retry_rule(self.session, self.ctx);
+            if let Some(rule) = &self.rule {
+                self.retry.limit_retries(rule.retries());
+            }
             if !up_req.headers.contains_key(header::HOST) {
                 // An HTTP/1.0 client may send none; HTTP/1.1 and HTTP/2 need one.
                 set_host_from_peer(up_req, &peer);
             }
-            (self.proxy.phases())
+            (self.phases)
                 .upstream_request_filter(self.session, up_req, self.ctx)
                 .await?;
         }

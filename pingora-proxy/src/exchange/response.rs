@@ -2,7 +2,9 @@
 //! interim heads on), the response phases on it, and relaying the body to the client,
 //! while the request body keeps flowing the other way.
 
+use bytes::Bytes;
 use http::{header, StatusCode};
+use pingora_core::protocols::http::v1::BodyFraming;
 use pingora_core::protocols::http::{ClientSession, RequestHeader, ResponseHeader};
 use pingora_core::{Error, ErrorKind, Result, Side};
 
@@ -22,29 +24,37 @@ pub(super) enum ExchangeEnd {
 }
 
 impl<P: ProxyHttp, H: ExchangeHooks<P>> Exchange<'_, P, H> {
-    /// Sends the request on `up` and relays the response, pumping the request body
-    /// meanwhile.
-    pub(super) async fn exchange(
+    /// Sends the request head on `up` (the body framed as `framing`) and reads the
+    /// response head, pumping the request body meanwhile.
+    pub(super) async fn send_and_read_head(
         &mut self,
         up: &mut ClientSession,
         body: &mut RequestBodyPump,
         up_req: &mut RequestHeader,
-        upgrade: bool,
-    ) -> Result<ExchangeEnd> {
-        let framing = self.session.downstream.req_body_framing();
+        framing: BodyFraming,
+    ) -> Result<ResponseHeader> {
         up.write_request_header(up_req, framing).await?;
         body.attach(up);
         if !body.is_done() {
             self.session.downstream.send_continue().await?;
         }
-        let mut resp = self.read_head(up, body).await?;
-        self.session.set_upstream_status(resp.status);
+        self.read_head(up, body).await
+    }
+
+    /// Relays the response whose head is `resp` to the client, pumping the request
+    /// body meanwhile: the response phases on the head, then the body.
+    pub(super) async fn relay(
+        &mut self,
+        up: &mut ClientSession,
+        body: &mut RequestBodyPump,
+        mut resp: ResponseHeader,
+        upgrade: bool,
+    ) -> Result<ExchangeEnd> {
         if resp.status == StatusCode::SWITCHING_PROTOCOLS {
             return self.switch_protocols(resp, upgrade).await;
         }
-        self.filter_upstream_response(&mut resp, false)?;
-        let after =
-            (self.hooks).response_head(self.proxy.phases(), self.session, self.ctx, &mut resp);
+        self.filter_upstream_response(&mut resp, false).await?;
+        let after = (self.hooks).response_head(self.phases, self.session, self.ctx, &mut resp);
         if after == AfterHead::AnsweredElsewhere {
             if resp.status == StatusCode::NOT_MODIFIED {
                 while up.read_body().await?.is_some() {}
@@ -53,8 +63,7 @@ impl<P: ProxyHttp, H: ExchangeHooks<P>> Exchange<'_, P, H> {
             }
             return Ok(ExchangeEnd::Done);
         }
-        self.proxy
-            .phases()
+        (self.phases)
             .response_filter(self.session, &mut resp, self.ctx)
             .await?;
         self.session
@@ -89,7 +98,7 @@ impl<P: ProxyHttp, H: ExchangeHooks<P>> Exchange<'_, P, H> {
                     }
                 }
                 event = body.ready(&mut self.session.downstream) => {
-                    body.handle(event?, self.proxy.phases(), self.session, self.ctx, up).await?;
+                    body.handle(event?, self.phases, self.session, self.ctx, up).await?;
                 }
             }
         }
@@ -109,21 +118,18 @@ impl<P: ProxyHttp, H: ExchangeHooks<P>> Exchange<'_, P, H> {
                 r = up.read_body() => {
                     let mut chunk = r?;
                     let end = chunk.is_none();
-                    if !end {
-                        self.hooks.body(&mut chunk);
-                    }
-                    self.proxy.phases().response_body_filter(self.session, &mut chunk, end, self.ctx)?;
-                    if let Some(data) = chunk {
-                        self.session.downstream.write_body(&data).await?;
-                    }
-                    if end {
-                        let trailers = up.take_trailers();
+                    if self.relay_piece(&mut chunk, end).await? {
+                        let mut trailers = up.take_trailers();
                         self.hooks.body_end(trailers.as_ref());
+                        if let Some(fields) = trailers.as_mut() {
+                            (self.phases).response_trailer_filter(self.session, fields, self.ctx).await?;
+                        }
+                        let trailers = trailers.filter(|t| !t.is_empty());
                         return self.session.downstream.finish_response(trailers.as_ref()).await;
                     }
                 }
                 event = body.ready(&mut self.session.downstream) => {
-                    let sent = body.handle(event?, self.proxy.phases(), self.session, self.ctx, up).await;
+                    let sent = body.handle(event?, self.phases, self.session, self.ctx, up).await;
                     match sent {
                         Err(e) if e.side == Side::Upstream => {
                             log::debug!("upstream stopped reading the request body: {e}");
@@ -136,6 +142,26 @@ impl<P: ProxyHttp, H: ExchangeHooks<P>> Exchange<'_, P, H> {
                 }
             }
         }
+    }
+
+    /// One piece of the upstream response body (`end`: its end) through the upstream
+    /// body filter, the cache and the response body filter, then to the client.
+    /// Returns `end`.
+    async fn relay_piece(&mut self, chunk: &mut Option<Bytes>, end: bool) -> Result<bool> {
+        (self.phases)
+            .upstream_response_body_filter(self.session, chunk, end, self.ctx)
+            .await?;
+        if chunk.is_some() {
+            // The hooks (the cache) see what the origin's body became, and may take it.
+            self.hooks.body(chunk);
+        }
+        (self.phases)
+            .response_body_filter(self.session, chunk, end, self.ctx)
+            .await?;
+        if let Some(data) = chunk.take() {
+            self.session.downstream.write_body(&data).await?;
+        }
+        Ok(end)
     }
 
     /// Passes a `101 Switching Protocols` to the client (when it asked for an upgrade).
@@ -151,9 +177,8 @@ impl<P: ProxyHttp, H: ExchangeHooks<P>> Exchange<'_, P, H> {
                 "upstream switched protocols without being asked",
             ));
         }
-        self.filter_upstream_response(&mut resp, true)?;
-        self.proxy
-            .phases()
+        self.filter_upstream_response(&mut resp, true).await?;
+        (self.phases)
             .response_filter(self.session, &mut resp, self.ctx)
             .await?;
         self.session
@@ -166,15 +191,19 @@ impl<P: ProxyHttp, H: ExchangeHooks<P>> Exchange<'_, P, H> {
 
     /// Removes hop-by-hop headers from the upstream response head and runs
     /// `upstream_response_filter` on it.
-    fn filter_upstream_response(&mut self, resp: &mut ResponseHeader, tunnel: bool) -> Result<()> {
+    async fn filter_upstream_response(
+        &mut self,
+        resp: &mut ResponseHeader,
+        tunnel: bool,
+    ) -> Result<()> {
         let reframed = resp.headers.contains_key(header::TRANSFER_ENCODING);
         strip_hop_by_hop(&mut resp.headers, tunnel);
         if reframed {
             // A transfer-coded body has no trustworthy length.
             resp.headers.remove(header::CONTENT_LENGTH);
         }
-        self.proxy
-            .phases()
+        (self.phases)
             .upstream_response_filter(self.session, resp, self.ctx)
+            .await
     }
 }

@@ -13,6 +13,8 @@
 //! | [`rewrite`] | [`PathRewrite`]: strip or replace a prefix, or a regex replacement | `upstream_request_filter` |
 //! | [`header_rules`] | [`HeaderRules`]: remove / set / add headers with templated values | `upstream_request_filter`, `response_filter`, `fail_to_proxy` |
 //! | [`request_id`] | [`RequestIds`]: accept a trusted id or make a UUID v7 | `request_filter`, then upstream and response |
+//! | `compression` (feature `compression`) | `ResponseCompression`: gzip, Brotli, Zstandard by `Accept-Encoding`, streamed | `response_filter`, `response_body_filter` |
+//! | [`rate_limit`] | [`RateLimiter`]: token buckets per client, route or header, `429` with `Retry-After` (locally, or shared on Redis with feature `redis`) | `request_filter` |
 //! | [`conn_limit`] | [`PerClientConnections`]: most connections per client address | wraps the whole app |
 //! | [`vars`] | [`Expander`], [`RequestVars`]: templates (`$host`, `$request_uri`, `$1`...) rendered for a request | everywhere |
 //!
@@ -155,8 +157,11 @@
 pub mod access;
 pub mod body_limit;
 pub mod client_ip;
+#[cfg(feature = "compression")]
+pub mod compression;
 pub mod conn_limit;
 pub mod header_rules;
+pub mod rate_limit;
 pub mod redirect;
 pub mod request_id;
 pub mod rewrite;
@@ -168,6 +173,7 @@ pub use body_limit::{BodyCount, BodyLimit};
 pub use client_ip::TrustedProxies;
 pub use conn_limit::PerClientConnections;
 pub use header_rules::HeaderRules;
+pub use rate_limit::RateLimiter;
 pub use redirect::Redirect;
 pub use request_id::RequestIds;
 pub use rewrite::PathRewrite;

@@ -8,6 +8,7 @@ use http::header::HeaderName;
 use http::HeaderValue;
 use pingora_config::template::{Piece, Template, Var};
 use pingora_core::protocols::http::RequestHeader;
+use pingora_core::protocols::tls::ClientCertInfo;
 use pingora_core::{Error, ErrorKind, Result, Side};
 
 /// Most capture groups a template can use: `$1`..`$9` (slot 0 is the whole match).
@@ -59,6 +60,9 @@ pub struct RequestVars<'a> {
     pub request_id: Option<&'a str>,
     /// `$1`..`$9`: captures taken from `capture_text`.
     pub captures: Option<(&'a Captures, &'a str)>,
+    /// `$ssl_client_verify` and `$ssl_client_s_dn`: the connection's client
+    /// certificate, on a listener that asks for one.
+    pub client_cert: Option<&'a ClientCertInfo>,
 }
 
 impl<'a> RequestVars<'a> {
@@ -71,6 +75,7 @@ impl<'a> RequestVars<'a> {
             server_port: None,
             request_id: None,
             captures: None,
+            client_cert: None,
         }
     }
 
@@ -208,6 +213,12 @@ fn render_var(var: &Var, vars: &RequestVars<'_>, out: &mut String) {
                 let _ = write!(out, "{port}");
             }
         }
+        Var::SslClientVerify => {
+            out.push_str(vars.client_cert.map_or("NONE", |c| c.verify_text()));
+        }
+        Var::SslClientSubject => {
+            out.push_str(vars.client_cert.and_then(|c| c.subject()).unwrap_or(""));
+        }
         Var::Header(name) => {
             if let Some(v) = vars
                 .req
@@ -268,6 +279,20 @@ mod tests {
         );
         assert!(e.uses_captures());
         assert!(e.literal().is_none());
+    }
+
+    #[test]
+    fn renders_the_client_certificate() {
+        use pingora_core::protocols::tls::ClientCertVerify;
+        let r = req("/", &[]);
+        let e = Expander::parse("[$ssl_client_verify] [$ssl_client_s_dn]").unwrap();
+        assert_eq!(e.render(&RequestVars::new(&r)), "[NONE] []");
+        let cert = ClientCertInfo::new(ClientCertVerify::Success, Some("CN=alice,O=Ex".into()));
+        let vars = RequestVars {
+            client_cert: Some(&cert),
+            ..RequestVars::new(&r)
+        };
+        assert_eq!(e.render(&vars), "[SUCCESS] [CN=alice,O=Ex]");
     }
 
     #[test]

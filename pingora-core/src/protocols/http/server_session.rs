@@ -180,6 +180,12 @@ impl ServerSession {
         }
     }
 
+    /// Whether the request is an HTTP/2 extended CONNECT (RFC 8441) presented as an
+    /// upgrade request (see [`H2ServerStream::is_extended_connect`]).
+    pub fn is_extended_connect(&self) -> bool {
+        matches!(self, ServerSession::H2(s) if s.is_extended_connect())
+    }
+
     /// Whether this is a request the proxy makes itself, with no client waiting.
     pub fn is_detached(&self) -> bool {
         matches!(self, ServerSession::Detached(_))

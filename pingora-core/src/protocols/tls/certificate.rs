@@ -1,22 +1,30 @@
-//! A certificate chain with its private key, read from PEM, and the host names it covers.
+//! A certificate chain with its private key, read from PEM, the host names it covers,
+//! and what goes with it: a stapled OCSP response, client-certificate settings.
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use boring::nid::Nid;
 use boring::pkey::{PKey, Private};
 use boring::ssl::SslContextBuilder;
 use boring::x509::X509;
 
+use super::client_auth::ClientAuth;
+use super::ocsp::{self, OcspStaple};
 use crate::error::{Error, ErrorKind, Result, Side};
 
-/// A certificate chain (leaf first) and the leaf's private key.
+/// A certificate chain (leaf first) and the leaf's private key; optionally an OCSP
+/// response to staple and client-certificate settings of its own.
 #[derive(Clone)]
 pub struct TlsCertificate {
     chain: Vec<X509>,
     key: PKey<Private>,
     names: Vec<String>,
     origin: String,
+    ocsp: Option<Arc<OcspStaple>>,
+    client_auth: Option<ClientAuth>,
 }
 
 impl fmt::Debug for TlsCertificate {
@@ -24,6 +32,8 @@ impl fmt::Debug for TlsCertificate {
         f.debug_struct("TlsCertificate")
             .field("origin", &self.origin)
             .field("names", &self.names)
+            .field("ocsp", &self.ocsp.is_some())
+            .field("client_auth", &self.client_auth)
             .finish_non_exhaustive()
     }
 }
@@ -82,7 +92,75 @@ impl TlsCertificate {
             key,
             names,
             origin,
+            ocsp: None,
+            client_auth: None,
         })
+    }
+
+    /// Staples the DER OCSP response `der` for clients that ask for one. Fails when
+    /// the response does not fit this certificate: not a successful basic response, not
+    /// about this certificate, not `good`, expired or not yet valid, or (when the
+    /// issuer is in the chain) not signed by the issuer or its delegated responder.
+    /// Once its `nextUpdate` passes, the response is no longer stapled.
+    pub fn with_ocsp_response(self, der: Vec<u8>) -> Result<Self> {
+        self.with_ocsp_at(&der, "OCSP response", SystemTime::now())
+    }
+
+    /// As [`TlsCertificate::with_ocsp_response`], with the response read from `path`.
+    pub fn with_ocsp_file(self, path: &Path) -> Result<Self> {
+        let der = std::fs::read(path).map_err(|e| {
+            config_error(format!("cannot read the OCSP file {}", path.display()), e)
+        })?;
+        let what = format!("OCSP file {}", path.display());
+        self.with_ocsp_at(&der, &what, SystemTime::now())
+    }
+
+    fn with_ocsp_at(mut self, der: &[u8], what: &str, now: SystemTime) -> Result<Self> {
+        let staple = ocsp::check(der, &self.chain, now).map_err(|reason| {
+            Error::new(
+                ErrorKind::TlsConfig,
+                Side::Internal,
+                format!("{what} refused for {}: {reason}", self.origin),
+            )
+        })?;
+        if !staple.signature_checked {
+            log::warn!(
+                "{what}: its signature is not checked: the chain of {} does not include \
+                 the issuer's certificate",
+                self.origin
+            );
+        }
+        self.ocsp = Some(Arc::new(staple));
+        Ok(self)
+    }
+
+    /// Asks clients served this certificate for their own, as `client_auth` says
+    /// (replacing the listener's [`TlsAcceptorOptions::client_auth`](super::TlsAcceptorOptions)
+    /// for this certificate's names).
+    pub fn with_client_auth(mut self, client_auth: ClientAuth) -> Self {
+        self.client_auth = Some(client_auth);
+        self
+    }
+
+    /// This certificate's own client-certificate settings, if any.
+    pub fn client_auth(&self) -> Option<&ClientAuth> {
+        self.client_auth.as_ref()
+    }
+
+    /// When the stapled OCSP response goes stale (`None`: no response, or one without
+    /// `nextUpdate`).
+    pub fn ocsp_next_update(&self) -> Option<SystemTime> {
+        self.ocsp.as_ref().and_then(|o| o.next_update)
+    }
+
+    /// Whether an OCSP response is stapled.
+    pub fn has_ocsp(&self) -> bool {
+        self.ocsp.is_some()
+    }
+
+    /// The checked OCSP response, if any.
+    pub(crate) fn ocsp(&self) -> Option<&Arc<OcspStaple>> {
+        self.ocsp.as_ref()
     }
 
     /// The host names the leaf certificate covers, lowercased: its DNS subject

@@ -88,7 +88,9 @@ fn load_bundle(pem: &[u8], origin: &str) -> Result<Vec<X509>> {
     Ok(certs)
 }
 
-fn trust_store(roots: &TrustRoots) -> Result<X509StoreBuilder> {
+/// A store of the certificates `roots` names, and those certificates (none for the
+/// system roots, which are many and only found when needed).
+pub(super) fn trust_store(roots: &TrustRoots) -> Result<(X509StoreBuilder, Vec<X509>)> {
     let mut store = X509StoreBuilder::new().map_err(setup_error("cannot make a CA store"))?;
     let certs = match roots {
         TrustRoots::System => {
@@ -114,11 +116,15 @@ fn trust_store(roots: &TrustRoots) -> Result<X509StoreBuilder> {
         }
         TrustRoots::Pem(pem) => load_bundle(pem, "CA PEM text")?,
     };
-    for cert in certs {
+    for cert in &certs {
         // A certificate already in the store is not an error worth failing for.
-        let _ = store.add_cert(cert);
+        let _ = store.add_cert(cert.clone());
     }
-    Ok(store)
+    let listed = match roots {
+        TrustRoots::System => Vec::new(),
+        _ => certs,
+    };
+    Ok((store, listed))
 }
 
 impl UpstreamTls {
@@ -133,7 +139,7 @@ impl UpstreamTls {
             .set_max_proto_version(Some(SslVersion::TLS1_3))
             .map_err(setup_error("cannot set TLS versions"))?;
         if options.verify {
-            builder.set_cert_store_builder(trust_store(&options.roots)?);
+            builder.set_cert_store_builder(trust_store(&options.roots)?.0);
             builder.set_verify(SslVerifyMode::PEER);
         } else {
             builder.set_verify(SslVerifyMode::NONE);

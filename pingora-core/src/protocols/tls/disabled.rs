@@ -38,6 +38,36 @@ impl TlsCertificate {
     pub fn names(&self) -> &[String] {
         match self.never {}
     }
+
+    /// Staples an OCSP response.
+    pub fn with_ocsp_response(self, _der: Vec<u8>) -> Result<Self> {
+        match self.never {}
+    }
+
+    /// Staples the OCSP response in a file.
+    pub fn with_ocsp_file(self, _path: &Path) -> Result<Self> {
+        match self.never {}
+    }
+
+    /// Client-certificate settings of this certificate.
+    pub fn with_client_auth(self, _client_auth: super::ClientAuth) -> Self {
+        match self.never {}
+    }
+
+    /// This certificate's own client-certificate settings.
+    pub fn client_auth(&self) -> Option<&super::ClientAuth> {
+        match self.never {}
+    }
+
+    /// When the stapled OCSP response goes stale.
+    pub fn ocsp_next_update(&self) -> Option<std::time::SystemTime> {
+        match self.never {}
+    }
+
+    /// Whether an OCSP response is stapled.
+    pub fn has_ocsp(&self) -> bool {
+        match self.never {}
+    }
 }
 
 /// The TLS side of a listener (never exists in this build: it has no TLS).

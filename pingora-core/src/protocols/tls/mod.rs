@@ -2,7 +2,9 @@
 //!
 //! - [`TlsAcceptor`] terminates TLS on a listener: one or more certificates chosen by the
 //!   client's SNI, ALPN (`h2` and `http/1.1`, or `http/1.1` only), TLS 1.2 and 1.3,
-//!   session resumption, and a handshake timeout.
+//!   session resumption (with [`TicketKeys`] shared between processes when given),
+//!   client certificates ([`ClientAuth`], the result per connection in
+//!   [`ClientCertInfo`]), stapled OCSP responses, and a handshake timeout.
 //! - [`UpstreamTls`] speaks TLS to an upstream: SNI, verification against a CA bundle or the
 //!   system roots (or none when asked), an optional client certificate, ALPN.
 //! - [`TlsCertificate`] is a certificate chain and its private key, read from PEM.
@@ -18,12 +20,21 @@ use std::time::Duration;
 mod certificate;
 #[cfg(feature = "tls")]
 mod client;
+pub(crate) mod client_auth;
 #[cfg(not(feature = "tls"))]
 mod disabled;
 #[cfg(feature = "tls")]
+mod ffi;
+#[cfg(feature = "tls")]
 mod keylog;
 #[cfg(feature = "tls")]
+mod ocsp;
+#[cfg(feature = "tls")]
 mod server;
+mod ticket_keys;
+
+pub use client_auth::{ClientAuth, ClientAuthMode, ClientCertInfo, ClientCertVerify};
+pub use ticket_keys::TicketKeys;
 
 #[cfg(feature = "tls")]
 pub use certificate::TlsCertificate;
@@ -71,6 +82,14 @@ pub struct TlsAcceptorOptions {
     pub alpn: ServerAlpn,
     /// Most time a client has to complete the handshake after connecting.
     pub handshake_timeout: Duration,
+    /// Ask clients for certificates (mutual TLS), for every certificate of the listener
+    /// that has no client-certificate settings of its own
+    /// (`TlsCertificate::with_client_auth`). `None`: no certificate is asked for.
+    pub client_auth: Option<ClientAuth>,
+    /// Seal and open session tickets with these keys instead of keys made by the
+    /// process, so that sessions resume in every process that has them (across an
+    /// upgrade, across a fleet). `None`: per-process keys.
+    pub ticket_keys: Option<TicketKeys>,
 }
 
 impl Default for TlsAcceptorOptions {
@@ -78,6 +97,8 @@ impl Default for TlsAcceptorOptions {
         TlsAcceptorOptions {
             alpn: ServerAlpn::default(),
             handshake_timeout: Duration::from_secs(10),
+            client_auth: None,
+            ticket_keys: None,
         }
     }
 }

@@ -1,21 +1,32 @@
-//! TLS termination on listeners: certificates by SNI, ALPN, handshake with a time limit.
+//! TLS termination on listeners: certificates by SNI, ALPN, client certificates,
+//! stapled OCSP responses, shared session-ticket keys, handshake with a time limit.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
 
+use boring::ex_data::Index;
 use boring::ssl::{
-    select_next_proto, AlpnError, NameType, SslAcceptor, SslAcceptorBuilder, SslMethod,
-    SslSessionCacheMode, SslVersion,
+    select_next_proto, AlpnError, NameType, SslAcceptor, SslAcceptorBuilder, SslContext, SslMethod,
+    SslRef, SslSessionCacheMode, SslVerifyMode, SslVersion,
 };
+use boring::stack::Stack;
+use boring::x509::{X509Name, X509StoreContext, X509StoreContextRef};
 
 use super::certificate::TlsCertificate;
+use super::client_auth::{ClientAuth, ClientAuthMode};
+use super::ffi;
+use super::ocsp::OcspStaple;
+use super::ticket_keys::TicketKeys;
 use super::{ServerAlpn, TlsAcceptorOptions};
 use crate::error::{Error, ErrorKind, Result, Side};
 use crate::protocols::Stream;
 
-/// Identifies our sessions in the session cache; the same for every certificate so that
-/// a session survives the switch to the certificate SNI picked.
+/// Identifies our sessions in the session cache and in tickets when no client
+/// certificate is asked for. Contexts that ask for one use a context id of their own
+/// ([`session_id_context`]), so that a session made without a client certificate can
+/// never be resumed where one is required.
 const SESSION_ID_CONTEXT: &[u8] = b"pingora";
 
 /// Which certificate serves which server name.
@@ -57,7 +68,8 @@ impl NameTable {
 ///
 /// The first certificate is the default, served when the client sends no SNI or a name no
 /// certificate covers. Build it once per listener and share it (`Arc`) between runtimes:
-/// session tickets it issues are then valid on every thread.
+/// session tickets it issues are then valid on every thread (and, with
+/// [`TlsAcceptorOptions::ticket_keys`], in every process sharing the keys).
 pub struct TlsAcceptor {
     /// The default certificate's context; its SNI callback switches to the others.
     acceptor: SslAcceptor,
@@ -83,8 +95,125 @@ fn setup_error(e: boring::error::ErrorStack) -> Error {
     )
 }
 
-/// A context with our protocol settings and `cert`.
-fn context_for(cert: &TlsCertificate, alpn: ServerAlpn) -> Result<SslAcceptorBuilder> {
+fn config_error(what: String) -> Error {
+    Error::new(ErrorKind::TlsConfig, Side::Internal, what)
+}
+
+/// The verify mode that carries a client-certificate policy: `FAIL_IF_NO_PEER_CERT`
+/// marks `require` (see [`verify_client_cert`]).
+fn verify_mode(auth: Option<&ClientAuth>) -> SslVerifyMode {
+    match auth.map(|a| a.mode) {
+        None => SslVerifyMode::NONE,
+        Some(ClientAuthMode::Optional) => SslVerifyMode::PEER,
+        Some(ClientAuthMode::Require) => SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+    }
+}
+
+/// The verify callback of every context: a chain that does not verify fails the
+/// handshake when certificates are required, and is let through (its error kept as the
+/// connection's verify result) when they are optional. The policy is read from the
+/// connection's own verify mode, which the SNI callback sets per certificate.
+fn verify_client_cert(preverify_ok: bool, store: &mut X509StoreContextRef) -> bool {
+    if preverify_ok {
+        return true;
+    }
+    let Ok(index) = X509StoreContext::ssl_idx() else {
+        return false;
+    };
+    store.ex_data(index).is_some_and(|ssl| {
+        !ssl.verify_mode()
+            .contains(SslVerifyMode::FAIL_IF_NO_PEER_CERT)
+    })
+}
+
+/// The session id context of a context asking for client certificates as `auth` says:
+/// different for different policies and CA sets, equal in every process with the same
+/// configuration (so shared ticket keys resume across processes).
+fn session_id_context(auth: Option<&ClientAuth>) -> Result<Vec<u8>> {
+    let Some(auth) = auth else {
+        return Ok(SESSION_ID_CONTEXT.to_vec());
+    };
+    let mut material = auth.mode.as_str().as_bytes().to_vec();
+    match &auth.ca {
+        super::TrustRoots::System => material.extend_from_slice(b"/system"),
+        super::TrustRoots::File(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                Error::because(
+                    ErrorKind::TlsConfig,
+                    Side::Internal,
+                    format!("cannot read the client CA file {}", path.display()),
+                    e,
+                )
+            })?;
+            material.extend_from_slice(&pem);
+        }
+        super::TrustRoots::Pem(pem) => material.extend_from_slice(pem),
+    }
+    let digest = boring::hash::hash(boring::hash::MessageDigest::sha256(), &material)
+        .map_err(setup_error)?;
+    let mut id = b"pingora-ca:".to_vec();
+    id.extend_from_slice(&digest[..16]);
+    Ok(id)
+}
+
+/// Asks for client certificates as `auth` says, verified against its CA.
+fn install_client_auth(builder: &mut SslAcceptorBuilder, auth: Option<&ClientAuth>) -> Result<()> {
+    // Every context gets the callback, so that whichever one SNI picks has it.
+    builder.set_verify_callback(verify_mode(auth), verify_client_cert);
+    let Some(auth) = auth else {
+        return Ok(());
+    };
+    let (store, cas) = super::client::trust_store(&auth.ca)?;
+    builder
+        .set_verify_cert_store(store.build())
+        .map_err(setup_error)?;
+    // The acceptable issuers sent in the certificate request: clients holding several
+    // certificates pick one of these.
+    let mut names = Stack::<X509Name>::new().map_err(setup_error)?;
+    for ca in &cas {
+        let der = ca.subject_name().to_der().map_err(setup_error)?;
+        let name = X509Name::from_der(&der).map_err(setup_error)?;
+        names.push(name).map_err(setup_error)?;
+    }
+    builder.set_client_ca_list(names);
+    Ok(())
+}
+
+/// Where a context keeps its stapled OCSP response (for the freshness check).
+fn ocsp_index() -> Option<Index<SslContext, Arc<OcspStaple>>> {
+    static INDEX: OnceLock<Option<Index<SslContext, Arc<OcspStaple>>>> = OnceLock::new();
+    *INDEX.get_or_init(|| SslContext::new_ex_index().ok())
+}
+
+/// Called when a client asks for the certificate status: staple the context's response
+/// while it is fresh, say nothing once its `nextUpdate` passed.
+fn staple_if_fresh(ssl: &mut SslRef) -> std::result::Result<bool, boring::error::ErrorStack> {
+    let fresh = ocsp_index()
+        .and_then(|i| ssl.ssl_context().ex_data(i))
+        .is_some_and(|staple| staple.fresh_at(SystemTime::now()));
+    Ok(fresh)
+}
+
+/// Staples `cert`'s OCSP response, if it has one.
+fn install_ocsp(builder: &mut SslAcceptorBuilder, cert: &TlsCertificate) -> Result<()> {
+    let Some(staple) = cert.ocsp() else {
+        return Ok(());
+    };
+    let index = ocsp_index().ok_or_else(|| config_error("cannot allocate the OCSP slot".into()))?;
+    ffi::set_ocsp_response(builder, &staple.der).map_err(config_error)?;
+    builder.replace_ex_data(index, staple.clone());
+    builder
+        .set_status_callback(staple_if_fresh)
+        .map_err(setup_error)?;
+    Ok(())
+}
+
+/// A context with our protocol settings, `cert` and what goes with it.
+fn context_for(
+    cert: &TlsCertificate,
+    opts: &TlsAcceptorOptions,
+    tickets: Option<&Arc<TicketKeys>>,
+) -> Result<SslAcceptorBuilder> {
     let mut builder =
         SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).map_err(setup_error)?;
     builder
@@ -93,13 +222,15 @@ fn context_for(cert: &TlsCertificate, alpn: ServerAlpn) -> Result<SslAcceptorBui
     builder
         .set_max_proto_version(Some(SslVersion::TLS1_3))
         .map_err(setup_error)?;
+    let auth = cert.client_auth().or(opts.client_auth.as_ref());
     builder
-        .set_session_id_context(SESSION_ID_CONTEXT)
+        .set_session_id_context(&session_id_context(auth)?)
         .map_err(setup_error)?;
     // Session IDs (TLS 1.2) are kept in the server cache; tickets (both versions) are
-    // on by default, with keys BoringSSL makes and rotates itself.
+    // on by default, sealed with keys BoringSSL makes and rotates itself, or with the
+    // configured ticket keys.
     builder.set_session_cache_mode(SslSessionCacheMode::SERVER);
-    let offered: &'static [u8] = match alpn {
+    let offered: &'static [u8] = match opts.alpn {
         ServerAlpn::H2AndHttp1 => b"\x02h2\x08http/1.1",
         ServerAlpn::Http1Only => b"\x08http/1.1",
     };
@@ -109,6 +240,11 @@ fn context_for(cert: &TlsCertificate, alpn: ServerAlpn) -> Result<SslAcceptorBui
         select_next_proto(offered, client).ok_or(AlpnError::NOACK)
     });
     cert.install(&mut builder)?;
+    install_client_auth(&mut builder, auth)?;
+    install_ocsp(&mut builder, cert)?;
+    if let Some(keys) = tickets {
+        ffi::set_ticket_keys(&mut builder, keys.clone()).map_err(config_error)?;
+    }
     Ok(builder)
 }
 
@@ -122,13 +258,18 @@ impl TlsAcceptor {
                 "a TLS listener needs at least one certificate",
             ));
         }
+        let tickets = opts.ticket_keys.clone().map(Arc::new);
         let table = NameTable::build(&certs);
+        let modes: Vec<SslVerifyMode> = certs
+            .iter()
+            .map(|c| verify_mode(c.client_auth().or(opts.client_auth.as_ref())))
+            .collect();
         // A context per certificate (the default's stays unused), switched to by SNI.
         let mut others = Vec::with_capacity(certs.len());
         for cert in &certs {
-            others.push(context_for(cert, opts.alpn)?.build());
+            others.push(context_for(cert, &opts, tickets.as_ref())?.build());
         }
-        let mut default = context_for(&certs[0], opts.alpn)?;
+        let mut default = context_for(&certs[0], &opts, tickets.as_ref())?;
         if certs.len() > 1 {
             default.set_servername_callback(move |ssl, _alert| {
                 let pick = ssl
@@ -139,6 +280,12 @@ impl TlsAcceptor {
                     // can do; the client will see the default certificate.
                     if let Err(e) = ssl.set_ssl_context(others[i].context()) {
                         log::warn!("TLS: cannot switch to certificate {i}: {e}");
+                        return Ok(());
+                    }
+                    // The verify mode stays the default context's through a switch:
+                    // set the chosen certificate's own.
+                    if modes[i] != modes[0] {
+                        ssl.set_verify_callback(modes[i], verify_client_cert);
                     }
                 }
                 Ok(())

@@ -107,6 +107,84 @@ pub fn request_from_h2<B>(req: &Request<B>) -> Result<RequestHeader> {
     Ok(head)
 }
 
+/// Turns an extended CONNECT (RFC 8441: `:method CONNECT` with `:protocol`, such as a
+/// WebSocket over HTTP/2) into the HTTP/1.1 upgrade request it stands for: `GET` of
+/// `:path`, `Host` from `:authority`, `Connection: upgrade` and `Upgrade: PROTOCOL`;
+/// for `websocket`, a `Sec-WebSocket-Key` nonce is added (HTTP/2 clients send none,
+/// HTTP/1.1 origins require one). The version stays HTTP/2.
+pub fn upgrade_from_extended_connect<B>(req: &Request<B>, protocol: &str) -> Result<RequestHeader> {
+    let uri = req.uri();
+    let pq = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+    let pq = if pq.is_empty() { "/" } else { pq };
+    let target = Uri::from_maybe_shared(bytes::Bytes::copy_from_slice(pq.as_bytes()))
+        .map_err(|e| Error::because(ErrorKind::InvalidHead, Side::Downstream, "bad :path", e))?;
+    let upgrade = HeaderValue::from_str(protocol).map_err(|e| {
+        Error::because(ErrorKind::InvalidHead, Side::Downstream, "bad :protocol", e)
+    })?;
+    let authority = uri
+        .authority()
+        .ok_or_else(|| bad_request("extended CONNECT without :authority"))?;
+    let host = HeaderValue::from_str(authority.as_str()).map_err(|e| {
+        Error::because(
+            ErrorKind::InvalidHead,
+            Side::Downstream,
+            "bad :authority",
+            e,
+        )
+    })?;
+    let mut head = RequestHeader::new(Method::GET, target);
+    head.version = Version::HTTP_2;
+    head.headers = req.headers().clone();
+    head.headers.insert(header::HOST, host);
+    head.headers.insert(header::UPGRADE, upgrade);
+    head.headers
+        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    head.headers.remove(header::CONTENT_LENGTH);
+    if protocol.eq_ignore_ascii_case("websocket")
+        && !head.headers.contains_key(header::SEC_WEBSOCKET_KEY)
+    {
+        head.headers
+            .insert(header::SEC_WEBSOCKET_KEY, websocket_key());
+    }
+    join_cookies(&mut head.headers);
+    Ok(head)
+}
+
+/// A fresh `Sec-WebSocket-Key`: 16 unpredictable bytes in base64 (RFC 6455 §4.1; the
+/// key guards against caches, not attackers, so a keyed hash of a counter suffices).
+fn websocket_key() -> HeaderValue {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let keys = std::collections::hash_map::RandomState::new();
+    let mut bytes = [0u8; 16];
+    for (i, half) in bytes.chunks_exact_mut(8).enumerate() {
+        let mut h = keys.build_hasher();
+        h.write_u64(n);
+        h.write_usize(i);
+        half.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::with_capacity(24);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let v = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for k in 0..=chunk.len() {
+            out.push(ALPHABET[(v >> (18 - 6 * k)) as usize & 63]);
+        }
+    }
+    while !out.len().is_multiple_of(4) {
+        out.push(b'=');
+    }
+    HeaderValue::from_bytes(&out)
+        .unwrap_or_else(|_| HeaderValue::from_static("AAAAAAAAAAAAAAAAAAAAAA=="))
+}
+
 /// The value of a well-formed `Content-Length` field, if there is one.
 pub fn content_length(headers: &HeaderMap) -> Option<u64> {
     let v = headers.get(header::CONTENT_LENGTH)?;
@@ -319,6 +397,31 @@ mod tests {
         let r = request_to_h2(&head, BodyFraming::Length(7), false).unwrap();
         assert_eq!(r.uri(), "http://b.example/up?z");
         assert_eq!(r.headers().get(header::CONTENT_LENGTH).unwrap(), "7");
+    }
+
+    #[test]
+    fn extended_connect_becomes_an_upgrade() {
+        let mut req = Request::new(());
+        *req.method_mut() = Method::CONNECT;
+        *req.uri_mut() = Uri::from_static("https://ws.example:8443/chat?room=1");
+        req.headers_mut()
+            .insert(header::SEC_WEBSOCKET_VERSION, hv("13"));
+        let head = upgrade_from_extended_connect(&req, "websocket").unwrap();
+        assert_eq!(head.method, Method::GET);
+        assert_eq!(head.uri, "/chat?room=1");
+        assert_eq!(head.headers[header::HOST], "ws.example:8443");
+        assert_eq!(head.headers[header::UPGRADE], "websocket");
+        assert_eq!(head.headers[header::CONNECTION], "upgrade");
+        assert_eq!(head.headers[header::SEC_WEBSOCKET_VERSION], "13");
+        let key = head.headers[header::SEC_WEBSOCKET_KEY].to_str().unwrap();
+        assert_eq!(key.len(), 24, "{key}");
+        assert!(key.ends_with("=="), "{key}");
+        let again = upgrade_from_extended_connect(&req, "websocket").unwrap();
+        assert_ne!(
+            again.headers[header::SEC_WEBSOCKET_KEY],
+            key,
+            "a nonce per request"
+        );
     }
 
     #[test]

@@ -23,11 +23,13 @@ mod flow;
 pub mod io;
 pub mod keepalive;
 pub mod server;
+pub mod tunnel;
 
 pub use body_writer::H2BodyWriter;
 pub use client::{H2ClientConnection, H2ClientOptions, H2ClientStream};
 pub use keepalive::KeepalivePing;
 pub use server::{H2ServerConnection, H2ServerOptions, H2ServerStream};
+pub use tunnel::H2Tunnel;
 
 /// The client connection preface of HTTP/2 (RFC 9113 §3.4).
 pub const H2C_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

@@ -36,10 +36,13 @@ use h2::{Reason, RecvStream, SendStream};
 use http::{header, HeaderMap, Method, Response, StatusCode, Version};
 use tokio::time::{Instant, Sleep};
 
-use super::convert::{request_body_framing, request_from_h2, response_to_h2};
+use super::convert::{
+    request_body_framing, request_from_h2, response_to_h2, upgrade_from_extended_connect,
+};
 use super::flow::{self, flow_error, h2_error};
 use super::io::PrefixedIo;
 use super::keepalive::{Keepalive, KeepalivePing};
+use super::tunnel::H2Tunnel;
 use crate::error::{Error, ErrorKind, Result, Side};
 use crate::protocols::http::header::{error_body, ERROR_CONTENT_TYPE};
 use crate::protocols::http::v1::BodyFraming;
@@ -74,6 +77,10 @@ pub struct H2ServerOptions {
     pub idle_timeout: Duration,
     /// PINGs that detect a vanished client; off when `None`.
     pub keepalive_ping: Option<KeepalivePing>,
+    /// Accept extended CONNECT (RFC 8441, SETTINGS_ENABLE_CONNECT_PROTOCOL): WebSocket
+    /// and other upgrades over HTTP/2, served as HTTP/1.1 upgrade requests (see
+    /// [`H2ServerStream::is_extended_connect`]).
+    pub enable_connect_protocol: bool,
 }
 
 impl Default for H2ServerOptions {
@@ -90,6 +97,7 @@ impl Default for H2ServerOptions {
             write_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(75),
             keepalive_ping: None,
+            enable_connect_protocol: true,
         }
     }
 }
@@ -144,6 +152,9 @@ impl H2ServerConnection {
             .initial_connection_window_size(opts.initial_connection_window)
             .max_header_list_size(opts.max_header_list_size)
             .max_frame_size(opts.max_frame_size.clamp(16 * 1024, (1 << 24) - 1));
+        if opts.enable_connect_protocol {
+            builder.enable_connect_protocol();
+        }
         let mut conn = tokio::time::timeout(opts.handshake_timeout, builder.handshake(io))
             .await
             .map_err(|_| {
@@ -288,7 +299,15 @@ impl H2ServerConnection {
             refuse(&mut respond, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
             return None;
         }
-        let head = match request_from_h2(&req) {
+        let protocol = req
+            .extensions()
+            .get::<h2::ext::Protocol>()
+            .map(|p| p.as_str().to_string());
+        let converted = match &protocol {
+            Some(p) => upgrade_from_extended_connect(&req, p),
+            None => request_from_h2(&req),
+        };
+        let head = match converted {
             Ok(h) => h,
             Err(e) => {
                 log::debug!("bad HTTP/2 request from {}: {e}", self.info.client());
@@ -297,7 +316,13 @@ impl H2ServerConnection {
             }
         };
         let body = req.into_body();
-        let framing = request_body_framing(&head.headers, body.is_end_stream());
+        let extended_connect = protocol.is_some();
+        // The stream of an extended CONNECT carries the tunnel, not a request body.
+        let framing = if extended_connect {
+            BodyFraming::Empty
+        } else {
+            request_body_framing(&head.headers, body.is_end_stream())
+        };
         let continue_pending = framing != BodyFraming::Empty && expects_continue(&head.headers);
         Some(H2ServerStream {
             req: head,
@@ -317,6 +342,7 @@ impl H2ServerConnection {
             resp_done: false,
             bytes_read: 0,
             bytes_sent: 0,
+            extended_connect,
         })
     }
 
@@ -357,6 +383,8 @@ pub struct H2ServerStream {
     resp_done: bool,
     bytes_read: u64,
     bytes_sent: u64,
+    /// The request is an extended CONNECT, served as an upgrade.
+    extended_connect: bool,
 }
 
 impl std::fmt::Debug for H2ServerStream {
@@ -463,12 +491,58 @@ impl H2ServerStream {
         true
     }
 
+    /// Whether the request is an extended CONNECT (RFC 8441), presented as the HTTP/1.1
+    /// upgrade request it stands for (`GET`, `Connection: upgrade`, `Upgrade:
+    /// PROTOCOL`): a `101` response head opens the tunnel (sent as `200`), then
+    /// [`H2ServerStream::into_tunnel`] carries its bytes.
+    pub fn is_extended_connect(&self) -> bool {
+        self.extended_connect
+    }
+
+    /// The stream as a byte stream, once a `101` opened the tunnel of an extended
+    /// CONNECT; `None` otherwise.
+    pub fn into_tunnel(self) -> Option<H2Tunnel> {
+        let open = self.extended_connect && self.resp_status == Some(StatusCode::OK);
+        match (open, self.send) {
+            (true, Some(send)) => Some(H2Tunnel::new(self.body, send)),
+            _ => None,
+        }
+    }
+
     /// Sends a response head. Connection-specific fields are removed. An interim 1xx
     /// head (such as 103) is sent as an informational response; `101` is refused
-    /// (HTTP/2 has no protocol switch). No body follows a response to HEAD, a 204 or
-    /// a 304.
+    /// (HTTP/2 has no protocol switch) except on an extended CONNECT, where it is sent
+    /// as `200` and opens the tunnel; there, a `2xx` that is not a `101` is refused (the
+    /// upstream did not switch, and a client would take it for an open tunnel). No body
+    /// follows a response to HEAD, a 204 or a 304.
     pub async fn write_response_header(&mut self, resp: &mut ResponseHeader) -> Result<()> {
         resp.version = Version::HTTP_2;
+        if self.extended_connect && self.resp_status.is_none() {
+            if resp.status.is_success() {
+                return Err(Error::new(
+                    ErrorKind::InvalidHead,
+                    Side::Upstream,
+                    format!(
+                        "the upstream answered {} to an upgrade (extended CONNECT) instead of \
+                         101 Switching Protocols",
+                        resp.status.as_u16()
+                    ),
+                ));
+            }
+            if resp.status == StatusCode::SWITCHING_PROTOCOLS {
+                resp.status = StatusCode::OK;
+                for name in [header::UPGRADE, header::SEC_WEBSOCKET_ACCEPT] {
+                    resp.headers.remove(name);
+                }
+                let send = self
+                    .respond
+                    .send_response(response_to_h2(resp), false)
+                    .map_err(|e| h2_error(Side::Downstream, "sending the response head", e))?;
+                self.resp_status = Some(StatusCode::OK);
+                self.send = Some(send);
+                return Ok(());
+            }
+        }
         let status = resp.status;
         if status == StatusCode::SWITCHING_PROTOCOLS {
             return Err(Error::new(
