@@ -12,6 +12,7 @@ use pingora_core::connector::{BindAddrs, Connector, PeerOptions};
 use pingora_core::listener::ListenOptions;
 use pingora_core::protocols::http::v1::server::ServerSessionOptions;
 use pingora_core::protocols::http::v1::HeadLimits;
+use pingora_core::protocols::http::v2::H2ServerOptions;
 use pingora_core::protocols::proxy_protocol::{
     ProxyProtocolOptions, ProxyProtocolRejects, ProxyVersion,
 };
@@ -143,6 +144,14 @@ fn build_service(
         max_retries: conf.max_retries,
         upstream_keepalive_pool_size: conf.upstream_keepalive_pool_size,
         ..ProxyOptions::default()
+    };
+    // `max_request_headers` holds over HTTP/2 too.
+    let opts = ProxyOptions {
+        downstream_h2: H2ServerOptions {
+            max_headers: service.max_request_headers,
+            ..opts.downstream_h2
+        },
+        ..opts
     };
     if let Some(metrics) = metrics {
         for u in &routes.upstreams {

@@ -37,6 +37,8 @@ mod process;
 mod prom;
 mod proxy;
 mod proxy_header;
+mod raw_h2;
+mod recording_origin;
 mod reply;
 mod stream;
 #[cfg(feature = "tls")]
@@ -77,6 +79,8 @@ pub use process::{ProxyProcess, Signal, SETTLE_TIMEOUT};
 pub use prom::{parse_metrics, MalformedMetrics, Metrics, Sample};
 pub use proxy::{ConcurrentGets, Proxy, EXCHANGE_TIMEOUT, LARGE_EXCHANGE_TIMEOUT};
 pub use proxy_header::{read_proxy_header, v1_header, v2_header, SeenProxyHeader};
+pub use raw_h2::{H2Outcome, RawH2};
+pub use recording_origin::{frame_request, FramedRequest, RecordingOrigin};
 pub use reply::{owned, reason, Gate, Reply, GATE_TIMEOUT};
 pub use stream::{ClientStream, Target, TARGET_IO_TIMEOUT};
 #[cfg(feature = "tls")]

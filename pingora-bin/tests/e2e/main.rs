@@ -46,11 +46,13 @@ mod retries;
 mod retry_rule;
 mod routes;
 mod signals;
+mod smuggling;
 mod streaming;
 #[cfg(feature = "tls")]
 mod tls;
 #[cfg(feature = "tls")]
 mod tls_extras;
+mod truncation;
 mod upgrade;
 mod upstream_errors;
 mod upstream_idle;

@@ -250,9 +250,15 @@ async fn accept_loop<A: ServerApp>(
                 tokio::spawn(async move {
                     // The PROXY header and the TLS handshake are read here, in the
                     // connection's task, so that a slow or silent client never holds
-                    // up the accept loop.
-                    let Some((stream, conn)) =
-                        open_connection(stream, peer, proxy_protocol.as_deref(), tls).await
+                    // up the accept loop. That future is boxed: it must not size every
+                    // connection's task for the connection's whole life.
+                    let Some((stream, conn)) = Box::pin(open_connection(
+                        stream,
+                        peer,
+                        proxy_protocol.as_deref(),
+                        tls,
+                    ))
+                    .await
                     else {
                         return;
                     };

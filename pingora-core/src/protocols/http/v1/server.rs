@@ -151,8 +151,9 @@ impl H1ServerSession {
             conn: conn.into(),
             shutdown,
             opts,
-            buf: BytesMut::with_capacity(HEAD_CHUNK),
-            out: BytesMut::with_capacity(1024),
+            // Allocated when the first bytes arrive (see `wait_first_byte`).
+            buf: BytesMut::new(),
+            out: BytesMut::new(),
             requests: 0,
             exchange: H1Exchange::idle(),
         }
@@ -194,13 +195,32 @@ impl H1ServerSession {
         } else {
             self.opts.keepalive_timeout
         };
-        let read = read_more(
-            &mut self.stream,
-            &mut self.buf,
-            HEAD_CHUNK,
-            wait,
-            Side::Downstream,
-        );
+        let (stream, buf, out) = (&mut self.stream, &mut self.buf, &mut self.out);
+        let read = async move {
+            if buf.is_empty() && !stream.read_waiting().unwrap_or(true) {
+                // Nothing buffered and nothing arrived: wait without buffers, so that an
+                // idle connection holds no more than its socket and its task. Once
+                // bytes arrive, `read_more` allocates the head buffer again; a client
+                // whose next request is already there never gets here.
+                *buf = BytesMut::new();
+                *out = BytesMut::new();
+                stream
+                    .readable()
+                    .await
+                    .map_err(|e| Error::from_io(Side::Downstream, "reading", e))?;
+            }
+            read_more(stream, buf, HEAD_CHUNK, wait, Side::Downstream).await
+        };
+        // One deadline for the wait and the read together.
+        let read = async move {
+            tokio::time::timeout(wait, read).await.unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::ReadTimeout,
+                    Side::Downstream,
+                    format!("no data for {}ms", wait.as_millis()),
+                ))
+            })
+        };
         let read = tokio::select! {
             biased;
             r = read => r,
