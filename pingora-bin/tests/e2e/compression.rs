@@ -16,7 +16,7 @@ use test_support::{
     Reply, Response, TestDir,
 };
 
-use crate::bin;
+use crate::{assert_config_refused, bin};
 
 /// Time any single exchange or command may take before it counts as hung.
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -534,17 +534,6 @@ fn bad_values_exit_2_with_file_line_and_key() {
         let yaml = config(listen, service, "      - upstream: origin\n", free_addr())
             .replace("{dir}", &dir.path().display().to_string());
         let file = dir.write(&format!("bad{i}.yaml"), &yaml).unwrap();
-        let file = file.display().to_string();
-        for args in [vec!["-t", "-c", &file], vec!["-c", &file]] {
-            let out = run_command(bin(), &args, TIMEOUT).unwrap();
-            assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
-            assert!(
-                out.stderr.contains(&format!("bad{i}.yaml:7:")),
-                "file and line: {}",
-                out.stderr
-            );
-            assert!(out.stderr.contains(key), "key path: {}", out.stderr);
-            assert!(out.stderr.contains(needle), "why: {}", out.stderr);
-        }
+        assert_config_refused(&file, 7, key, needle);
     }
 }

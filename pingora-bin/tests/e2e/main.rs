@@ -64,6 +64,26 @@ pub fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_pingora"))
 }
 
+/// Checks that the config file `file` is refused with exit 2, by `-t` and at start, with
+/// a message naming `file:line:`, the key path `key` and `why`.
+pub fn assert_config_refused(file: &Path, line: usize, key: &str, why: &str) {
+    let path = file.display().to_string();
+    let name = file.file_name().unwrap_or_default().to_string_lossy();
+    let at = format!("{name}:{line}:");
+    for args in [vec!["-t", "-c", &path], vec!["-c", &path]] {
+        let out = test_support::run_command(bin(), &args, std::time::Duration::from_secs(10))
+            .expect("run the binary");
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(&at),
+            "file and line {at}: {}",
+            out.stderr
+        );
+        assert!(out.stderr.contains(key), "key path {key}: {}", out.stderr);
+        assert!(out.stderr.contains(why), "why: {}", out.stderr);
+    }
+}
+
 /// The repository's `examples/` directory.
 pub fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")

@@ -5,9 +5,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use test_support::{free_addr, request, run_command, Origin, ProxyProcess, Reply, TestDir};
+use test_support::{free_addr, request, Origin, ProxyProcess, Reply, TestDir};
 
-use crate::bin;
+use crate::{assert_config_refused, bin};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -201,22 +201,11 @@ fn bad_retry_values_exit_2_at_test_and_at_start() {
         let yaml = config(free_addr(), &[free_addr()], retry, "")
             .replace("{dir}", &dir.path().display().to_string());
         let file = dir.write(&format!("bad{i}.yaml"), &yaml).unwrap();
-        let file = file.display().to_string();
-        for args in [vec!["-t", "-c", &file], vec!["-c", &file]] {
-            let out = run_command(bin(), &args, TIMEOUT).unwrap();
-            assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
-            assert!(
-                out.stderr.contains(&format!("bad{i}.yaml:12:")),
-                "file and line: {}",
-                out.stderr
-            );
-            assert!(
-                out.stderr
-                    .contains(&format!("services[0].upstreams.pool.{key}")),
-                "key path: {}",
-                out.stderr
-            );
-            assert!(out.stderr.contains(needle), "why: {}", out.stderr);
-        }
+        assert_config_refused(
+            &file,
+            12,
+            &format!("services[0].upstreams.pool.{key}"),
+            needle,
+        );
     }
 }
