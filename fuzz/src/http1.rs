@@ -43,6 +43,31 @@ fn parse_in_two<H>(
     Ok(head.map(|h| (h, buf.freeze())))
 }
 
+/// Writes `head` as the proxy sends it and parses it back: it must read as exactly one
+/// head.
+fn write_and_read_back<H>(
+    head: &H,
+    write: fn(&H, &mut BytesMut),
+    parse: fn(&mut BytesMut, &HeadLimits) -> Result<Option<H>>,
+) -> H {
+    let mut out = BytesMut::new();
+    write(head, &mut out);
+    let mut reparse = out.clone();
+    let again = match parse(&mut reparse, &HeadLimits::default()) {
+        Ok(Some(again)) => again,
+        other => panic!(
+            "the proxy wrote a head it cannot read back: {:?} from {:?}",
+            other.map(|o| o.is_some()).map_err(|e| e.to_string()),
+            String::from_utf8_lossy(&out)
+        ),
+    };
+    assert!(
+        reparse.is_empty(),
+        "the written head holds a second message"
+    );
+    again
+}
+
 fn same_request(a: &RequestHeader, b: &RequestHeader) -> bool {
     a.method == b.method && a.uri == b.uri && a.version == b.version && a.headers == b.headers
 }
@@ -81,21 +106,7 @@ pub fn http1_request_head(data: &[u8]) {
     let Ok(framing) = request_framing(&req) else {
         return;
     };
-    let mut out = BytesMut::new();
-    write_request_head(&req, &mut out);
-    let mut reparse = out.clone();
-    let again = match parse_request(&mut reparse, &HeadLimits::default()) {
-        Ok(Some(again)) => again,
-        other => panic!(
-            "the proxy wrote a head it cannot read back: {:?} from {:?}",
-            other.map(|o| o.is_some()).map_err(|e| e.to_string()),
-            String::from_utf8_lossy(&out)
-        ),
-    };
-    assert!(
-        reparse.is_empty(),
-        "the written head holds a second message"
-    );
+    let again = write_and_read_back(&req, write_request_head, parse_request);
     assert_eq!(again.method, req.method);
     assert_eq!(again.headers, req.headers);
     if req.method != Method::CONNECT {
@@ -127,21 +138,7 @@ pub fn http1_response_head(data: &[u8]) {
     let Ok(framing) = response_framing(&method, &resp) else {
         return;
     };
-    let mut out = BytesMut::new();
-    write_response_head(&resp, &mut out);
-    let mut reparse = out.clone();
-    let again = match parse_response(&mut reparse, &HeadLimits::default()) {
-        Ok(Some(again)) => again,
-        other => panic!(
-            "the proxy wrote a head it cannot read back: {:?} from {:?}",
-            other.map(|o| o.is_some()).map_err(|e| e.to_string()),
-            String::from_utf8_lossy(&out)
-        ),
-    };
-    assert!(
-        reparse.is_empty(),
-        "the written head holds a second message"
-    );
+    let again = write_and_read_back(&resp, write_response_head, parse_response);
     assert_eq!(again.status, resp.status);
     assert_eq!(again.headers, resp.headers);
     assert_eq!(response_framing(&method, &again).ok(), Some(framing));
