@@ -13,7 +13,6 @@ use pingora_core::protocols::http::v2::server::{
     H2ServerConnection, H2ServerOptions, H2ServerStream,
 };
 use pingora_core::protocols::http::ServerSession;
-use pingora_core::protocols::tls::ClientCertInfo;
 use pingora_core::protocols::{ConnectionInfo, Stream};
 use pingora_core::service::ServerApp;
 use pingora_core::shutdown::ShutdownWatch;
@@ -228,32 +227,27 @@ impl<P: ProxyHttp> ServerApp for HttpProxy<P> {
         conn: ConnectionInfo,
         shutdown: ShutdownWatch,
     ) {
-        // Read once per connection, shared by its requests.
-        let client_cert = stream.client_cert().map(Arc::new);
         // The HTTP/2 connection's state machine is boxed (once per connection) so that
         // it does not size the task of every HTTP/1 connection.
         if stream.alpn() == Some(b"h2".as_slice()) {
-            Box::pin(self.serve_h2(stream, Bytes::new(), conn, shutdown, client_cert)).await;
+            Box::pin(self.serve_h2(stream, Bytes::new(), conn, shutdown)).await;
             return;
         }
         let opts = self.shared.opts.downstream;
         let downstream = H1ServerSession::new(stream, conn, opts, shutdown.clone());
-        let session = Box::new(Session::new(
-            ServerSession::H1(downstream),
-            client_cert.clone(),
-        ));
+        let session = Box::new(Session::new(ServerSession::H1(downstream)));
         if let Some(h1) = self.serve_http1(session).await {
             // The client opened with the HTTP/2 preface: serve the rest as HTTP/2.
             let conn = h1.connection().clone();
             let (stream, read) = h1.into_tunnel();
-            Box::pin(self.serve_h2(stream, read.freeze(), conn, shutdown, client_cert)).await;
+            Box::pin(self.serve_h2(stream, read.freeze(), conn, shutdown)).await;
         }
     }
 
     /// One HTTP/3 request: the same phases as any other request.
     #[cfg(feature = "http3")]
     async fn process_h3_stream(&self, stream: pingora_core::protocols::http::v3::H3ServerStream) {
-        let mut session = Session::new(ServerSession::H3(stream), None);
+        let mut session = Session::new(ServerSession::H3(stream));
         // One stream, one request; no tunnel (HTTP/3 has no upgrade).
         if let AfterRequest::Tunnel(upstream) = self.serve_request(&mut session).await {
             drop(upstream);
@@ -312,7 +306,6 @@ impl<P: ProxyHttp> HttpProxy<P> {
         prefix: Bytes,
         info: ConnectionInfo,
         shutdown: ShutdownWatch,
-        client_cert: Option<Arc<ClientCertInfo>>,
     ) {
         let opts = self.shared.opts.downstream_h2;
         let mut conn =
@@ -329,8 +322,7 @@ impl<P: ProxyHttp> HttpProxy<P> {
                 next = conn.accept() => match next {
                     Some(Ok(stream)) => {
                         let proxy = self.clone();
-                        let client_cert = client_cert.clone();
-                        requests.spawn(async move { proxy.serve_h2_stream(stream, client_cert).await });
+                        requests.spawn(async move { proxy.serve_h2_stream(stream).await });
                     }
                     Some(Err(e)) => log::debug!("client {}: HTTP/2 connection failed: {e}", conn.peer()),
                     None => break,
@@ -342,12 +334,8 @@ impl<P: ProxyHttp> HttpProxy<P> {
         while requests.join_next().await.is_some() {}
     }
 
-    async fn serve_h2_stream(
-        &self,
-        stream: H2ServerStream,
-        client_cert: Option<Arc<ClientCertInfo>>,
-    ) {
-        let mut session = Session::new(ServerSession::H2(stream), client_cert);
+    async fn serve_h2_stream(&self, stream: H2ServerStream) {
+        let mut session = Session::new(ServerSession::H2(stream));
         // One stream, one request: nothing to keep; a tunnel only for an extended
         // CONNECT whose upstream switched protocols.
         if let AfterRequest::Tunnel(upstream) = self.serve_request(&mut session).await {

@@ -1,6 +1,5 @@
 //! [`Session`]: one client request as the proxy phases see it.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -29,7 +28,6 @@ pub struct UpstreamFailure {
 pub struct Session {
     /// The client side of the request (an HTTP/1.x connection or an HTTP/2 stream).
     pub downstream: ServerSession,
-    client_cert: Option<Arc<ClientCertInfo>>,
     started: Instant,
     upstream_status: Option<StatusCode>,
     upstream_addr: Option<String>,
@@ -41,10 +39,9 @@ pub struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(downstream: ServerSession, client_cert: Option<Arc<ClientCertInfo>>) -> Self {
+    pub(crate) fn new(downstream: ServerSession) -> Self {
         Session {
             downstream,
-            client_cert,
             started: Instant::now(),
             upstream_status: None,
             upstream_addr: None,
@@ -94,7 +91,7 @@ impl Session {
     /// What the client's TLS certificate showed, on a listener that asks for one
     /// (`None` on plain connections and TLS listeners without client certificates).
     pub fn client_cert(&self) -> Option<&ClientCertInfo> {
-        self.client_cert.as_deref()
+        self.connection().client_cert()
     }
 
     /// Whether the client connected from loopback (127.0.0.0/8, ::1, or an IPv4-mapped

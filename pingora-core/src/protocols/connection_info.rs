@@ -1,11 +1,12 @@
 //! [`ConnectionInfo`]: what is known about an accepted client connection, beside its
-//! byte stream: who the client is, where it connected, whether it speaks TLS, and the
-//! PROXY header it came with.
+//! byte stream: who the client is, where it connected, whether it speaks TLS (with
+//! which client certificate), and the PROXY header it came with.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::proxy_protocol::ProxyHeader;
+use super::tls::ClientCertInfo;
 use super::{ClientAddr, Stream};
 
 /// An accepted client connection, as the sessions and the application see it. Cheap to
@@ -16,6 +17,7 @@ pub struct ConnectionInfo {
     socket_peer: ClientAddr,
     local_addr: Option<SocketAddr>,
     tls: bool,
+    client_cert: Option<Arc<ClientCertInfo>>,
     proxy_header: Option<Arc<ProxyHeader>>,
 }
 
@@ -28,6 +30,7 @@ impl ConnectionInfo {
             client: peer,
             local_addr: None,
             tls: false,
+            client_cert: None,
             proxy_header: None,
         }
     }
@@ -64,6 +67,19 @@ impl ConnectionInfo {
     pub fn with_tls(mut self, tls: bool) -> Self {
         self.tls = tls;
         self
+    }
+
+    /// The connection with what its TLS client certificate showed (on a listener that
+    /// asks for one).
+    pub fn with_client_cert(mut self, cert: Option<ClientCertInfo>) -> Self {
+        self.client_cert = cert.map(Arc::new);
+        self
+    }
+
+    /// What the client's TLS certificate showed, on a listener that asks for one
+    /// (`None` on plain connections and TLS listeners without client certificates).
+    pub fn client_cert(&self) -> Option<&ClientCertInfo> {
+        self.client_cert.as_deref()
     }
 
     /// The client: the source address of the PROXY header when the connection came

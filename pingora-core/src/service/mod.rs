@@ -302,6 +302,6 @@ async fn open_connection(
             }
         },
     };
-    let tls = stream.is_tls();
-    Some((stream, conn.with_tls(tls)))
+    let (tls, cert) = (stream.is_tls(), stream.client_cert());
+    Some((stream, conn.with_tls(tls).with_client_cert(cert)))
 }

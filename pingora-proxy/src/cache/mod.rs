@@ -286,7 +286,7 @@ fn refresh_in_background<P: ProxyHttp>(proxy: &HttpProxy<P>, session: &Session, 
     let proxy = proxy.clone();
     let detached = DetachedRequest::new(session.req_header().clone(), session.connection().clone());
     tokio::spawn(async move {
-        let mut session = Session::new(ServerSession::Detached(detached), None);
+        let mut session = Session::new(ServerSession::Detached(detached));
         let phases = proxy.phases();
         let mut ctx = phases.new_ctx();
         let early = phases.early_request_filter(&mut session, &mut ctx).await;
