@@ -97,11 +97,15 @@ impl Stream {
 
     /// Waits, holding no buffer, until bytes (or the peer's close, or an error) are
     /// waiting to be read: an idle connection can give its buffers back meanwhile.
+    ///
+    /// Readiness reported by the runtime after this call started is trusted without a
+    /// peek (that would be a system call per request on a keep-alive connection); in the
+    /// rare case it is spurious, the caller's read finds nothing and waits as any read.
     pub async fn readable(&self) -> io::Result<()> {
-        while !self.read_waiting()? {
-            std::future::poll_fn(|cx| self.poll_read_ready(cx)).await?;
+        if self.read_waiting()? {
+            return Ok(());
         }
-        Ok(())
+        std::future::poll_fn(|cx| self.poll_read_ready(cx)).await
     }
 
     /// Looks at the socket's receive queue without consuming it: `Ok(0)` closed,
