@@ -372,3 +372,49 @@ async fn bad_request(downstream: &mut H1ServerSession, e: &Error) -> Option<http
     downstream.shutdown().await;
     answered.then_some(status)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prelude::*;
+    use pingora_core::protocols::ClientAddr;
+    use pingora_core::shutdown::ShutdownController;
+
+    struct Unused;
+
+    impl ProxyHttp for Unused {
+        type Ctx = ();
+        fn new_ctx(&self) {}
+        async fn upstream_peer(&self, _: &mut Session, _: &mut ()) -> Result<HttpPeer> {
+            Err(Error::new(ErrorKind::NoUpstream, Side::Internal, "unused"))
+        }
+    }
+
+    /// Largest accepted size of one request's future, in bytes. It is boxed for every
+    /// request (so an idle connection does not hold it): its size is allocated and
+    /// copied per request. 16 KiB of buffer inside it once cost 40% more CPU per request.
+    const MAX_REQUEST_FUTURE: usize = 12 * 1024;
+
+    #[tokio::test]
+    async fn a_request_s_future_holds_no_buffer() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let shutdown = ShutdownController::new();
+        let downstream = H1ServerSession::new(
+            Stream::Tcp(client),
+            ConnectionInfo::new(ClientAddr::Tcp(addr)),
+            ServerSessionOptions::default(),
+            shutdown.watch(),
+        );
+        let mut session = Session::new(ServerSession::H1(downstream));
+        let proxy = HttpProxy::new(Unused, ProxyOptions::default(), Default::default());
+        let request = proxy.serve_request(&mut session);
+        let size = std::mem::size_of_val(&request);
+        eprintln!("a request's future: {size} bytes");
+        assert!(
+            size <= MAX_REQUEST_FUTURE,
+            "a request's future is {size} bytes: a large value is held inline in the exchange"
+        );
+    }
+}

@@ -80,6 +80,9 @@ async fn within_write_timeout(
 /// Most bytes [`write_all_taking_replies`] takes in while a write is blocked.
 pub(crate) const REPLY_INBOX_MAX: usize = 1024 * 1024;
 
+/// How much one read of [`write_all_taking_replies`] takes in at most.
+const REPLY_CHUNK: usize = 16 * 1024;
+
 /// Like [`write_all`], but while the peer does not take our bytes, takes in what it
 /// sends meanwhile (into `inbox`, up to [`REPLY_INBOX_MAX`] bytes in it), so that a peer
 /// that answers while it reads (an echo, a streaming service) is never stuck writing
@@ -99,7 +102,6 @@ pub(crate) async fn write_all_taking_replies(
         let mut bufs = bufs;
         IoSlice::advance_slices(&mut bufs, 0);
         let mut reading = true;
-        let mut scratch = [0u8; 16 * 1024];
         while !bufs.is_empty() {
             let n = std::future::poll_fn(|cx| loop {
                 if let Poll::Ready(r) = Pin::new(&mut *stream).poll_write_vectored(cx, bufs) {
@@ -108,12 +110,19 @@ pub(crate) async fn write_all_taking_replies(
                 if !reading || inbox.len() >= REPLY_INBOX_MAX {
                     return Poll::Pending;
                 }
-                let room = scratch.len().min(REPLY_INBOX_MAX - inbox.len());
-                let mut rb = ReadBuf::new(&mut scratch[..room]);
-                match Pin::new(&mut *stream).poll_read(cx, &mut rb) {
+                // Read straight into the inbox (no buffer of its own in this future: it
+                // is part of every request's state machine).
+                let start = inbox.len();
+                let room = REPLY_CHUNK.min(REPLY_INBOX_MAX - start);
+                inbox.resize(start + room, 0);
+                let mut rb = ReadBuf::new(&mut inbox[start..]);
+                let polled = Pin::new(&mut *stream).poll_read(cx, &mut rb);
+                let got = rb.filled().len();
+                inbox.truncate(start + got);
+                match polled {
                     Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(())) if rb.filled().is_empty() => reading = false,
-                    Poll::Ready(Ok(())) => inbox.extend_from_slice(rb.filled()),
+                    Poll::Ready(Ok(())) if got == 0 => reading = false,
+                    Poll::Ready(Ok(())) => {}
                     // Left for the next read of the response to report.
                     Poll::Ready(Err(_)) => reading = false,
                 }
