@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode, Version};
 
-use super::io::{read_more, shrink_idle, write_all, BODY_CHUNK, HEAD_CHUNK};
+use super::io::{read_more, ReadTimer, shrink_idle, write_all, BODY_CHUNK, HEAD_CHUNK};
 use super::{
     expects_continue, parse_request, request_framing, wants_keepalive, write_response_head,
     BodyDecoder, BodyEncoder, BodyEvent, BodyFraming, HeadLimits,
@@ -83,6 +83,8 @@ pub struct H1ServerSession {
     buf: BytesMut,
     /// Bytes of the response waiting to be written (a head, a chunk end).
     out: BytesMut,
+    /// The timeout of every read from the client.
+    read_timer: ReadTimer,
     requests: u64,
     exchange: H1Exchange,
 }
@@ -153,6 +155,7 @@ impl H1ServerSession {
             opts,
             buf: BytesMut::with_capacity(HEAD_CHUNK),
             out: BytesMut::with_capacity(1024),
+            read_timer: ReadTimer::default(),
             requests: 0,
             exchange: H1Exchange::idle(),
         }
@@ -198,6 +201,7 @@ impl H1ServerSession {
             &mut self.stream,
             &mut self.buf,
             HEAD_CHUNK,
+            &mut self.read_timer,
             wait,
             Side::Downstream,
         );
@@ -244,6 +248,7 @@ impl H1ServerSession {
                     &mut self.stream,
                     &mut self.buf,
                     HEAD_CHUNK,
+                    &mut self.read_timer,
                     left,
                     Side::Downstream,
                 )
@@ -374,6 +379,7 @@ impl H1ServerSession {
                         &mut self.stream,
                         &mut self.buf,
                         BODY_CHUNK,
+                        &mut self.read_timer,
                         t,
                         Side::Downstream,
                     )
@@ -603,6 +609,7 @@ impl H1ServerSession {
                         &mut self.stream,
                         &mut self.buf,
                         HEAD_CHUNK,
+                        &mut self.read_timer,
                         left,
                         Side::Downstream,
                     )
