@@ -42,7 +42,9 @@ fn hop_by_hop_bit(name: &HeaderName) -> u8 {
 /// With `tunnel`, `Upgrade` is kept and `Connection: upgrade` is set, for a WebSocket-style
 /// upgrade that is being passed through.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, tunnel: bool) {
-    let present = headers.keys().fold(0u8, |set, name| set | hop_by_hop_bit(name));
+    let present = headers
+        .keys()
+        .fold(0u8, |set, name| set | hop_by_hop_bit(name));
     if present == 0 {
         return;
     }

@@ -7,7 +7,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 
-use super::io::{read_more, ReadTimer, write_all, write_all_taking_replies, BODY_CHUNK, HEAD_CHUNK};
+use super::io::{
+    read_more, write_all, write_all_taking_replies, ReadTimer, BODY_CHUNK, HEAD_CHUNK,
+};
 use super::{
     parse_response, response_framing, wants_keepalive, write_request_head, BodyDecoder,
     BodyEncoder, BodyEvent, BodyFraming, HeadLimits,

@@ -44,7 +44,9 @@ impl ReadTimer {
                 }
                 sleep
             }
-            None => self.sleep.insert(Box::pin(tokio::time::sleep_until(deadline))),
+            None => self
+                .sleep
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
         };
         loop {
             ready!(sleep.as_mut().poll(cx));

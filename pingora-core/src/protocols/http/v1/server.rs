@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode, Version};
 
-use super::io::{read_more, ReadTimer, shrink_idle, write_all, BODY_CHUNK, HEAD_CHUNK};
+use super::io::{read_more, shrink_idle, write_all, ReadTimer, BODY_CHUNK, HEAD_CHUNK};
 use super::{
     expects_continue, parse_request, request_framing, wants_keepalive, write_response_head,
     BodyDecoder, BodyEncoder, BodyEvent, BodyFraming, HeadLimits,
