@@ -114,6 +114,8 @@ pub struct RouterProxy {
     /// Who may `PURGE` besides loopback.
     #[cfg(feature = "cache")]
     purge_allow: Vec<pingora_config::IpNet>,
+    /// `Alt-Svc` values by local port, for the listeners that also serve HTTP/3.
+    alt_svc: Vec<(u16, http::HeaderValue)>,
 }
 
 impl RouterProxy {
@@ -127,7 +129,22 @@ impl RouterProxy {
             cache: None,
             #[cfg(feature = "cache")]
             purge_allow: Vec::new(),
+            alt_svc: Vec::new(),
         }
+    }
+
+    /// Advertises HTTP/3 with `Alt-Svc` on the TCP responses of connections that came
+    /// in on one of `ports` (the listeners with `http3: true`).
+    pub fn with_http3_ports(mut self, ports: impl IntoIterator<Item = u16>) -> Self {
+        self.alt_svc = ports
+            .into_iter()
+            .filter(|p| *p != 0)
+            .filter_map(|p| {
+                let v = http::HeaderValue::from_str(&format!("h3=\":{p}\"; ma=86400")).ok()?;
+                Some((p, v))
+            })
+            .collect();
+        self
     }
 
     /// Serves the routes flagged in `cached_routes` (by index) through `cache`, and lets
@@ -181,6 +198,12 @@ impl RouterProxy {
 
     /// Adds the request id and the route's response headers to a response head.
     fn decorate(&self, session: &Session, ctx: &RequestCtx, head: &mut ResponseHeader) {
+        if !self.alt_svc.is_empty() && session.downstream.version() != http::Version::HTTP_3 {
+            let port = session.downstream.connection().server_port();
+            if let Some((_, v)) = self.alt_svc.iter().find(|(p, _)| Some(*p) == port) {
+                head.headers.insert(http::header::ALT_SVC, v.clone());
+            }
+        }
         if let (Some(ids), Some(id)) = (&self.routes.policy.request_ids, &ctx.request_id) {
             head.headers.insert(ids.header().clone(), id.clone());
         }

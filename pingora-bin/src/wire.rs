@@ -12,6 +12,7 @@ use pingora_core::connector::{BindAddrs, Connector, PeerOptions};
 use pingora_core::listener::ListenOptions;
 use pingora_core::protocols::http::v1::server::ServerSessionOptions;
 use pingora_core::protocols::http::v1::HeadLimits;
+use pingora_core::protocols::http::v2::H2ServerOptions;
 use pingora_core::protocols::proxy_protocol::{
     ProxyProtocolOptions, ProxyProtocolRejects, ProxyVersion,
 };
@@ -31,6 +32,20 @@ use crate::router::{Action, Route, RouterProxy, ServiceRoutes};
 pub type ServiceApp = PerClientConnections<HttpProxy<RouterProxy>>;
 use crate::upstreams::{HealthChecker, Upstream};
 
+/// The HTTP/3 limits of a service's listeners: its client timeouts and head limit, the
+/// library's defaults for the rest.
+#[cfg(feature = "http3")]
+fn h3_options(service: &ServiceConf) -> pingora_core::protocols::http::v3::H3ServerOptions {
+    use pingora_core::protocols::http::v3::H3ServerOptions;
+    H3ServerOptions {
+        idle_timeout: Duration::from_millis(service.keepalive_timeout_ms.max(1000)),
+        header_timeout: Duration::from_millis(service.client_header_timeout_ms),
+        body_timeout: Duration::from_millis(service.client_body_timeout_ms),
+        max_header_list_size: service.max_request_head_bytes as u64,
+        ..H3ServerOptions::default()
+    }
+}
+
 /// What this build can do, for config validation.
 pub fn validate_options() -> ValidateOptions {
     // Without the `tls` feature, configs asking for TLS fail validation saying so.
@@ -39,6 +54,7 @@ pub fn validate_options() -> ValidateOptions {
         lb_supported: cfg!(feature = "lb"),
         compression_supported: cfg!(feature = "compression"),
         redis_supported: cfg!(feature = "redis"),
+        http3_supported: cfg!(feature = "http3"),
     }
 }
 
@@ -129,6 +145,14 @@ fn build_service(
         upstream_keepalive_pool_size: conf.upstream_keepalive_pool_size,
         ..ProxyOptions::default()
     };
+    // `max_request_headers` holds over HTTP/2 too.
+    let opts = ProxyOptions {
+        downstream_h2: H2ServerOptions {
+            max_headers: service.max_request_headers,
+            ..opts.downstream_h2
+        },
+        ..opts
+    };
     if let Some(metrics) = metrics {
         for u in &routes.upstreams {
             let u = Arc::clone(u);
@@ -137,7 +161,17 @@ fn build_service(
     }
     let upstreams = routes.upstreams.clone();
     let connector = Connector::new(bind_addrs(conf)?);
-    let router = RouterProxy::new(routes).observed(service_metrics.clone(), access_log);
+    let h3_ports = service
+        .listeners
+        .iter()
+        .filter(|l| l.http3 && cfg!(feature = "http3"))
+        .filter_map(|l| match &l.addr {
+            pingora_config::ListenAddr::Tcp(a) => Some(a.port()),
+            pingora_config::ListenAddr::Unix(_) => None,
+        });
+    let router = RouterProxy::new(routes)
+        .observed(service_metrics.clone(), access_log)
+        .with_http3_ports(h3_ports);
     #[cfg(feature = "cache")]
     let cache = (service.cache.as_ref()).map(|c| crate::cache::ServiceCache::new(&service.name, c));
     #[cfg(feature = "cache")]
@@ -189,6 +223,8 @@ fn build_service(
                 backlog: l.backlog,
                 tls,
                 proxy_protocol,
+                #[cfg(feature = "http3")]
+                http3: l.http3.then(|| h3_options(service)),
             },
         );
     }

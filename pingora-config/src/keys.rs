@@ -253,7 +253,7 @@ mod tests {
 
     #[test]
     fn every_section_is_listed() {
-        assert_eq!(config_sections().len(), 30);
+        assert_eq!(config_sections().len(), 31);
         let keys = all_config_keys();
         assert!(keys.contains(&"match"));
         assert!(keys.contains(&"ticket_key_file"));

@@ -245,6 +245,8 @@ pub struct ValidateOptions {
     /// Whether the binary can keep rate limits on Redis; when false any
     /// `backend: redis` is an error.
     pub redis_supported: bool,
+    /// Whether the binary can serve HTTP/3; when false any `http3: true` is an error.
+    pub http3_supported: bool,
 }
 
 impl Default for ValidateOptions {
@@ -254,6 +256,7 @@ impl Default for ValidateOptions {
             lb_supported: true,
             compression_supported: true,
             redis_supported: true,
+            http3_supported: true,
         }
     }
 }

@@ -126,6 +126,10 @@ pub struct ListenerConf {
     /// Whether connections start with a PROXY protocol header (v1 or v2).
     #[serde(default)]
     pub proxy_protocol: ProxyProtocolMode,
+    /// Also serve HTTP/3 over QUIC on the same port (UDP), with the same certificates;
+    /// TCP responses then carry `Alt-Svc`. Only with `tls`.
+    #[serde(default)]
+    pub http3: bool,
 }
 
 /// A listener's `proxy_protocol`: whether a PROXY header (v1 or v2) comes first on its
@@ -153,7 +157,8 @@ fn default_backlog() -> u32 {
 
 impl ListenerConf {
     /// The YAML keys of a listener.
-    pub const FIELDS: &'static [&'static str] = &["addr", "tls", "backlog", "proxy_protocol"];
+    pub const FIELDS: &'static [&'static str] =
+        &["addr", "tls", "backlog", "proxy_protocol", "http3"];
 
     /// A plain listener on `addr` with the default backlog.
     pub fn new(addr: ListenAddr) -> Self {
@@ -162,6 +167,7 @@ impl ListenerConf {
             tls: None,
             backlog: default_backlog(),
             proxy_protocol: ProxyProtocolMode::Off,
+            http3: false,
         }
     }
 }

@@ -503,6 +503,46 @@ fn validate_listener(
     if let Some(tls) = &listener.tls {
         crate::validate_tls::validate_listener_tls(tls, &join_key(path, "tls"), opts, r)?;
     }
+    if listener.http3 {
+        validate_http3(listener, &join_key(path, "http3"), opts, r)?;
+    }
+    Ok(())
+}
+
+/// `http3: true` needs this build's HTTP/3, a TCP listener with `tls`, and no client
+/// certificates (QUIC does not ask for them yet, and must not serve around them).
+fn validate_http3(
+    listener: &ListenerConf,
+    at: &str,
+    opts: &ValidateOptions,
+    r: &Reporter<'_>,
+) -> Result<(), ConfigError> {
+    if !opts.http3_supported {
+        return Err(r.invalid(
+            at,
+            "this binary was built without HTTP/3 support (feature `http3`)",
+        ));
+    }
+    if matches!(listener.addr, crate::ListenAddr::Unix(_)) {
+        return Err(r.invalid(
+            at,
+            "HTTP/3 runs over UDP: a unix socket listener cannot serve it",
+        ));
+    }
+    let Some(tls) = &listener.tls else {
+        return Err(r.invalid(
+            at,
+            "HTTP/3 needs TLS (QUIC is always encrypted): add a `tls` section to this listener",
+        ));
+    };
+    let client_auth =
+        tls.client_auth.is_some() || tls.certs.iter().any(|c| c.client_auth.is_some());
+    if client_auth {
+        return Err(r.invalid(
+            at,
+            "HTTP/3 does not ask for client certificates yet: a listener with `client_auth` cannot serve it",
+        ));
+    }
     Ok(())
 }
 

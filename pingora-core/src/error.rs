@@ -56,6 +56,9 @@ pub enum ErrorKind {
     H2StreamRefused,
     /// A request body larger than the configured limit (answered with 413).
     BodyTooLarge,
+    /// A request uses something this proxy does not implement, such as a transfer
+    /// coding other than `chunked` (answered with 501).
+    NotImplemented,
     /// A deliberate answer with this status, raised by the application (for example a
     /// proxy phase refusing a request with 403): the client gets exactly this status.
     /// Built with [`Error::http_status`].
@@ -88,6 +91,7 @@ impl ErrorKind {
             ErrorKind::Internal => "internal",
             ErrorKind::H2StreamRefused => "h2_stream_refused",
             ErrorKind::BodyTooLarge => "body_too_large",
+            ErrorKind::NotImplemented => "not_implemented",
             ErrorKind::HttpStatus(_) => "http_status",
             ErrorKind::Custom(name) => name,
         }

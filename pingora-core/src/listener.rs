@@ -29,6 +29,10 @@ pub struct ListenOptions {
     /// Read a PROXY protocol header first on accepted connections (`None`: off). Like
     /// the handshake, it is read in each connection's own task, before TLS.
     pub proxy_protocol: Option<ProxyProtocolOptions>,
+    /// Also serve HTTP/3 on a UDP socket bound on the same address (feature `http3`;
+    /// only on a TLS listener, whose certificates it serves).
+    #[cfg(feature = "http3")]
+    pub http3: Option<crate::protocols::http::v3::H3ServerOptions>,
 }
 
 impl Default for ListenOptions {
@@ -37,7 +41,19 @@ impl Default for ListenOptions {
             backlog: 1024,
             tls: None,
             proxy_protocol: None,
+            #[cfg(feature = "http3")]
+            http3: None,
         }
+    }
+}
+
+impl ListenOptions {
+    /// Whether the listener wants its companion UDP socket (HTTP/3).
+    fn wants_udp(&self) -> bool {
+        #[cfg(feature = "http3")]
+        return self.http3.is_some() && self.tls.is_some();
+        #[cfg(not(feature = "http3"))]
+        return false;
     }
 }
 
@@ -49,7 +65,12 @@ impl Default for ListenOptions {
 pub struct BoundListener {
     addr: ListenAddr,
     socket: Socket,
+    /// The UDP socket on the same address, for HTTP/3 (handed over with the TCP one).
+    udp: Option<Socket>,
 }
+
+/// The prefix that names a listener's UDP socket in a hand-over (`udp:IP:PORT`).
+pub const UDP_HANDOVER_PREFIX: &str = "udp:";
 
 impl BoundListener {
     /// Binds and listens on `addr`: TCP sockets get `SO_REUSEADDR` and `SO_REUSEPORT`,
@@ -67,10 +88,55 @@ impl BoundListener {
                 e,
             )
         })?;
-        Ok(BoundListener {
+        let mut bound = BoundListener {
             addr: addr.clone(),
             socket,
-        })
+            udp: None,
+        };
+        bound.ensure_udp(opts)?;
+        Ok(bound)
+    }
+
+    /// Binds the companion UDP socket when `opts` wants one and none is there yet (an
+    /// inherited listener whose old configuration had no HTTP/3); drops one `opts` does
+    /// not want.
+    pub fn ensure_udp(&mut self, opts: &ListenOptions) -> Result<()> {
+        if !opts.wants_udp() {
+            self.udp = None;
+            return Ok(());
+        }
+        if self.udp.is_some() {
+            return Ok(());
+        }
+        // The port actually bound, so that port 0 gets the same port for both.
+        let Some(addr) = self.local_addr() else {
+            return Ok(());
+        };
+        let udp = bind_udp(addr).map_err(|e| {
+            Error::because(
+                ErrorKind::BindError,
+                Side::Internal,
+                format!("cannot bind UDP {addr} for HTTP/3"),
+                e,
+            )
+        })?;
+        self.udp = Some(udp);
+        Ok(())
+    }
+
+    /// Attaches a UDP socket received from another process.
+    pub fn set_udp_fd(&mut self, fd: OwnedFd) {
+        self.udp = Some(Socket::from(fd));
+    }
+
+    /// The UDP socket, if any, for handing it to another process.
+    pub fn udp_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.udp.as_ref().map(|s| s.as_fd())
+    }
+
+    /// Takes the UDP socket out, to serve HTTP/3 on it.
+    pub fn take_udp(&mut self) -> Option<std::net::UdpSocket> {
+        self.udp.take().map(Into::into)
     }
 
     /// Wraps a listening socket received from another process (for example during an upgrade).
@@ -78,6 +144,7 @@ impl BoundListener {
         BoundListener {
             addr,
             socket: Socket::from(fd),
+            udp: None,
         }
     }
 
@@ -106,9 +173,21 @@ impl BoundListener {
                 e,
             )
         })?;
+        let udp = match &self.udp {
+            Some(u) => Some(u.try_clone().map_err(|e| {
+                Error::because(
+                    ErrorKind::Io,
+                    Side::Internal,
+                    format!("cannot duplicate the UDP socket of {}", self.addr),
+                    e,
+                )
+            })?),
+            None => None,
+        };
         Ok(BoundListener {
             addr: self.addr.clone(),
             socket,
+            udp,
         })
     }
 
@@ -150,6 +229,18 @@ fn bind_tcp(addr: SocketAddr, opts: &ListenOptions) -> std::io::Result<Socket> {
     }
     socket.bind(&addr.into())?;
     socket.listen(backlog(opts))?;
+    Ok(socket)
+}
+
+/// A UDP socket for QUIC. No `SO_REUSEPORT`: another process on the port would get
+/// part of the packets of our connections (an upgrade hands this socket over instead).
+fn bind_udp(addr: SocketAddr) -> std::io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_cloexec(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
     Ok(socket)
 }
 

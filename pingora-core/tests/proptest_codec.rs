@@ -337,7 +337,11 @@ proptest! {
                 match request_framing(&req) {
                     Ok(BodyFraming::UntilClose) => prop_assert!(false, "close-delimited request"),
                     Ok(_) => {}
-                    Err(e) => prop_assert_eq!(e.kind, ErrorKind::InvalidHead),
+                    // A transfer coding other than chunked is refused with 501.
+                    Err(e) => prop_assert!(
+                        matches!(e.kind, ErrorKind::InvalidHead | ErrorKind::NotImplemented),
+                        "{:?}", e
+                    ),
                 }
             }
             Ok(None) => {}

@@ -5,9 +5,10 @@ use pingora_core::{Error, ErrorKind, Side};
 
 /// The status for an error: the status of an [`ErrorKind::HttpStatus`] error (one a
 /// phase raised, or an upstream status the retry rule lists), 400 malformed request,
-/// 431 head too large, 408 slow client, 413 request body too large, 502 upstream
-/// refused/reset/garbled, 503 no upstream, 504 upstream timeout, 500 otherwise (a
-/// [`ErrorKind::Custom`] error included, unless its side is upstream: 502).
+/// 431 head too large, 408 slow client, 413 request body too large, 501 an unsupported
+/// transfer coding, 502 upstream refused/reset/garbled, 503 no upstream, 504 upstream
+/// timeout, 500 otherwise (a [`ErrorKind::Custom`] error included, unless its side is
+/// upstream: 502).
 pub fn for_error(e: &Error) -> StatusCode {
     match (e.side, e.kind) {
         (_, ErrorKind::HttpStatus(status)) => status,
@@ -17,6 +18,7 @@ pub fn for_error(e: &Error) -> StatusCode {
         }
         (Side::Downstream, ErrorKind::ReadTimeout) => StatusCode::REQUEST_TIMEOUT,
         (_, ErrorKind::BodyTooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
+        (Side::Downstream, ErrorKind::NotImplemented) => StatusCode::NOT_IMPLEMENTED,
         (_, ErrorKind::NoUpstream) => StatusCode::SERVICE_UNAVAILABLE,
         (
             Side::Upstream,
@@ -59,6 +61,10 @@ mod tests {
             413
         );
         assert_eq!(for_error(&e(Side::Internal, ErrorKind::Internal)), 500);
+        assert_eq!(
+            for_error(&e(Side::Downstream, ErrorKind::NotImplemented)),
+            501
+        );
         assert_eq!(
             for_error(&Error::http_status(StatusCode::FORBIDDEN, "no")),
             403

@@ -15,7 +15,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 
 use crate::error::{Result, UpgradeError};
-use crate::protocol::MAX_FDS_PER_MESSAGE;
+use crate::protocol::{MessageSource, MAX_FDS_PER_MESSAGE};
 
 /// Smallest socket timeout we set: a zero timeout means "block forever".
 const MIN_SOCKET_TIMEOUT: Duration = Duration::from_millis(1);
@@ -228,6 +228,12 @@ impl Channel {
             self.received_bytes += bytes;
         }
         Ok(())
+    }
+}
+
+impl MessageSource for Channel {
+    fn recv_exact(&mut self, buf: &mut [u8], during: &str) -> Result<()> {
+        Channel::recv_exact(self, buf, during)
     }
 }
 

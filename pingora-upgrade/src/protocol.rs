@@ -165,9 +165,82 @@ pub(crate) fn decode_ack_header(raw: [u8; ACK_HEADER_LEN]) -> Result<(u8, usize)
     Ok((status, len))
 }
 
+/// Where the handshake messages are read from: the upgrade socket (which also collects
+/// descriptors), or a byte slice (tests and the fuzz targets read the same code path).
+pub trait MessageSource {
+    /// Fills `buf` exactly; an end of input before that is an error naming `during`.
+    fn recv_exact(&mut self, buf: &mut [u8], during: &str) -> Result<()>;
+}
+
+impl MessageSource for &[u8] {
+    fn recv_exact(&mut self, buf: &mut [u8], during: &str) -> Result<()> {
+        if self.len() < buf.len() {
+            return Err(UpgradeError::protocol(format!(
+                "{during}: the message ended {} bytes early",
+                buf.len() - self.len()
+            )));
+        }
+        let (head, rest) = self.split_at(buf.len());
+        buf.copy_from_slice(head);
+        *self = rest;
+        Ok(())
+    }
+}
+
+/// Reads and checks the sender's hello: magic, version, count, then every address
+/// (each within the protocol's limits and UTF-8). Memory is bounded by the limits
+/// whatever the peer announces.
+pub fn read_hello(src: &mut impl MessageSource) -> Result<Vec<String>> {
+    let mut prefix = [0u8; HELLO_PREFIX_LEN];
+    src.recv_exact(&mut prefix, "reading the hello")?;
+    check_hello_prefix(prefix)?;
+    let mut raw_count = [0u8; 4];
+    src.recv_exact(&mut raw_count, "reading the listener count")?;
+    let count = decode_count(raw_count)?;
+
+    let mut addrs = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut raw_len = [0u8; 2];
+        src.recv_exact(&mut raw_len, "reading an address length")?;
+        let mut raw_addr = vec![0u8; decode_addr_len(raw_len)?];
+        src.recv_exact(&mut raw_addr, "reading an address")?;
+        addrs.push(decode_addr(raw_addr)?);
+    }
+    Ok(addrs)
+}
+
+/// Reads and checks the receiver's acknowledgement: its status ([`ACK_ACCEPTED`] or
+/// [`ACK_REFUSED`]) and its text (lossily decoded; at most [`MAX_ACK_TEXT_LEN`] bytes).
+pub fn read_ack(src: &mut impl MessageSource) -> Result<(u8, String)> {
+    let during = "waiting for the acknowledgement";
+    let mut header = [0u8; ACK_HEADER_LEN];
+    src.recv_exact(&mut header, during)?;
+    let (status, len) = decode_ack_header(header)?;
+    let mut text = vec![0u8; len];
+    src.recv_exact(&mut text, during)?;
+    Ok((status, String::from_utf8_lossy(&text).into_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hello_and_ack_read_back_from_bytes_and_short_input_is_an_error() {
+        let hello = encode_hello(&["a:1", "unix:/x"]).unwrap();
+        assert_eq!(
+            read_hello(&mut hello.as_slice()).unwrap(),
+            ["a:1", "unix:/x"]
+        );
+        let err = read_hello(&mut &hello[..hello.len() - 1]).unwrap_err();
+        assert!(err.to_string().contains("1 bytes early"), "{err}");
+        let ack = encode_ack(ACK_REFUSED, "no");
+        assert_eq!(
+            read_ack(&mut ack.as_slice()).unwrap(),
+            (ACK_REFUSED, "no".into())
+        );
+        assert!(read_ack(&mut &ack[..3]).is_err());
+    }
 
     #[test]
     fn hello_layout_is_magic_version_count_then_prefixed_addresses() {

@@ -15,10 +15,7 @@ use nix::sys::socket::{getsockopt, sockopt};
 use crate::channel::{deadline_after, Channel};
 use crate::error::{Result, UpgradeError};
 use crate::peer::check_peer;
-use crate::protocol::{
-    check_hello_prefix, decode_addr, decode_addr_len, decode_count, encode_ack, ACK_ACCEPTED,
-    ACK_REFUSED, HELLO_PREFIX_LEN, MAX_FDS_PER_MESSAGE,
-};
+use crate::protocol::{encode_ack, read_hello, ACK_ACCEPTED, ACK_REFUSED, MAX_FDS_PER_MESSAGE};
 
 /// How long one peer may take over its whole hand-over, by default.
 pub const DEFAULT_PEER_IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -297,21 +294,8 @@ fn read_handover(
 ) -> Result<Vec<HandedListener>> {
     check_peer(channel.stream(), also_allowed_uid)?;
 
-    let mut prefix = [0u8; HELLO_PREFIX_LEN];
-    channel.recv_exact(&mut prefix, "reading the hello")?;
-    check_hello_prefix(prefix)?;
-    let mut raw_count = [0u8; 4];
-    channel.recv_exact(&mut raw_count, "reading the listener count")?;
-    let count = decode_count(raw_count)?;
-
-    let mut addrs = Vec::with_capacity(count);
-    for _ in 0..count {
-        let mut raw_len = [0u8; 2];
-        channel.recv_exact(&mut raw_len, "reading an address length")?;
-        let mut raw_addr = vec![0u8; decode_addr_len(raw_len)?];
-        channel.recv_exact(&mut raw_addr, "reading an address")?;
-        addrs.push(decode_addr(raw_addr)?);
-    }
+    let addrs = read_hello(channel)?;
+    let count = addrs.len();
     if channel.received_fd_count() != 0 {
         return Err(UpgradeError::protocol(
             "descriptors arrived with the hello instead of after it",
@@ -346,8 +330,15 @@ fn read_handover(
     Ok(listeners)
 }
 
-/// Verifies a received descriptor is a listening socket.
+/// Verifies a received descriptor is a listening socket, or a datagram socket (the UDP
+/// socket of a listener serving QUIC, which has nothing to listen with).
 fn check_listening(fd: &OwnedFd, addr: &str) -> Result<()> {
+    if matches!(
+        getsockopt(fd, sockopt::SockType),
+        Ok(nix::sys::socket::SockType::Datagram)
+    ) {
+        return Ok(());
+    }
     match getsockopt(fd, sockopt::AcceptConn) {
         Ok(true) => Ok(()),
         Ok(false) => Err(UpgradeError::protocol(format!(

@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 use crate::channel::{deadline_after, Channel};
 use crate::error::{Result, UpgradeError};
 use crate::peer::check_peer;
-use crate::protocol::{
-    decode_ack_header, encode_hello, ACK_ACCEPTED, ACK_HEADER_LEN, MAX_FDS_PER_MESSAGE,
-};
+use crate::protocol::{self, encode_hello, ACK_ACCEPTED, MAX_FDS_PER_MESSAGE};
 
 /// First pause after a failed connect to the upgrade socket.
 const FIRST_CONNECT_BACKOFF: Duration = Duration::from_millis(2);
@@ -104,18 +102,13 @@ fn send_handover(channel: &mut Channel, hello: &[u8], fds: &[BorrowedFd<'_>]) ->
 
 /// Waits for the receiver's ack: `Ok` when accepted, `Refused` otherwise.
 fn read_ack(channel: &mut Channel, path: &Path) -> Result<()> {
-    let during = "waiting for the acknowledgement";
-    let mut header = [0u8; ACK_HEADER_LEN];
-    channel.recv_exact(&mut header, during)?;
-    let (status, len) = decode_ack_header(header)?;
-    let mut text = vec![0u8; len];
-    channel.recv_exact(&mut text, during)?;
+    let (status, reason) = protocol::read_ack(channel)?;
     if status == ACK_ACCEPTED {
         Ok(())
     } else {
         Err(UpgradeError::Refused {
             path: path.to_path_buf(),
-            reason: String::from_utf8_lossy(&text).into_owned(),
+            reason,
         })
     }
 }

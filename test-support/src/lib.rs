@@ -25,6 +25,8 @@ mod dns;
 mod h2_client;
 mod h2_origin;
 mod h2_websocket;
+#[cfg(feature = "http3")]
+mod h3_client;
 mod haproxy;
 mod load;
 mod memory;
@@ -35,6 +37,8 @@ mod process;
 mod prom;
 mod proxy;
 mod proxy_header;
+mod raw_h2;
+mod recording_origin;
 mod reply;
 mod stream;
 #[cfg(feature = "tls")]
@@ -63,6 +67,8 @@ pub use h2_client::{
 };
 pub use h2_origin::{H2Origin, H2OriginBuilder};
 pub use h2_websocket::{H2WebSocket, H2WebSocketRefused, WebSocketEchoOrigin};
+#[cfg(feature = "http3")]
+pub use h3_client::{H3Client, H3Response, DEFAULT_H3_TIMEOUT};
 pub use haproxy::Haproxy;
 pub use load::{heavy, Load, LoadReport};
 pub use memory::{process_memory, ProcessMemory};
@@ -73,6 +79,8 @@ pub use process::{ProxyProcess, Signal, SETTLE_TIMEOUT};
 pub use prom::{parse_metrics, MalformedMetrics, Metrics, Sample};
 pub use proxy::{ConcurrentGets, Proxy, EXCHANGE_TIMEOUT, LARGE_EXCHANGE_TIMEOUT};
 pub use proxy_header::{read_proxy_header, v1_header, v2_header, SeenProxyHeader};
+pub use raw_h2::{H2Outcome, RawH2};
+pub use recording_origin::{frame_request, FramedRequest, RecordingOrigin};
 pub use reply::{owned, reason, Gate, Reply, GATE_TIMEOUT};
 pub use stream::{ClientStream, Target, TARGET_IO_TIMEOUT};
 #[cfg(feature = "tls")]

@@ -374,20 +374,19 @@ async fn answer(
     let path = req.uri.path().to_string();
     let readable = method == Method::GET || method == Method::HEAD;
     let draining = shutdown.phase() >= Phase::Draining || *state.handed_over.borrow();
-    // `/health` is for load balancers in front: it needs no token.
-    if path != "/health" {
-        if let Err(refused) = state.access.check(req, session.peer()) {
-            session.set_keepalive(false);
-            let reply = Reply::text(refused.status(), refused.message());
-            return if refused == auth::Refusal::Token {
-                reply.with(
-                    http::header::WWW_AUTHENTICATE,
-                    "Bearer realm=\"pingora admin\"",
-                )
-            } else {
-                reply
-            };
-        }
+    // Every request passes the access rule, `/health` too: off loopback with a token
+    // configured, a load balancer's probe sends it like any other client.
+    if let Err(refused) = state.access.check(req, session.peer()) {
+        session.set_keepalive(false);
+        let reply = Reply::text(refused.status(), refused.message());
+        return if refused == auth::Refusal::Token {
+            reply.with(
+                http::header::WWW_AUTHENTICATE,
+                "Bearer realm=\"pingora admin\"",
+            )
+        } else {
+            reply
+        };
     }
     let client = session.peer().to_string();
     match (path.as_str(), readable) {

@@ -12,6 +12,8 @@ mod backends;
 #[cfg(feature = "cache")]
 mod cache;
 mod policy;
+#[cfg(feature = "http3")]
+mod quic;
 mod totals;
 
 use crate::error::BinError;
@@ -369,6 +371,10 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        #[cfg(feature = "http3")]
+        let (polled_counters, polled) = quic::polled(&registry)?;
+        #[cfg(not(feature = "http3"))]
+        let (polled_counters, polled) = (Vec::new(), Vec::new());
         Ok(Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -387,8 +393,8 @@ impl Metrics {
                 draining,
                 access_log_dropped,
                 log_lines_suppressed,
-                polled: Mutex::new(Vec::new()),
-                polled_counters: Mutex::new(Vec::new()),
+                polled: Mutex::new(polled),
+                polled_counters: Mutex::new(polled_counters),
                 polled_backends: Mutex::new(Vec::new()),
                 #[cfg(feature = "cache")]
                 caches,

@@ -432,8 +432,16 @@ fn posts_need_the_token_when_one_is_configured() {
             );
             assert_eq!(
                 request(outside, "GET", "/health", &[], b"").unwrap().status,
+                401,
+                "every GET off loopback needs the token, /health too"
+            );
+            let probe = [("authorization", "Bearer tok-3f9a1c")];
+            assert_eq!(
+                request(outside, "GET", "/health", &probe, b"")
+                    .unwrap()
+                    .status,
                 200,
-                "/health stays open"
+                "a probe that sends the token"
             );
             let ok = request(
                 outside,

@@ -239,6 +239,29 @@ fn missing_config_file_is_a_config_error() {
     );
 }
 
+#[cfg(not(feature = "http3"))]
+#[test]
+fn a_build_without_http3_refuses_http3() {
+    let dir = TestDir::new().unwrap();
+    let yaml = format!(
+        "version: 1\nservices:\n  - name: web\n    listeners:\n      - addr: \"{}\"\n        http3: true\n    routes: [ {{ upstream: origin }} ]\n    upstreams:\n      origin: {{ peers: [\"{}\"] }}\n",
+        free_addr(),
+        free_addr()
+    );
+    let out = check(&dir.write("h3.yaml", &yaml).unwrap());
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("services[0].listeners[0].http3"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("built without HTTP/3 support"),
+        "{}",
+        out.stderr
+    );
+}
+
 #[cfg(not(feature = "tls"))]
 #[test]
 fn a_build_without_tls_refuses_tls_sections() {

@@ -27,6 +27,8 @@ mod deploy_metrics;
 mod framing;
 mod http2;
 mod http2_upstream;
+#[cfg(feature = "http3")]
+mod http3;
 mod keepalive;
 #[cfg(feature = "lb")]
 mod lb;
@@ -44,11 +46,13 @@ mod retries;
 mod retry_rule;
 mod routes;
 mod signals;
+mod smuggling;
 mod streaming;
 #[cfg(feature = "tls")]
 mod tls;
 #[cfg(feature = "tls")]
 mod tls_extras;
+mod truncation;
 mod upgrade;
 mod upstream_errors;
 mod upstream_idle;

@@ -368,3 +368,58 @@ fn admin_token_file_is_read_and_checked() {
         "one word of printable ASCII",
     );
 }
+
+#[test]
+fn http3_on_a_tls_listener_is_valid() {
+    let dir = ScratchDir::new();
+    let (cert, key) = (dir.file("cert.pem"), dir.file("key.pem"));
+    let yaml = tls_listener(&cert, &key).replace("    routes:", "        http3: true\n    routes:");
+    let conf = ok(&yaml);
+    assert!(conf.services[0].listeners[0].http3);
+    // Off unless asked for.
+    assert!(!ok(&tls_listener(&cert, &key)).services[0].listeners[0].http3);
+}
+
+#[test]
+fn http3_needs_tls_a_tcp_listener_and_no_client_certificates() {
+    assert_err(
+        "services:\n  - name: a\n    listeners:\n      - addr: 127.0.0.1:8080\n        http3: true\n    routes: [{respond: {}}]\n",
+        Invalid,
+        5,
+        "services[0].listeners[0].http3",
+        "needs TLS",
+    );
+    let dir = ScratchDir::new();
+    let (cert, key) = (dir.file("cert.pem"), dir.file("key.pem"));
+    let ca = dir.file("ca.pem");
+    let yaml = tls_listener(&cert, &key).replace(
+        "    routes:",
+        &format!(
+            "          client_auth: {{ mode: require, ca_file: {} }}\n        http3: true\n    routes:",
+            ca.display()
+        ),
+    );
+    assert_err(
+        &yaml,
+        Invalid,
+        9,
+        "services[0].listeners[0].http3",
+        "client certificates",
+    );
+}
+
+#[test]
+fn http3_rejected_when_the_binary_has_no_http3() {
+    let dir = ScratchDir::new();
+    let (cert, key) = (dir.file("c.pem"), dir.file("k.pem"));
+    let no_h3 = ValidateOptions {
+        http3_supported: false,
+        ..ValidateOptions::default()
+    };
+    let yaml = tls_listener(&cert, &key).replace("    routes:", "        http3: true\n    routes:");
+    let e = ServerConf::from_yaml_str_with(&yaml, "t.yaml", &no_h3).unwrap_err();
+    assert_eq!(e.kind, Invalid);
+    assert_eq!(e.line, Some(8));
+    assert_eq!(e.key_path, "services[0].listeners[0].http3");
+    assert!(e.message.contains("without HTTP/3 support"), "{e}");
+}

@@ -40,6 +40,7 @@ impl Default for ConfigRules {
     fn default() -> Self {
         ConfigRules::new(ValidateOptions {
             tls_supported: crate::protocols::tls::supported(),
+            http3_supported: cfg!(feature = "http3"),
             ..ValidateOptions::default()
         })
     }

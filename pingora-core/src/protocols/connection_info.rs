@@ -41,6 +41,15 @@ impl ConnectionInfo {
         }
     }
 
+    /// A QUIC connection from `peer` that reached `local`: TLS by definition.
+    pub fn quic(peer: ClientAddr, local: Option<SocketAddr>) -> Self {
+        ConnectionInfo {
+            local_addr: local,
+            tls: true,
+            ..ConnectionInfo::new(peer)
+        }
+    }
+
     /// The connection with its PROXY header: the client becomes the header's source
     /// address, when it names one (a `LOCAL` or `UNKNOWN` header leaves the socket peer).
     pub fn with_proxy_header(mut self, header: ProxyHeader) -> Self {

@@ -72,11 +72,42 @@ impl Stream {
         }
     }
 
+    /// Whether bytes (or the peer's close, or an error) are waiting to be read right
+    /// now; reads nothing and never waits. A system call (a peek) is made only when the
+    /// runtime's cached readiness says the socket may be readable.
+    pub fn read_waiting(&self) -> io::Result<bool> {
+        #[cfg(feature = "tls")]
+        if let Stream::Tls(s) = self {
+            if s.ssl().pending() > 0 {
+                return Ok(true);
+            }
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self.poll_read_ready(&mut cx) {
+            Poll::Pending => return Ok(false),
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Ready(Ok(())) => {}
+        }
+        match self.peek_raw() {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(_) => Ok(true),
+        }
+    }
+
+    /// Waits, holding no buffer, until bytes (or the peer's close, or an error) are
+    /// waiting to be read: an idle connection can give its buffers back meanwhile.
+    pub async fn readable(&self) -> io::Result<()> {
+        while !self.read_waiting()? {
+            std::future::poll_fn(|cx| self.poll_read_ready(cx)).await?;
+        }
+        Ok(())
+    }
+
     /// Looks at the socket's receive queue without consuming it: `Ok(0)` closed,
     /// `Ok(n)` bytes waiting, `WouldBlock` nothing yet. On `WouldBlock` the runtime's
     /// cached read readiness is cleared too, so that [`Stream::poll_read_ready`] waits
     /// for new bytes instead of reporting the ones already read.
-    #[cfg(feature = "tls")]
     fn peek_raw(&self) -> io::Result<usize> {
         let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
         // `try_io` runs the closure only when readiness is set, and clears it on
@@ -98,6 +129,7 @@ impl Stream {
                 }
                 r
             }
+            #[cfg(feature = "tls")]
             Stream::Tls(s) => s.get_ref().peek_raw(),
         }
     }
@@ -181,7 +213,6 @@ impl Stream {
     }
 }
 
-#[cfg(feature = "tls")]
 fn is_would_block<T>(r: &io::Result<T>) -> bool {
     matches!(r, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
@@ -298,4 +329,41 @@ pub async fn write_all_vectored(stream: &mut Stream, bufs: &mut [IoSlice<'_>]) -
         IoSlice::advance_slices(&mut bufs, n);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn readable_waits_without_a_buffer_for_bytes_or_the_close() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peer = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let mut stream = Stream::Tcp(listener.accept().await.unwrap().0);
+        assert!(!stream.read_waiting().unwrap());
+        let waiting = tokio::time::timeout(Duration::from_millis(50), stream.readable()).await;
+        assert!(waiting.is_err(), "readable before any byte arrived");
+
+        peer.write_all(b"GET").await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), stream.readable())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(stream.read_waiting().unwrap());
+        let mut got = [0u8; 3];
+        stream.read_exact(&mut got).await.unwrap();
+        // Bytes read: nothing waits any more, even though the cached readiness is stale.
+        assert!(!stream.read_waiting().unwrap());
+
+        drop(peer);
+        tokio::time::timeout(Duration::from_secs(5), stream.readable())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stream.read(&mut got).await.unwrap(), 0);
+    }
 }

@@ -1,6 +1,6 @@
 //! Handing every listening socket to a new instance (SIGQUIT, SIGHUP).
 
-use crate::listener::BoundListener;
+use crate::listener::{BoundListener, UDP_HANDOVER_PREFIX};
 
 /// Where listening sockets are handed to a new instance during an upgrade.
 #[derive(Debug, Clone)]
@@ -33,12 +33,17 @@ pub(super) async fn hand_over(
     }
     let sock = upgrade.sock.clone();
     let sent = tokio::task::spawn_blocking(move || {
-        let names: Vec<String> = copies.iter().map(|l| l.addr().to_string()).collect();
-        let fds: Vec<(&str, std::os::fd::BorrowedFd<'_>)> = names
-            .iter()
-            .zip(&copies)
-            .map(|(n, l)| (n.as_str(), l.as_fd()))
-            .collect();
+        // Each listener by its address; its UDP socket (HTTP/3), if any, after it as
+        // `udp:ADDRESS`.
+        let mut named = Vec::with_capacity(copies.len());
+        for l in &copies {
+            named.push((l.addr().to_string(), l.as_fd()));
+            if let Some(udp) = l.udp_fd() {
+                named.push((format!("{UDP_HANDOVER_PREFIX}{}", l.addr()), udp));
+            }
+        }
+        let fds: Vec<(&str, std::os::fd::BorrowedFd<'_>)> =
+            named.iter().map(|(n, fd)| (n.as_str(), *fd)).collect();
         let opts = pingora_upgrade::SendOptions {
             connect_retries: upgrade.connect_retries,
             ..pingora_upgrade::SendOptions::default()

@@ -117,7 +117,11 @@ impl Server {
             let mut listeners = Vec::with_capacity(service.listen_addrs().len());
             for (addr, opts) in service.listen_addrs() {
                 let listener = match inherited.iter().position(|l| l.addr() == addr) {
-                    Some(i) => inherited.swap_remove(i),
+                    Some(i) => {
+                        let mut l = inherited.swap_remove(i);
+                        l.ensure_udp(opts)?;
+                        l
+                    }
                     None => BoundListener::bind(addr, opts)?,
                 };
                 listeners.push(listener);

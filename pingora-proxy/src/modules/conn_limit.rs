@@ -109,4 +109,11 @@ impl<A: ServerApp> ServerApp for PerClientConnections<A> {
         let _held = Held { limit: self, ip };
         self.inner.process_connection(stream, conn, shutdown).await;
     }
+
+    /// HTTP/3 requests pass straight through: a QUIC connection is not counted (see
+    /// `docs/http3.md`).
+    #[cfg(feature = "http3")]
+    async fn process_h3_stream(&self, stream: pingora_core::protocols::http::v3::H3ServerStream) {
+        self.inner.process_h3_stream(stream).await;
+    }
 }

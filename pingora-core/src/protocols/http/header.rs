@@ -84,6 +84,52 @@ impl ResponseHeader {
     }
 }
 
+/// Whether a field must never be sent in a trailer section (RFC 9110 §6.5.1): message
+/// framing, routing, request modifiers, authentication, response control data and
+/// content handling fields. The proxy drops such trailers instead of forwarding them:
+/// a recipient that merged them into the head would read, say, a `content-length` it
+/// never framed by.
+pub fn is_forbidden_trailer(name: &http::HeaderName) -> bool {
+    use http::header::*;
+    [
+        CONTENT_LENGTH,
+        TRANSFER_ENCODING,
+        HOST,
+        TE,
+        TRAILER,
+        CONNECTION,
+        UPGRADE,
+        CACHE_CONTROL,
+        EXPECT,
+        MAX_FORWARDS,
+        PRAGMA,
+        RANGE,
+        IF_MATCH,
+        IF_NONE_MATCH,
+        IF_MODIFIED_SINCE,
+        IF_UNMODIFIED_SINCE,
+        IF_RANGE,
+        AUTHORIZATION,
+        PROXY_AUTHORIZATION,
+        PROXY_AUTHENTICATE,
+        WWW_AUTHENTICATE,
+        SET_COOKIE,
+        COOKIE,
+        AGE,
+        EXPIRES,
+        DATE,
+        LOCATION,
+        RETRY_AFTER,
+        VARY,
+        CONTENT_ENCODING,
+        CONTENT_TYPE,
+        CONTENT_RANGE,
+    ]
+    .contains(name)
+        || name == "keep-alive"
+        || name == "proxy-connection"
+}
+
 /// The text body of an error response the server makes up itself: `"502 Bad Gateway\n"`.
 pub fn error_body(status: StatusCode) -> Bytes {
     let reason = status.canonical_reason().unwrap_or("Error");

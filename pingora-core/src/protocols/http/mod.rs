@@ -6,6 +6,8 @@ pub mod header;
 pub mod server_session;
 pub mod v1;
 pub mod v2;
+#[cfg(feature = "http3")]
+pub mod v3;
 
 pub use client_session::ClientSession;
 pub use header::{RequestHeader, ResponseHeader};

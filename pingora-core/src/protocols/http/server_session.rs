@@ -12,6 +12,8 @@ use super::detached::DetachedRequest;
 use super::v1::server::H1ServerSession;
 use super::v1::BodyFraming;
 use super::v2::server::H2ServerStream;
+#[cfg(feature = "http3")]
+use super::v3::server::H3ServerStream;
 use super::{RequestHeader, ResponseHeader};
 use crate::error::Result;
 use crate::protocols::{ClientAddr, ConnectionInfo};
@@ -26,6 +28,9 @@ pub enum ServerSession {
     H1(H1ServerSession),
     /// A request on one stream of an HTTP/2 connection.
     H2(H2ServerStream),
+    /// A request on one stream of an HTTP/3 (QUIC) connection (feature `http3`).
+    #[cfg(feature = "http3")]
+    H3(H3ServerStream),
     /// A request the proxy makes itself, with no client waiting (its response is dropped).
     Detached(DetachedRequest),
 }
@@ -36,6 +41,8 @@ macro_rules! each_version {
         match $self {
             ServerSession::H1($s) => $body,
             ServerSession::H2($s) => $body,
+            #[cfg(feature = "http3")]
+            ServerSession::H3($s) => $body,
             ServerSession::Detached($s) => $body,
         }
     };
@@ -176,6 +183,8 @@ impl ServerSession {
         match self {
             ServerSession::H1(s) => s.requests_served(),
             ServerSession::H2(s) => s.requests_served(),
+            #[cfg(feature = "http3")]
+            ServerSession::H3(s) => s.requests_served(),
             ServerSession::Detached(_) => 1,
         }
     }

@@ -170,6 +170,24 @@ impl TlsCertificate {
         &self.names
     }
 
+    /// The chain (leaf first) and the private key as DER (PKCS#8 for the key): what a
+    /// TLS stack other than BoringSSL (QUIC's) is fed.
+    #[cfg(feature = "http3")]
+    pub(crate) fn to_der(&self) -> Result<(Vec<Vec<u8>>, Vec<u8>)> {
+        let what = || format!("{}: cannot encode the certificate as DER", self.origin);
+        let chain = self
+            .chain
+            .iter()
+            .map(|c| c.to_der())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| config_error(what(), e))?;
+        let key = self
+            .key
+            .private_key_to_der_pkcs8()
+            .map_err(|e| config_error(what(), e))?;
+        Ok((chain, key))
+    }
+
     /// The leaf certificate.
     pub(crate) fn leaf(&self) -> &X509 {
         &self.chain[0]

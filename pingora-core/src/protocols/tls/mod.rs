@@ -30,7 +30,7 @@ mod keylog;
 #[cfg(feature = "tls")]
 mod ocsp;
 #[cfg(feature = "tls")]
-mod server;
+pub(crate) mod server;
 mod ticket_keys;
 
 pub use client_auth::{ClientAuth, ClientAuthMode, ClientCertInfo, ClientCertVerify};

@@ -31,7 +31,7 @@ const SESSION_ID_CONTEXT: &[u8] = b"pingora";
 
 /// Which certificate serves which server name.
 #[derive(Debug, Default)]
-struct NameTable {
+pub(crate) struct NameTable {
     /// Exact names, lowercased, to an index into the certificates.
     exact: HashMap<String, usize>,
     /// Wildcard names by the part after `*.` (`*.example.com` is stored as `example.com`).
@@ -40,7 +40,7 @@ struct NameTable {
 
 impl NameTable {
     /// The first certificate naming a name wins.
-    fn build(certs: &[TlsCertificate]) -> NameTable {
+    pub(crate) fn build(certs: &[TlsCertificate]) -> NameTable {
         let mut table = NameTable::default();
         for (i, cert) in certs.iter().enumerate() {
             for name in cert.names() {
@@ -54,7 +54,7 @@ impl NameTable {
     }
 
     /// The certificate for `name`: an exact match, else a wildcard covering one label.
-    fn lookup(&self, name: &str) -> Option<usize> {
+    pub(crate) fn lookup(&self, name: &str) -> Option<usize> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         if let Some(&i) = self.exact.get(&name) {
             return Some(i);
@@ -75,6 +75,12 @@ pub struct TlsAcceptor {
     acceptor: SslAcceptor,
     names: Vec<Vec<String>>,
     handshake_timeout: Duration,
+    /// The certificates, for the listener's QUIC side (its TLS is not BoringSSL's).
+    #[cfg(feature = "http3")]
+    certs: Vec<TlsCertificate>,
+    /// Whether a certificate asks for client certificates (QUIC refuses to serve then).
+    #[cfg(feature = "http3")]
+    client_auth: bool,
 }
 
 impl fmt::Debug for TlsAcceptor {
@@ -295,7 +301,24 @@ impl TlsAcceptor {
             acceptor: default.build(),
             names: certs.iter().map(|c| c.names().to_vec()).collect(),
             handshake_timeout: opts.handshake_timeout,
+            #[cfg(feature = "http3")]
+            client_auth: opts.client_auth.is_some()
+                || certs.iter().any(|c| c.client_auth().is_some()),
+            #[cfg(feature = "http3")]
+            certs,
         })
+    }
+
+    /// The certificates, in the order given (the first is the default).
+    #[cfg(feature = "http3")]
+    pub(crate) fn certificates(&self) -> &[TlsCertificate] {
+        &self.certs
+    }
+
+    /// Whether any certificate asks clients for a certificate.
+    #[cfg(feature = "http3")]
+    pub(crate) fn asks_client_certificates(&self) -> bool {
+        self.client_auth
     }
 
     /// The host names of each certificate, in the order given.

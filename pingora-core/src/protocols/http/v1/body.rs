@@ -13,6 +13,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use super::framing::BodyFraming;
 use super::parse::find_bare_lf;
 use crate::error::{Error, ErrorKind, Result, Side};
+use crate::protocols::http::header::is_forbidden_trailer;
 
 /// Longest chunk-size line accepted, extensions included, CRLF excluded.
 pub const MAX_CHUNK_LINE: usize = 4096;
@@ -385,14 +386,19 @@ impl BodyEncoder {
         }
     }
 
-    /// Ends the body: for chunked, appends the last chunk, `trailers` and the final CRLF
-    /// to `out`; other framings write nothing and ignore `trailers`. A length-framed body
+    /// Ends the body: for chunked, appends the last chunk, `trailers` (less the fields
+    /// that may not be trailers, see [`is_forbidden_trailer`]) and the final CRLF to
+    /// `out`; other framings write nothing and ignore `trailers`. A length-framed body
     /// that is short is an `InvalidBody` error. Calling it again does nothing.
     pub fn finish(&mut self, trailers: Option<&HeaderMap>, out: &mut BytesMut) -> Result<()> {
         match self.state {
             EncodeState::Chunked => {
                 out.extend_from_slice(b"0\r\n");
-                for (name, value) in trailers.into_iter().flatten() {
+                let allowed = trailers
+                    .into_iter()
+                    .flatten()
+                    .filter(|(name, _)| !is_forbidden_trailer(name));
+                for (name, value) in allowed {
                     out.extend_from_slice(name.as_str().as_bytes());
                     out.extend_from_slice(b": ");
                     out.extend_from_slice(value.as_bytes());
@@ -733,6 +739,18 @@ mod tests {
         let mut e = BodyEncoder::new(BodyFraming::Chunked);
         e.finish(None, &mut out).unwrap();
         assert_eq!(&out[..], b"0\r\n\r\n");
+
+        // Fields that may not be trailers are never sent as trailers (the smuggling
+        // corpus's trailer-content-length, trailer-host, trailer-transfer-encoding).
+        let mut t = HeaderMap::new();
+        for (n, v) in [("content-length", "50"), ("x-sum", "1"), ("host", "evil")] {
+            t.append(HeaderName::from_static(n), v.parse().unwrap());
+        }
+        t.append(http::header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        let mut e = BodyEncoder::new(BodyFraming::Chunked);
+        out.clear();
+        e.finish(Some(&t), &mut out).unwrap();
+        assert_eq!(&out[..], b"0\r\nx-sum: 1\r\n\r\n");
 
         let mut e = BodyEncoder::new(BodyFraming::UntilClose);
         assert!(e.frame_data(10).unwrap().prefix().is_empty());

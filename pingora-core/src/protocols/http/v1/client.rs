@@ -5,14 +5,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, Method, StatusCode};
 
 use super::io::{
     read_more, write_all, write_all_taking_replies, ReadTimer, BODY_CHUNK, HEAD_CHUNK,
 };
 use super::{
-    parse_response, response_framing, wants_keepalive, write_request_head, BodyDecoder,
-    BodyEncoder, BodyEvent, BodyFraming, HeadLimits,
+    parse_response, response_framing, set_request_framing_headers, wants_keepalive,
+    write_request_head, BodyDecoder, BodyEncoder, BodyEvent, BodyFraming, HeadLimits,
 };
 use crate::error::{Error, ErrorKind, Result, Side};
 use crate::protocols::http::{RequestHeader, ResponseHeader};
@@ -101,20 +101,7 @@ impl H1ClientSession {
         self.resp_done = false;
         self.resp_trailers = None;
         self.req_method = req.method.clone();
-        match body {
-            BodyFraming::Chunked | BodyFraming::UntilClose => {
-                req.headers.remove(header::CONTENT_LENGTH);
-                req.headers.insert(
-                    header::TRANSFER_ENCODING,
-                    HeaderValue::from_static("chunked"),
-                );
-            }
-            BodyFraming::Length(n) => {
-                req.headers
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
-            }
-            BodyFraming::Empty => {}
-        }
+        set_request_framing_headers(&mut req.headers, body);
         let framing = match body {
             BodyFraming::UntilClose => BodyFraming::Chunked,
             other => other,

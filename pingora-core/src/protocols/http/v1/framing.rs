@@ -1,6 +1,6 @@
 //! Deciding how a message body is delimited (RFC 9112 §6), and connection semantics.
 
-use http::{header, HeaderMap, Method, StatusCode, Version};
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode, Version};
 
 use crate::error::{Error, ErrorKind, Result, Side};
 use crate::protocols::http::{RequestHeader, ResponseHeader};
@@ -22,7 +22,9 @@ pub enum BodyFraming {
 /// (`Content-Length: 0` is `Empty`). Rejects (as `InvalidHead`, side `Downstream`):
 /// `Transfer-Encoding` with `Content-Length`, differing or malformed `Content-Length`
 /// values, a `Transfer-Encoding` that does not end in `chunked` or names it twice, and
-/// `Transfer-Encoding` on HTTP/1.0.
+/// `Transfer-Encoding` on HTTP/1.0. A coding before `chunked` (`gzip, chunked`) is
+/// `NotImplemented` (answer 501, RFC 9112 §6.1): the proxy re-frames bodies and would
+/// forward the coded bytes as if they were plain.
 pub fn request_framing(req: &RequestHeader) -> Result<BodyFraming> {
     let side = Side::Downstream;
     let cl = content_length(&req.headers, side)?;
@@ -34,7 +36,12 @@ pub fn request_framing(req: &RequestHeader) -> Result<BodyFraming> {
             return Err(invalid(side, "both Content-Length and Transfer-Encoding"));
         }
         return match chunked_is_final(&req.headers) {
-            Some(true) => Ok(BodyFraming::Chunked),
+            Some(true) if only_chunked(&req.headers) => Ok(BodyFraming::Chunked),
+            Some(true) => Err(Error::new(
+                ErrorKind::NotImplemented,
+                side,
+                "a transfer coding other than chunked",
+            )),
             Some(false) => Err(invalid(side, "Transfer-Encoding does not end with chunked")),
             None => Err(invalid(side, "chunked applied more than once")),
         };
@@ -128,6 +135,45 @@ fn chunked_is_final(headers: &HeaderMap) -> Option<bool> {
     }
 }
 
+/// Makes a request's framing fields say exactly `body`, whatever the client sent, so
+/// the next hop frames the body as this proxy does: chunked (and close-delimited,
+/// which a request cannot be) gets `Transfer-Encoding: chunked` and no
+/// `Content-Length`; a length gets one `Content-Length` and no `Transfer-Encoding`;
+/// no body gets no `Transfer-Encoding`, and `Content-Length: 0` only if the client
+/// sent a `Content-Length` (an HTTP/2 client may send one, even several, with a
+/// request that has no body).
+pub fn set_request_framing_headers(headers: &mut HeaderMap, body: BodyFraming) {
+    match body {
+        BodyFraming::Chunked | BodyFraming::UntilClose => {
+            headers.remove(header::CONTENT_LENGTH);
+            headers.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+        }
+        BodyFraming::Length(n) => {
+            headers.remove(header::TRANSFER_ENCODING);
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
+        BodyFraming::Empty => {
+            headers.remove(header::TRANSFER_ENCODING);
+            if headers.contains_key(header::CONTENT_LENGTH) {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+            }
+        }
+    }
+}
+
+/// Whether `chunked` is the only transfer coding named (empty list elements aside).
+fn only_chunked(headers: &HeaderMap) -> bool {
+    headers.get_all(header::TRANSFER_ENCODING).iter().all(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .map(<[u8]>::trim_ascii)
+            .all(|c| c.is_empty() || c.eq_ignore_ascii_case(b"chunked"))
+    })
+}
+
 /// Whether the connection may stay open after this message: HTTP/1.1 unless
 /// `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`.
 pub fn wants_keepalive(version: Version, headers: &HeaderMap) -> bool {
@@ -172,6 +218,43 @@ mod tests {
     use crate::protocols::http::v1::{parse_request, HeadLimits};
     use bytes::BytesMut;
 
+    #[test]
+    fn framing_headers_say_exactly_the_proxys_framing() {
+        let framing_of = |pairs: &[(&str, &str)], body| {
+            let mut h = HeaderMap::new();
+            for (n, v) in pairs {
+                h.append(
+                    http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            set_request_framing_headers(&mut h, body);
+            let all = |name| {
+                h.get_all(name)
+                    .iter()
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+            };
+            (all(header::CONTENT_LENGTH), all(header::TRANSFER_ENCODING))
+        };
+        // Found by fuzzing the HTTP/2 -> HTTP/1 path: a body-less HTTP/2 request with
+        // `content-length: 0` and `content-length: 5` went upstream with both.
+        let conflicting = [("content-length", "0"), ("content-length", "5")];
+        assert_eq!(
+            framing_of(&conflicting, BodyFraming::Empty),
+            (vec!["0".into()], vec![])
+        );
+        assert_eq!(framing_of(&[], BodyFraming::Empty), (vec![], vec![]));
+        assert_eq!(
+            framing_of(&[("transfer-encoding", "gzip")], BodyFraming::Length(3)),
+            (vec!["3".into()], vec![])
+        );
+        assert_eq!(
+            framing_of(&conflicting, BodyFraming::Chunked),
+            (vec![], vec!["chunked".into()])
+        );
+    }
+
     fn request(version: &str, head: &str) -> RequestHeader {
         let raw = format!("POST / {version}\r\nHost: x\r\n{head}\r\n");
         parse_request(&mut BytesMut::from(raw.as_bytes()), &HeadLimits::default())
@@ -212,14 +295,28 @@ mod tests {
             ),
             ("Transfer-Encoding: chunked\r\n", BodyFraming::Chunked),
             ("Transfer-Encoding: CHUNKED\r\n", BodyFraming::Chunked),
-            ("Transfer-Encoding: gzip, chunked\r\n", BodyFraming::Chunked),
-            (
-                "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
-                BodyFraming::Chunked,
-            ),
+            ("Transfer-Encoding: , chunked\r\n", BodyFraming::Chunked),
         ];
         for (head, want) in ok {
             assert_eq!(framing(head).unwrap(), want, "{head}");
+        }
+    }
+
+    #[test]
+    fn codings_before_chunked_are_not_implemented() {
+        // The proxy re-frames request bodies: forwarding `gzip, chunked` as `chunked`
+        // would hand the origin gzip bytes as if they were the body (the smuggling
+        // corpus's te-gzip-chunked and te-identity-chunked cases).
+        for head in [
+            "Transfer-Encoding: gzip, chunked\r\n",
+            "Transfer-Encoding: identity, chunked\r\n",
+            "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+        ] {
+            assert_eq!(
+                framing(head).unwrap_err().kind,
+                ErrorKind::NotImplemented,
+                "{head}"
+            );
         }
     }
 

@@ -95,6 +95,27 @@ pub(crate) async fn read_more(
     }
 }
 
+/// Waits, holding no buffer, until `stream` has bytes to read (or was closed, or
+/// failed), until `deadline` at most (kept by `timer`, as reads are): `Ok(false)` when
+/// the deadline passed first.
+pub(crate) async fn readable_within(
+    stream: &Stream,
+    timer: &mut ReadTimer,
+    deadline: Instant,
+) -> std::io::Result<bool> {
+    while !stream.read_waiting()? {
+        let woken = std::future::poll_fn(|cx| match stream.poll_read_ready(cx) {
+            Poll::Ready(r) => Poll::Ready(r.map(|()| true)),
+            Poll::Pending => timer.poll_expired(cx, deadline).map(|()| Ok(false)),
+        })
+        .await?;
+        if !woken {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// Frees a large buffer on a connection that has nothing buffered, so that idle
 /// connections hold little memory.
 pub(crate) fn shrink_idle(buf: &mut BytesMut) {

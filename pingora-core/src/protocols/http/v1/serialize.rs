@@ -11,7 +11,9 @@ use crate::protocols::http::{RequestHeader, ResponseHeader};
 
 /// Appends `METHOD target HTTP/1.x`, the headers and the blank line to `out`. The target
 /// is the path and query (origin-form, also for an absolute-form URI), the authority
-/// for CONNECT, or `*`. The version is HTTP/1.0 when the head says so, else HTTP/1.1.
+/// for CONNECT, or `*`. An absolute-form target with an empty path
+/// (`http://h.example?q`) goes out as `/?q`: origin-form always starts with `/`. The
+/// version is HTTP/1.0 when the head says so, else HTTP/1.1.
 pub fn write_request_head(req: &RequestHeader, out: &mut BytesMut) {
     let target = match (req.uri.path_and_query(), req.uri.authority()) {
         (_, Some(authority)) if req.method == Method::CONNECT => authority.as_str(),
@@ -20,9 +22,12 @@ pub fn write_request_head(req: &RequestHeader, out: &mut BytesMut) {
         (None, None) => "/",
     };
     let method = req.method.as_str();
-    out.reserve(method.len() + target.len() + 12 + headers_len(&req.headers));
+    out.reserve(method.len() + target.len() + 13 + headers_len(&req.headers));
     out.extend_from_slice(method.as_bytes());
     out.extend_from_slice(b" ");
+    if target.starts_with('?') {
+        out.extend_from_slice(b"/");
+    }
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(if req.version == Version::HTTP_10 {
         b" HTTP/1.0\r\n"
@@ -108,6 +113,17 @@ mod tests {
         assert_eq!(
             &request_bytes(&req)[..],
             b"GET /p?q HTTP/1.1\r\nhost: h.example\r\n\r\n"
+        );
+        // Found by fuzzing: an empty path before the query went out as `GET ?q`.
+        let no_path = parse_request(
+            &mut BytesMut::from(&b"GET http://h.example?q HTTP/1.1\r\nHost: h.example\r\n\r\n"[..]),
+            &HeadLimits::default(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            &request_bytes(&no_path)[..],
+            b"GET /?q HTTP/1.1\r\nhost: h.example\r\n\r\n"
         );
         req.version = Version::HTTP_10;
         req.headers.clear();

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode, Version};
 
-use super::io::{read_more, shrink_idle, write_all, ReadTimer, BODY_CHUNK, HEAD_CHUNK};
+use super::io::{
+    read_more, readable_within, shrink_idle, write_all, ReadTimer, BODY_CHUNK, HEAD_CHUNK,
+};
 use super::{
     expects_continue, parse_request, request_framing, wants_keepalive, write_response_head,
     BodyDecoder, BodyEncoder, BodyEvent, BodyFraming, HeadLimits,
@@ -153,8 +155,9 @@ impl H1ServerSession {
             conn: conn.into(),
             shutdown,
             opts,
-            buf: BytesMut::with_capacity(HEAD_CHUNK),
-            out: BytesMut::with_capacity(1024),
+            // Allocated when the first bytes arrive (see `wait_first_byte`).
+            buf: BytesMut::new(),
+            out: BytesMut::new(),
             read_timer: ReadTimer::default(),
             requests: 0,
             exchange: H1Exchange::idle(),
@@ -197,14 +200,32 @@ impl H1ServerSession {
         } else {
             self.opts.keepalive_timeout
         };
-        let read = read_more(
-            &mut self.stream,
-            &mut self.buf,
-            HEAD_CHUNK,
-            &mut self.read_timer,
-            wait,
-            Side::Downstream,
-        );
+        let (stream, buf, out) = (&mut self.stream, &mut self.buf, &mut self.out);
+        let timer = &mut self.read_timer;
+        let read = async move {
+            // One deadline for the wait and the read together.
+            let deadline = tokio::time::Instant::now() + wait;
+            if buf.is_empty() && !stream.read_waiting().unwrap_or(true) {
+                // Nothing buffered and nothing arrived: wait without buffers, so that an
+                // idle connection holds no more than its socket and its task. Once
+                // bytes arrive, `read_more` allocates the head buffer again; a client
+                // whose next request is already there never gets here.
+                *buf = BytesMut::new();
+                *out = BytesMut::new();
+                let arrived = readable_within(stream, timer, deadline)
+                    .await
+                    .map_err(|e| Error::from_io(Side::Downstream, "reading", e))?;
+                if !arrived {
+                    return Err(Error::new(
+                        ErrorKind::ReadTimeout,
+                        Side::Downstream,
+                        format!("no data for {}ms", wait.as_millis()),
+                    ));
+                }
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            read_more(stream, buf, HEAD_CHUNK, timer, left, Side::Downstream).await
+        };
         let read = tokio::select! {
             biased;
             r = read => r,

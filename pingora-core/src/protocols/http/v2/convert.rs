@@ -11,6 +11,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, Uri, Version};
 
 use crate::error::{Error, ErrorKind, Result, Side};
+use crate::protocols::http::header::is_forbidden_trailer;
 use crate::protocols::http::v1::BodyFraming;
 use crate::protocols::http::{RequestHeader, ResponseHeader};
 
@@ -315,10 +316,19 @@ pub fn response_from_h2<B>(resp: &Response<B>) -> ResponseHeader {
     head
 }
 
-/// Trailers safe to send in HTTP/2 (connection-specific fields removed).
+/// Trailers safe to send in HTTP/2: connection-specific fields and the fields that
+/// may not be trailers ([`is_forbidden_trailer`]) removed.
 pub fn trailers_to_h2(trailers: &HeaderMap) -> HeaderMap {
     let mut t = trailers.clone();
     strip_connection_headers(&mut t, false);
+    let forbidden: Vec<HeaderName> = t
+        .keys()
+        .filter(|n| is_forbidden_trailer(n))
+        .cloned()
+        .collect();
+    for name in forbidden {
+        t.remove(name);
+    }
     t
 }
 

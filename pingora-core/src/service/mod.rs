@@ -8,6 +8,11 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 
 pub use crate::background::BackgroundService;
+#[cfg(feature = "http3")]
+use crate::protocols::http::v3::H3ServerStream;
+
+#[cfg(feature = "http3")]
+mod quic;
 use crate::error::{Error, ErrorKind, Result, Side};
 use crate::listener::{AsyncListener, BoundListener, ListenAddr, ListenOptions};
 use crate::protocols::proxy_protocol::{HeaderOutcome, ProxyProtocolOptions};
@@ -27,6 +32,19 @@ pub trait ServerApp: Send + Sync + 'static {
         conn: ConnectionInfo,
         shutdown: ShutdownWatch,
     ) -> impl Future<Output = ()> + Send;
+
+    /// Serves one HTTP/3 request (feature `http3`): QUIC connections are accepted and
+    /// driven by the service, each request stream handed here on a task of its own.
+    /// The default answers `501 Not Implemented`.
+    #[cfg(feature = "http3")]
+    fn process_h3_stream(&self, stream: H3ServerStream) -> impl Future<Output = ()> + Send {
+        async move {
+            let mut stream = stream;
+            let _ = stream
+                .respond_error(http::StatusCode::NOT_IMPLEMENTED)
+                .await;
+        }
+    }
 }
 
 /// Something the server runs on a runtime of its own.
@@ -149,9 +167,16 @@ impl<A: ServerApp> Service for ListeningService<A> {
         tasks_per_fd: usize,
         shutdown: &ShutdownController,
     ) -> Result<()> {
-        for (i, bound) in listeners.into_iter().enumerate() {
+        for (i, mut bound) in listeners.into_iter().enumerate() {
             let opts = self.addrs.get(i).map(|(_, opts)| opts);
             let tls = opts.and_then(|o| o.tls.clone());
+            let udp = bound.take_udp();
+            #[cfg(feature = "http3")]
+            if let (Some(udp), Some(tls), Some(h3)) = (udp, &tls, opts.and_then(|o| o.http3)) {
+                quic::start(udp, tls, h3, self.app.clone(), handles, shutdown)?;
+            }
+            #[cfg(not(feature = "http3"))]
+            drop(udp);
             let proxy_protocol = opts.and_then(|o| o.proxy_protocol.clone()).map(Arc::new);
             // Every runtime gets its own registration of the same socket, so that
             // single-threaded runtimes accept for themselves.
@@ -225,9 +250,15 @@ async fn accept_loop<A: ServerApp>(
                 tokio::spawn(async move {
                     // The PROXY header and the TLS handshake are read here, in the
                     // connection's task, so that a slow or silent client never holds
-                    // up the accept loop.
-                    let Some((stream, conn)) =
-                        open_connection(stream, peer, proxy_protocol.as_deref(), tls).await
+                    // up the accept loop. That future is boxed: it must not size every
+                    // connection's task for the connection's whole life.
+                    let Some((stream, conn)) = Box::pin(open_connection(
+                        stream,
+                        peer,
+                        proxy_protocol.as_deref(),
+                        tls,
+                    ))
+                    .await
                     else {
                         return;
                     };
