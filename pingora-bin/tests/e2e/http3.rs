@@ -324,9 +324,8 @@ fn garbage_datagrams_and_a_bad_handshake_leave_the_server_serving() {
 
 #[test]
 fn sigterm_lets_an_http3_request_in_flight_finish() {
-    let origin = Origin::start(|_| {
-        Reply::Delay(Duration::from_millis(1500), Box::new(Reply::ok("slow")))
-    });
+    let origin =
+        Origin::start(|_| Reply::Delay(Duration::from_millis(1500), Box::new(Reply::ok("slow"))));
     let files = Files::new();
     let (mut proxy, addr) = start(&files, origin.addr());
     let client = files.client(addr);
