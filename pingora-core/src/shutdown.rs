@@ -47,6 +47,7 @@ impl ShutdownWatch {
 pub struct ShutdownController {
     tx: Arc<watch::Sender<Phase>>,
     accepting: Arc<watch::Sender<bool>>,
+    handed_over: Arc<std::sync::atomic::AtomicBool>,
     live: Arc<LiveCount>,
 }
 
@@ -70,8 +71,22 @@ impl ShutdownController {
         ShutdownController {
             tx: Arc::new(tx),
             accepting: Arc::new(accepting),
+            handed_over: Arc::default(),
             live: Arc::new(LiveCount::default()),
         }
+    }
+
+    /// Records that a new instance took the listeners and serves: from then on this
+    /// instance only drains (a grace period may still accept on TCP, but a socket that
+    /// must have one reader, such as QUIC's UDP socket, stays with the new instance).
+    pub fn set_handed_over(&self) {
+        self.handed_over
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether [`ShutdownController::set_handed_over`] was called.
+    pub fn handed_over(&self) -> bool {
+        self.handed_over.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// A watch for tasks.

@@ -169,6 +169,13 @@ fn the_page_shows_a_backend_going_down_and_its_drain_button_works() {
         expect_line(&rx, "DRAINED");
         // Traffic moved: `b` is down and `a` drained, so nothing reaches `a` any more.
         stop.store(true, Ordering::Relaxed);
+        // The load's last request may have been routed before the drain (in-flight
+        // requests finish): count from when it is done.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !load.is_finished() {
+            assert!(std::time::Instant::now() < deadline, "the load thread did not stop");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let before = a.requests();
         for _ in 0..5 {
             assert_eq!(request(listen, "GET", "/", &[], b"").unwrap().status, 503);

@@ -151,6 +151,7 @@ impl RunningServer {
     fn confirm_new_instance(&self, hooks: &mut dyn Lifecycle) -> bool {
         self.shutdown.set_accepting(false);
         if hooks.new_instance_ready() {
+            self.shutdown.set_handed_over();
             return true;
         }
         log::error!("the new instance took the listeners but did not start serving; still serving");

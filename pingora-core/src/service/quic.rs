@@ -116,10 +116,17 @@ async fn accept_loop<A: ServerApp>(
                 );
                 endpoint.close(H3_NO_ERROR.into(), b"server restarting");
                 drop(endpoint);
-                // The new instance did not start (accepting resumes): serve again.
+                // The new instance did not start (accepting resumes): serve again. A
+                // resume for the grace period after a hand-over that succeeded is not
+                // for this socket: the new instance is its only reader.
                 tokio::select! {
                     _ = watch.reached(Phase::Draining) => return,
-                    _ = gate.resumed() => continue,
+                    _ = gate.resumed() => {
+                        if shutdown.handed_over() {
+                            return;
+                        }
+                        continue;
+                    }
                 }
             }
         }
