@@ -173,7 +173,10 @@ fn the_page_shows_a_backend_going_down_and_its_drain_button_works() {
         // requests finish): count from when it is done.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !load.is_finished() {
-            assert!(std::time::Instant::now() < deadline, "the load thread did not stop");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the load thread did not stop"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         let before = a.requests();
