@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::StatusCode;
+use http::{HeaderValue, StatusCode};
 use pingora_core::connector::PeerAddress;
 use pingora_core::protocols::http::header::{error_body, ERROR_CONTENT_TYPE};
 use pingora_core::protocols::http::{RequestHeader, ResponseHeader, ServerSession};
@@ -30,12 +30,19 @@ pub struct Session {
     pub downstream: ServerSession,
     started: Instant,
     upstream_status: Option<StatusCode>,
-    upstream_addr: Option<String>,
+    /// The last upstream address chosen on this connection, as text (kept across its
+    /// requests: formatted again only when the peer changes).
+    upstream_addr: Option<(PeerAddress, String)>,
+    /// Whether `upstream_addr` is the current request's.
+    upstream_chosen: bool,
     upstream_reused: Option<bool>,
     upstream_attempts: usize,
     /// Empty unless an attempt failed: no allocation for a request that succeeds.
     upstream_failures: Vec<UpstreamFailure>,
     upstream_connect_time: Option<Duration>,
+    /// The client's address as an `X-Forwarded-For` entry, made on first use and kept
+    /// for the connection's later requests.
+    forwarded_for: Option<HeaderValue>,
 }
 
 impl Session {
@@ -45,10 +52,12 @@ impl Session {
             started: Instant::now(),
             upstream_status: None,
             upstream_addr: None,
+            upstream_chosen: false,
             upstream_reused: None,
             upstream_attempts: 0,
             upstream_failures: Vec::new(),
             upstream_connect_time: None,
+            forwarded_for: None,
         }
     }
 
@@ -59,7 +68,7 @@ impl Session {
     pub(crate) fn begin_request(&mut self) {
         self.started = Instant::now();
         self.upstream_status = None;
-        self.upstream_addr = None;
+        self.upstream_chosen = false;
         self.upstream_reused = None;
         self.upstream_attempts = 0;
         self.upstream_failures.clear();
@@ -105,6 +114,16 @@ impl Session {
         })
     }
 
+    /// The client's IP address as an `X-Forwarded-For` entry (`None` for a unix-socket
+    /// client): formatted once per connection, then a cheap clone per request.
+    pub(crate) fn forwarded_for(&mut self) -> Option<&HeaderValue> {
+        if self.forwarded_for.is_none() {
+            let ip = self.client_addr().ip()?;
+            self.forwarded_for = Some(crate::headers::forwarded_for_value(ip));
+        }
+        self.forwarded_for.as_ref()
+    }
+
     /// When the current request head was read.
     pub fn started(&self) -> Instant {
         self.started
@@ -117,11 +136,18 @@ impl Session {
 
     /// The upstream address the request went to, once chosen.
     pub fn upstream_addr(&self) -> Option<&str> {
-        self.upstream_addr.as_deref()
+        match &self.upstream_addr {
+            Some((_, text)) if self.upstream_chosen => Some(text),
+            _ => None,
+        }
     }
 
-    pub(crate) fn set_upstream(&mut self, addr: String) {
-        self.upstream_addr = Some(addr);
+    pub(crate) fn set_upstream(&mut self, peer: &PeerAddress) {
+        self.upstream_chosen = true;
+        if self.upstream_addr.as_ref().is_some_and(|(p, _)| p == peer) {
+            return;
+        }
+        self.upstream_addr = Some((peer.clone(), peer.to_string()));
     }
 
     /// Whether the upstream connection of the last attempt came from the keep-alive

@@ -21,7 +21,7 @@ use pingora_core::protocols::http::v1::is_upgrade_request;
 use pingora_core::protocols::http::{ClientSession, RequestHeader};
 use pingora_core::{Error, ErrorKind, Result, Side};
 
-use crate::headers::{append_forwarded_for, strip_hop_by_hop};
+use crate::headers::{append_forwarded_for_value, strip_hop_by_hop};
 use crate::phases::ProxyHttp;
 use crate::proxy::HttpProxy;
 use crate::retry_rule::{is_idempotent, RetryRule};
@@ -157,7 +157,7 @@ impl<'a, P: ProxyHttp, H: ExchangeHooks<P>> Exchange<'a, P, H> {
         if peer.sends_proxy_header() {
             peer.set_proxy_client(self.session.downstream.connection());
         }
-        self.session.set_upstream(peer.address.to_string());
+        self.session.set_upstream(&peer.address);
         self.session.set_upstream_attempts(self.retry.attempts());
         if self.retry.attempts() == 1 {
             self.rule = self.phases.retry_rule(self.session, self.ctx);
@@ -177,12 +177,12 @@ impl<'a, P: ProxyHttp, H: ExchangeHooks<P>> Exchange<'a, P, H> {
 
     /// The request head to send upstream: hop-by-hop headers removed, `X-Forwarded-For`
     /// appended, `Expect` dropped (the proxy answers `100 Continue` itself).
-    fn upstream_request(&self, upgrade: bool) -> RequestHeader {
+    fn upstream_request(&mut self, upgrade: bool) -> RequestHeader {
         let mut req = self.session.req_header().clone();
         strip_hop_by_hop(&mut req.headers, upgrade);
         req.headers.remove(header::EXPECT);
-        if let Some(ip) = self.session.client_addr().ip() {
-            append_forwarded_for(&mut req.headers, ip);
+        if let Some(client) = self.session.forwarded_for() {
+            append_forwarded_for_value(&mut req.headers, client);
         }
         req.version = Version::HTTP_11;
         req

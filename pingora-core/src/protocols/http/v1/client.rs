@@ -7,7 +7,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, StatusCode};
 
-use super::io::{read_more, write_all, write_all_taking_replies, BODY_CHUNK, HEAD_CHUNK};
+use super::io::{
+    read_more, write_all, write_all_taking_replies, ReadTimer, BODY_CHUNK, HEAD_CHUNK,
+};
 use super::{
     parse_response, response_framing, set_request_framing_headers, wants_keepalive,
     write_request_head, BodyDecoder, BodyEncoder, BodyEvent, BodyFraming, HeadLimits,
@@ -32,6 +34,8 @@ pub struct H1ClientSession {
     limits: HeadLimits,
     buf: BytesMut,
     out: BytesMut,
+    /// The timeout of every read from the server.
+    read_timer: ReadTimer,
     req_method: Method,
     req_encoder: Option<BodyEncoder>,
     req_done: bool,
@@ -53,6 +57,7 @@ impl H1ClientSession {
             limits: HeadLimits::default(),
             buf: BytesMut::with_capacity(HEAD_CHUNK),
             out: BytesMut::with_capacity(1024),
+            read_timer: ReadTimer::default(),
             req_method: Method::GET,
             req_encoder: None,
             req_done: true,
@@ -197,6 +202,7 @@ impl H1ClientSession {
                 &mut self.stream,
                 &mut self.buf,
                 HEAD_CHUNK,
+                &mut self.read_timer,
                 self.timeouts.read,
                 Side::Upstream,
             )
@@ -240,6 +246,7 @@ impl H1ClientSession {
                         &mut self.stream,
                         &mut self.buf,
                         BODY_CHUNK,
+                        &mut self.read_timer,
                         self.timeouts.read,
                         Side::Upstream,
                     )

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode, Version};
 
-use super::io::{read_more, shrink_idle, write_all, BODY_CHUNK, HEAD_CHUNK};
+use super::io::{
+    read_more, readable_within, shrink_idle, write_all, ReadTimer, BODY_CHUNK, HEAD_CHUNK,
+};
 use super::{
     expects_continue, parse_request, request_framing, wants_keepalive, write_response_head,
     BodyDecoder, BodyEncoder, BodyEvent, BodyFraming, HeadLimits,
@@ -83,6 +85,8 @@ pub struct H1ServerSession {
     buf: BytesMut,
     /// Bytes of the response waiting to be written (a head, a chunk end).
     out: BytesMut,
+    /// The timeout of every read from the client.
+    read_timer: ReadTimer,
     requests: u64,
     exchange: H1Exchange,
 }
@@ -154,6 +158,7 @@ impl H1ServerSession {
             // Allocated when the first bytes arrive (see `wait_first_byte`).
             buf: BytesMut::new(),
             out: BytesMut::new(),
+            read_timer: ReadTimer::default(),
             requests: 0,
             exchange: H1Exchange::idle(),
         }
@@ -196,7 +201,10 @@ impl H1ServerSession {
             self.opts.keepalive_timeout
         };
         let (stream, buf, out) = (&mut self.stream, &mut self.buf, &mut self.out);
+        let timer = &mut self.read_timer;
         let read = async move {
+            // One deadline for the wait and the read together.
+            let deadline = tokio::time::Instant::now() + wait;
             if buf.is_empty() && !stream.read_waiting().unwrap_or(true) {
                 // Nothing buffered and nothing arrived: wait without buffers, so that an
                 // idle connection holds no more than its socket and its task. Once
@@ -204,22 +212,19 @@ impl H1ServerSession {
                 // whose next request is already there never gets here.
                 *buf = BytesMut::new();
                 *out = BytesMut::new();
-                stream
-                    .readable()
+                let arrived = readable_within(stream, timer, deadline)
                     .await
                     .map_err(|e| Error::from_io(Side::Downstream, "reading", e))?;
+                if !arrived {
+                    return Err(Error::new(
+                        ErrorKind::ReadTimeout,
+                        Side::Downstream,
+                        format!("no data for {}ms", wait.as_millis()),
+                    ));
+                }
             }
-            read_more(stream, buf, HEAD_CHUNK, wait, Side::Downstream).await
-        };
-        // One deadline for the wait and the read together.
-        let read = async move {
-            tokio::time::timeout(wait, read).await.unwrap_or_else(|_| {
-                Err(Error::new(
-                    ErrorKind::ReadTimeout,
-                    Side::Downstream,
-                    format!("no data for {}ms", wait.as_millis()),
-                ))
-            })
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            read_more(stream, buf, HEAD_CHUNK, timer, left, Side::Downstream).await
         };
         let read = tokio::select! {
             biased;
@@ -264,6 +269,7 @@ impl H1ServerSession {
                     &mut self.stream,
                     &mut self.buf,
                     HEAD_CHUNK,
+                    &mut self.read_timer,
                     left,
                     Side::Downstream,
                 )
@@ -394,6 +400,7 @@ impl H1ServerSession {
                         &mut self.stream,
                         &mut self.buf,
                         BODY_CHUNK,
+                        &mut self.read_timer,
                         t,
                         Side::Downstream,
                     )
@@ -623,6 +630,7 @@ impl H1ServerSession {
                         &mut self.stream,
                         &mut self.buf,
                         HEAD_CHUNK,
+                        &mut self.read_timer,
                         left,
                         Side::Downstream,
                     )

@@ -28,6 +28,21 @@ const CONNECTION_SPECIFIC: [HeaderName; 5] = [
 /// set above. `TE` is kept as `te: trailers` when `keep_te_trailers` and the client
 /// offered `trailers`; otherwise it is removed.
 pub fn strip_connection_headers(headers: &mut HeaderMap, keep_te_trailers: bool) {
+    // Most heads have none of them: one pass over the names, no hashing, no removal.
+    let any = headers.keys().any(|name| {
+        matches!(
+            name.as_str(),
+            "connection"
+                | "keep-alive"
+                | "proxy-connection"
+                | "transfer-encoding"
+                | "upgrade"
+                | "te"
+        )
+    });
+    if !any {
+        return;
+    }
     let mut named = Vec::new();
     for v in headers.get_all(header::CONNECTION) {
         let Ok(s) = v.to_str() else { continue };
@@ -75,8 +90,9 @@ fn join_cookies(headers: &mut HeaderMap) {
 /// Turns a request received over HTTP/2 into the proxy's request head: the target
 /// becomes origin-form (authority-form for CONNECT), `:authority` becomes the `Host`
 /// field (replacing one the client also sent), split cookies are joined, and the
-/// version is HTTP/2.
-pub fn request_from_h2<B>(req: &Request<B>) -> Result<RequestHeader> {
+/// version is HTTP/2. The header fields are moved out of `req` (not copied).
+pub fn request_from_h2<B>(req: &mut Request<B>) -> Result<RequestHeader> {
+    let headers = std::mem::take(req.headers_mut());
     let uri = req.uri();
     let target = if req.method() == Method::CONNECT {
         match uri.authority() {
@@ -84,14 +100,20 @@ pub fn request_from_h2<B>(req: &Request<B>) -> Result<RequestHeader> {
             None => return Err(bad_request("CONNECT without :authority")),
         }
     } else {
-        let pq = uri.path_and_query().map_or("/", PathAndQuery::as_str);
-        let pq = if pq.is_empty() { "/" } else { pq };
-        Uri::from_maybe_shared(bytes::Bytes::copy_from_slice(pq.as_bytes()))
+        match uri.path_and_query() {
+            // An origin-form path is the target as it is (a shared copy, no parsing).
+            Some(pq) if pq.as_str().starts_with('/') => Ok(Uri::from(pq.clone())),
+            other => {
+                let pq = other.map_or("/", PathAndQuery::as_str);
+                let pq = if pq.is_empty() { "/" } else { pq };
+                Uri::from_maybe_shared(bytes::Bytes::copy_from_slice(pq.as_bytes()))
+            }
+        }
     }
     .map_err(|e| Error::because(ErrorKind::InvalidHead, Side::Downstream, "bad :path", e))?;
     let mut head = RequestHeader::new(req.method().clone(), target);
     head.version = Version::HTTP_2;
-    head.headers = req.headers().clone();
+    head.headers = headers;
     if let Some(authority) = uri.authority() {
         let host = HeaderValue::from_str(authority.as_str()).map_err(|e| {
             Error::because(
@@ -353,7 +375,7 @@ mod tests {
 
     #[test]
     fn h2_request_becomes_origin_form_with_host() {
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(Method::POST)
             .uri("https://a.example:8443/p/q?x=1")
             .header(header::HOST, "ignored.example")
@@ -361,7 +383,7 @@ mod tests {
             .header(header::COOKIE, "b=2")
             .body(())
             .unwrap();
-        let head = request_from_h2(&req).unwrap();
+        let head = request_from_h2(&mut req).unwrap();
         assert_eq!(head.method, Method::POST);
         assert_eq!(head.uri, "/p/q?x=1");
         assert_eq!(head.version, Version::HTTP_2);

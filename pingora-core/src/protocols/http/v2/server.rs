@@ -280,7 +280,7 @@ impl H2ServerConnection {
     /// answered `400` here and `None` returned.
     fn new_stream(
         &mut self,
-        req: http::Request<RecvStream>,
+        mut req: http::Request<RecvStream>,
         mut respond: SendResponse<Bytes>,
     ) -> Option<H2ServerStream> {
         let refuse = |respond: &mut SendResponse<Bytes>, status| {
@@ -305,7 +305,7 @@ impl H2ServerConnection {
             .map(|p| p.as_str().to_string());
         let converted = match &protocol {
             Some(p) => upgrade_from_extended_connect(&req, p),
-            None => request_from_h2(&req),
+            None => request_from_h2(&mut req),
         };
         let head = match converted {
             Ok(h) => h,

@@ -154,11 +154,11 @@ impl H3PendingRequest {
     /// a valid request is answered `400` here and an error returned.
     pub async fn resolve(self) -> Result<H3ServerStream> {
         let read = self.resolver.resolve_request();
-        let (req, mut stream) = tokio::time::timeout(self.opts.header_timeout, read)
+        let (mut req, mut stream) = tokio::time::timeout(self.opts.header_timeout, read)
             .await
             .map_err(|_| timeout_error(ErrorKind::ReadTimeout, "reading the HTTP/3 request head"))?
             .map_err(|e| stream_error("reading the HTTP/3 request head", e))?;
-        let mut head = match request_from_h2(&req) {
+        let mut head = match request_from_h2(&mut req) {
             Ok(h) => h,
             Err(e) => {
                 let mut resp = http::Response::new(());
