@@ -322,7 +322,9 @@ impl<P: ProxyHttp> HttpProxy<P> {
                 next = conn.accept() => match next {
                     Some(Ok(stream)) => {
                         let proxy = self.clone();
-                        requests.spawn(async move { proxy.serve_h2_stream(stream).await });
+                        // Boxed: the task then holds a pointer, and spawning it, and
+                        // storing its end, do not copy the whole request's state machine.
+                        requests.spawn(Box::pin(async move { proxy.serve_h2_stream(stream).await }));
                     }
                     Some(Err(e)) => log::debug!("client {}: HTTP/2 connection failed: {e}", conn.peer()),
                     None => break,

@@ -173,12 +173,14 @@ async fn serve_connection<A: ServerApp>(
             next = h3.accept() => match next {
                 Some(Ok(pending)) => {
                     let app = app.clone();
-                    requests.spawn(async move {
+                    // Boxed, as for HTTP/2 streams: spawning moves a pointer, not
+                    // the request's whole state machine.
+                    requests.spawn(Box::pin(async move {
                         match pending.resolve().await {
                             Ok(stream) => app.process_h3_stream(stream).await,
                             Err(e) => log::debug!("HTTP/3 request from {peer}: {e}"),
                         }
-                    });
+                    }));
                 }
                 Some(Err(e)) => {
                     log::debug!("HTTP/3 connection with {peer} failed: {e}");
