@@ -185,4 +185,15 @@ impl AcceptGate {
     pub async fn resumed(&mut self) {
         let _ = self.rx.wait_for(|a| *a).await;
     }
+
+    /// Waits until accepting is paused or resumed, and says whether it is allowed now.
+    /// Unlike [`AcceptGate::paused`], it does not miss a pause that a resume followed
+    /// before this task ran (a hand-over, then a grace period). Cancel-safe.
+    pub async fn changed(&mut self) -> bool {
+        if self.rx.changed().await.is_err() {
+            // The controller is gone: nothing will change again.
+            std::future::pending::<()>().await;
+        }
+        *self.rx.borrow_and_update()
+    }
 }

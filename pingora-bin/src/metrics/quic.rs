@@ -23,6 +23,10 @@ pub(super) fn polled(
         "pingora_quic_handshake_failures_total",
         "QUIC (HTTP/3) handshakes that failed or timed out.",
     )?;
+    let forwarded = counter(
+        "pingora_quic_datagrams_forwarded_total",
+        "QUIC datagrams read here for another instance's connection, passed to it.",
+    )?;
     let open = register(
         registry,
         IntGauge::new(
@@ -39,6 +43,10 @@ pub(super) fn polled(
         PolledCounter {
             counter: failures,
             read: Box::new(|| quic_stats().handshake_failures_total()),
+        },
+        PolledCounter {
+            counter: forwarded,
+            read: Box::new(|| quic_stats().datagrams_forwarded_total()),
         },
     ];
     let gauges = vec![PolledGauge {

@@ -2,8 +2,9 @@
 //! accept loop, one task per connection, one task per request.
 //!
 //! Upgrades: once the listeners were handed to a new instance (accepting paused), this
-//! instance closes its endpoint, so that only the new instance reads the shared UDP
-//! socket; see `docs/http3.md` for what that means for connections still open here.
+//! instance stops reading the shared UDP socket and accepting; its open connections go
+//! on, the new instance passing their datagrams here (`protocols::http::v3::routing`,
+//! `docs/http3.md`).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -17,10 +18,6 @@ use crate::protocols::http::v3::{tls::server_config, H3ServerOptions};
 use crate::protocols::tls::TlsAcceptor;
 use crate::protocols::{ClientAddr, ConnectionInfo};
 use crate::shutdown::{Phase, ShutdownController, ShutdownWatch};
-
-/// The application error code of a connection closed because another instance took
-/// the socket over (H3_NO_ERROR: nothing went wrong, try again).
-const H3_NO_ERROR: u32 = 0x100;
 
 /// Why the endpoint stopped serving.
 enum Stop {
@@ -67,19 +64,28 @@ async fn accept_loop<A: ServerApp>(
     let mut gate = shutdown.accept_gate();
     let local = socket.local_addr().ok();
     let mut next_handle = 0usize;
+    let server = match server_endpoint(&socket, config.clone()) {
+        Ok(e) => e,
+        Err(e) => {
+            log::error!("HTTP/3 on {local:?} not served: {e}");
+            return;
+        }
+    };
+    let endpoint = server.endpoint();
     loop {
-        let endpoint = match server_endpoint(&socket, config.clone()) {
-            Ok(e) => e,
-            Err(e) => {
-                log::error!("HTTP/3 on {local:?} not served: {e}");
-                return;
-            }
-        };
         let stop = loop {
             tokio::select! {
                 biased;
                 _ = watch.reached(Phase::Draining) => break Stop::Drain,
-                _ = gate.paused() => break Stop::HandedOver,
+                // Paused for a hand-over, or (when this task ran late) already
+                // resumed after one for a grace period: either way the new instance
+                // reads the socket now.
+                accepting = gate.changed() => {
+                    if !accepting || shutdown.handed_over() {
+                        break Stop::HandedOver;
+                    }
+                    continue;
+                }
                 incoming = endpoint.accept() => match incoming {
                     Some(incoming) => {
                         if opts.require_retry && !incoming.remote_address_validated() {
@@ -104,19 +110,31 @@ async fn accept_loop<A: ServerApp>(
         match stop {
             Stop::Drain => {
                 // New connections are refused; the driver keeps serving the open ones,
-                // which see the drain and send GOAWAY themselves.
-                endpoint.set_server_config(None);
+                // which see the drain and send GOAWAY themselves. After a hand-over this
+                // task saw only now, the new instance is the socket's reader.
+                if shutdown.handed_over() {
+                    server.hand_over();
+                } else {
+                    endpoint.set_server_config(None);
+                }
                 return;
             }
             Stop::HandedOver => {
-                log::info!(
-                    "HTTP/3 on {local:?}: the new instance reads the socket now; closing {} \
-                     QUIC connection(s) of this instance",
-                    endpoint.open_connections()
-                );
-                endpoint.close(H3_NO_ERROR.into(), b"server restarting");
-                drop(endpoint);
-                // The new instance did not start (accepting resumes): serve again. A
+                let open = endpoint.open_connections();
+                if server.hand_over() {
+                    log::info!(
+                        "HTTP/3 on {local:?}: the new instance reads the socket now; {open} \
+                         QUIC connection(s) of this instance go on, their datagrams passed \
+                         here by it"
+                    );
+                } else {
+                    log::info!(
+                        "HTTP/3 on {local:?}: the new instance reads the socket now; closed \
+                         {open} QUIC connection(s) of this instance"
+                    );
+                }
+                // The open connections drain with the rest of this instance. If the new
+                // instance did not start (accepting resumes), read and accept again; a
                 // resume for the grace period after a hand-over that succeeded is not
                 // for this socket: the new instance is its only reader.
                 tokio::select! {
@@ -125,6 +143,7 @@ async fn accept_loop<A: ServerApp>(
                         if shutdown.handed_over() {
                             return;
                         }
+                        server.take_back(config.clone());
                         continue;
                     }
                 }
@@ -194,8 +213,13 @@ async fn serve_connection<A: ServerApp>(
     // The connection stays open (h3 closes it when dropped) until its requests end;
     // at the end of a drain they are cut.
     let mut closing = watch.clone();
+    let linger = h3.linger();
     tokio::select! {
-        _ = async { while requests.join_next().await.is_some() {} } => {}
+        _ = async {
+            while requests.join_next().await.is_some() {}
+            linger.await;
+        } => {}
+        _ = h3.refuse_late_requests() => {}
         _ = closing.reached(Phase::Closing) => requests.abort_all(),
     }
     drop(h3);

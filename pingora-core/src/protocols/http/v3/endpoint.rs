@@ -4,6 +4,8 @@ use std::net::UdpSocket;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::cid::InstanceCidGenerator;
+use super::routing::RoutedUdpSocket;
 use crate::error::{Error, ErrorKind, Result, Side};
 
 /// Counters of the QUIC side of every listener of the process.
@@ -12,6 +14,7 @@ pub struct QuicStats {
     connections: AtomicU64,
     handshake_failures: AtomicU64,
     open: AtomicU64,
+    forwarded: AtomicU64,
 }
 
 impl QuicStats {
@@ -28,6 +31,16 @@ impl QuicStats {
     /// QUIC connections open now.
     pub fn open_connections(&self) -> u64 {
         self.open.load(Ordering::Relaxed)
+    }
+
+    /// Datagrams read here that belonged to another instance's connection and were
+    /// passed to it (after an upgrade), since start.
+    pub fn datagrams_forwarded_total(&self) -> u64 {
+        self.forwarded.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn forwarded(&self) {
+        self.forwarded.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn handshake_failed(&self) {
@@ -57,13 +70,54 @@ pub fn quic_stats() -> &'static QuicStats {
         connections: AtomicU64::new(0),
         handshake_failures: AtomicU64::new(0),
         open: AtomicU64::new(0),
+        forwarded: AtomicU64::new(0),
     };
     &STATS
 }
 
-/// A QUIC server endpoint reading `socket` (a copy of it: the caller keeps its own).
-/// Must be called inside a tokio runtime; the endpoint's I/O runs there.
-pub fn server_endpoint(socket: &UdpSocket, config: quinn::ServerConfig) -> Result<quinn::Endpoint> {
+/// A QUIC server endpoint on a listener's UDP socket, whose connections outlive a
+/// hand-over of the socket to a new instance (see [`super::routing`]).
+#[derive(Debug)]
+pub struct ServerEndpoint {
+    endpoint: quinn::Endpoint,
+    socket: Arc<RoutedUdpSocket>,
+}
+
+impl ServerEndpoint {
+    /// The quinn endpoint: its connections, and new ones to accept.
+    pub fn endpoint(&self) -> &quinn::Endpoint {
+        &self.endpoint
+    }
+
+    /// The socket now belongs to another instance: stop reading it and stop accepting
+    /// connections; the open ones go on, their datagrams passed here by the new reader.
+    /// Returns whether they can (false when this instance has no inbox; they are then
+    /// closed, see docs/http3.md).
+    pub fn hand_over(&self) -> bool {
+        self.endpoint.set_server_config(None);
+        self.socket.set_handed_over(true);
+        if !self.socket.routes() {
+            self.endpoint
+                .close(H3_NO_ERROR.into(), b"server restarting");
+        }
+        self.socket.routes()
+    }
+
+    /// The hand-over did not complete: read the socket and accept with `config` again.
+    pub fn take_back(&self, config: quinn::ServerConfig) {
+        self.socket.set_handed_over(false);
+        self.endpoint.set_server_config(Some(config));
+    }
+}
+
+/// The application error code of a connection closed because another instance took
+/// the socket over and this one cannot keep it (H3_NO_ERROR: nothing went wrong).
+const H3_NO_ERROR: u32 = 0x100;
+
+/// A QUIC server endpoint reading `socket` (a copy of it: the caller keeps its own),
+/// issuing connection IDs that name this instance. Must be called inside a tokio
+/// runtime; the endpoint's I/O runs there.
+pub fn server_endpoint(socket: &UdpSocket, config: quinn::ServerConfig) -> Result<ServerEndpoint> {
     let ctx = |e: std::io::Error| {
         Error::because(
             ErrorKind::Io,
@@ -74,11 +128,15 @@ pub fn server_endpoint(socket: &UdpSocket, config: quinn::ServerConfig) -> Resul
     };
     let socket = socket.try_clone().map_err(ctx)?;
     socket.set_nonblocking(true).map_err(ctx)?;
-    quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
+    let socket = Arc::new(RoutedUdpSocket::new(socket).map_err(ctx)?);
+    let mut endpoint_config = quinn::EndpointConfig::default();
+    endpoint_config.cid_generator(|| Box::new(InstanceCidGenerator::new()));
+    let endpoint = quinn::Endpoint::new_with_abstract_socket(
+        endpoint_config,
         Some(config),
-        socket,
+        socket.clone(),
         Arc::new(quinn::TokioRuntime),
     )
-    .map_err(ctx)
+    .map_err(ctx)?;
+    Ok(ServerEndpoint { endpoint, socket })
 }

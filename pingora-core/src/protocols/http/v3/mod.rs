@@ -8,13 +8,16 @@
 //! sessions, so the application's phases run unchanged (see
 //! [`ServerApp::process_h3_stream`](crate::service::ServerApp::process_h3_stream)).
 
+mod cid;
 pub mod endpoint;
+mod routing;
 pub mod server;
 pub mod tls;
 
 use std::time::Duration;
 
-pub use endpoint::{quic_stats, QuicStats};
+pub use cid::InstanceId;
+pub use endpoint::{quic_stats, QuicStats, ServerEndpoint};
 pub use server::{H3ServerConnection, H3ServerStream};
 
 /// ALPN identifier of HTTP/3.

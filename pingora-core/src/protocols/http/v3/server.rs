@@ -57,8 +57,28 @@ pub struct H3ServerConnection {
     opts: H3ServerOptions,
     shutdown: ShutdownWatch,
     streams: u64,
-    going_away: bool,
+    closing: Closing,
+    /// The QUIC connection under `conn`, for its round-trip time.
+    quic: quinn::Connection,
 }
+
+/// Where a connection is in its graceful close (RFC 9114, section 5.2).
+#[derive(Debug, Clone, Copy)]
+enum Closing {
+    /// Serving.
+    Open,
+    /// A first GOAWAY said the connection is closing without refusing anything: the
+    /// client stops opening requests, and those it sent before it saw the GOAWAY are
+    /// still accepted until the deadline.
+    Announced(tokio::time::Instant),
+    /// The final GOAWAY named the last request accepted; no more are.
+    Closed,
+}
+
+/// Requests the first GOAWAY leaves room for: more than a client can have in flight.
+const ANNOUNCED_ROOM: usize = 1 << 20;
+/// Least time between the two GOAWAYs; at least twice the round-trip time otherwise.
+const MIN_GOAWAY_INTERVAL: Duration = Duration::from_millis(50);
 
 /// A request whose stream was accepted, its head not read yet: read it with
 /// [`H3PendingRequest::resolve`] on the request's own task, so that a slow client
@@ -81,6 +101,7 @@ impl H3ServerConnection {
     ) -> Result<Self> {
         let mut builder = h3::server::builder();
         builder.max_field_section_size(opts.max_header_list_size);
+        let quic = conn.clone();
         let setup = builder.build(h3_quinn::Connection::new(conn));
         let conn = tokio::time::timeout(opts.handshake_timeout, setup)
             .await
@@ -92,7 +113,8 @@ impl H3ServerConnection {
             opts,
             shutdown,
             streams: 0,
-            going_away: false,
+            closing: Closing::Open,
+            quic,
         })
     }
 
@@ -102,50 +124,97 @@ impl H3ServerConnection {
     }
 
     /// The next request, or `None` once the connection is over: the client closed it,
-    /// or the server started draining (the shutdown watch reached
-    /// [`Phase::Draining`]), in which case a GOAWAY was sent first: the requests
-    /// accepted before it still finish, on their own tasks, while the connection is
-    /// kept (drop it after them). An `Err` is a connection failure; the next call
-    /// returns `None`.
+    /// or the server is draining (the shutdown watch reached [`Phase::Draining`]). A
+    /// drain closes gracefully: a first GOAWAY announces it, requests the client sent
+    /// before seeing it are still accepted for two round trips, then a final GOAWAY
+    /// names the last one accepted (later ones are refused with H3_REQUEST_REJECTED,
+    /// which tells the client they were not processed). The requests accepted still
+    /// finish, on their own tasks, while the connection is kept (drop it after them).
+    /// An `Err` is a connection failure; the next call returns `None`.
     pub async fn accept(&mut self) -> Option<Result<H3PendingRequest>> {
-        if self.going_away {
-            return None;
-        }
-        let next = tokio::select! {
-            biased;
-            _ = self.shutdown.reached(Phase::Draining) => None,
-            r = self.conn.accept() => Some(r),
-        };
-        match next {
-            None => {
-                self.going_away = true;
-                match self.conn.shutdown(0).await {
-                    Ok(()) => None,
-                    Err(e) => Some(Err(conn_error("sending GOAWAY", e))),
+        loop {
+            let next = match self.closing {
+                Closing::Closed => return None,
+                Closing::Open => tokio::select! {
+                    biased;
+                    _ = self.shutdown.reached(Phase::Draining) => {
+                        if let Err(e) = self.conn.shutdown(ANNOUNCED_ROOM).await {
+                            self.closing = Closing::Closed;
+                            return Some(Err(conn_error("sending GOAWAY", e)));
+                        }
+                        let interval = (self.quic.rtt() * 2).max(MIN_GOAWAY_INTERVAL);
+                        self.closing = Closing::Announced(tokio::time::Instant::now() + interval);
+                        continue;
+                    }
+                    r = self.conn.accept() => r,
+                },
+                Closing::Announced(deadline) => tokio::select! {
+                    biased;
+                    _ = tokio::time::sleep_until(deadline) => {
+                        self.closing = Closing::Closed;
+                        return match self.conn.shutdown(0).await {
+                            Ok(()) => None,
+                            Err(e) => Some(Err(conn_error("sending GOAWAY", e))),
+                        };
+                    }
+                    r = self.conn.accept() => r,
+                },
+            };
+            return match next {
+                Ok(Some(resolver)) => {
+                    self.streams += 1;
+                    Some(Ok(H3PendingRequest {
+                        resolver,
+                        info: self.info.clone(),
+                        opts: self.opts,
+                        index: self.streams,
+                    }))
                 }
-            }
-            Some(Ok(Some(resolver))) => {
-                self.streams += 1;
-                Some(Ok(H3PendingRequest {
-                    resolver,
-                    info: self.info.clone(),
-                    opts: self.opts,
-                    index: self.streams,
-                }))
-            }
-            Some(Ok(None)) => {
-                self.going_away = true;
-                None
-            }
-            Some(Err(e)) => {
-                self.going_away = true;
-                if e.is_h3_no_error() {
+                Ok(None) => {
+                    self.closing = Closing::Closed;
                     None
-                } else {
-                    Some(Err(conn_error("HTTP/3 client connection", e)))
                 }
-            }
+                Err(e) => {
+                    self.closing = Closing::Closed;
+                    if e.is_h3_no_error() {
+                        None
+                    } else {
+                        Some(Err(conn_error("HTTP/3 client connection", e)))
+                    }
+                }
+            };
         }
+    }
+}
+
+/// Least time a drained connection is kept after its last response, for that response
+/// to be acknowledged; at least four round trips otherwise.
+const MIN_LINGER: Duration = Duration::from_millis(500);
+
+impl H3ServerConnection {
+    /// Waits, once every request of the connection has ended, until the client closes
+    /// it or its last responses had time to be acknowledged: closing a QUIC connection
+    /// discards the data it has not delivered yet.
+    /// (The future holds none of `self`: await it beside
+    /// [`H3ServerConnection::refuse_late_requests`].)
+    pub fn linger(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let quic = self.quic.clone();
+        async move {
+            let linger = (quic.rtt() * 4).max(MIN_LINGER);
+            let _ = tokio::time::timeout(linger, quic.closed()).await;
+        }
+    }
+
+    /// After the final GOAWAY, refuses the requests the client still opens (it sent
+    /// them before it saw the GOAWAY) with H3_REQUEST_REJECTED, which tells it they
+    /// were not processed, until the connection is over. Run it while the accepted
+    /// requests finish; it never returns.
+    pub async fn refuse_late_requests(&mut self) {
+        if matches!(self.closing, Closing::Closed) {
+            // h3 resets, itself, every stream past the final GOAWAY's.
+            while let Ok(Some(_)) = self.conn.accept().await {}
+        }
+        std::future::pending::<()>().await;
     }
 }
 
