@@ -288,8 +288,9 @@ impl<P: ProxyHttp> HttpProxy<P> {
                     return None;
                 }
                 AfterRequest::Tunnel(upstream) => {
+                    let carried = tunnel::Carried::of(session.req_header());
                     if let Some(h1) = session.into_downstream().into_http1() {
-                        Box::pin(tunnel::run(h1, *upstream)).await;
+                        Box::pin(tunnel::run(h1, *upstream, carried)).await;
                     }
                     return None;
                 }
@@ -309,7 +310,8 @@ impl<P: ProxyHttp> HttpProxy<P> {
     ) {
         let opts = self.shared.opts.downstream_h2;
         let mut conn =
-            match H2ServerConnection::handshake(stream, prefix, info, opts, shutdown).await {
+            match H2ServerConnection::handshake(stream, prefix, info, opts, shutdown.clone()).await
+            {
                 Ok(conn) => conn,
                 Err(e) => {
                     log::debug!("HTTP/2 handshake failed: {e}");
@@ -322,9 +324,10 @@ impl<P: ProxyHttp> HttpProxy<P> {
                 next = conn.accept() => match next {
                     Some(Ok(stream)) => {
                         let proxy = self.clone();
+                        let shutdown = shutdown.clone();
                         // Boxed: the task then holds a pointer, and spawning it, and
                         // storing its end, do not copy the whole request's state machine.
-                        requests.spawn(Box::pin(async move { proxy.serve_h2_stream(stream).await }));
+                        requests.spawn(Box::pin(async move { proxy.serve_h2_stream(stream, shutdown).await }));
                     }
                     Some(Err(e)) => log::debug!("client {}: HTTP/2 connection failed: {e}", conn.peer()),
                     None => break,
@@ -336,13 +339,14 @@ impl<P: ProxyHttp> HttpProxy<P> {
         while requests.join_next().await.is_some() {}
     }
 
-    async fn serve_h2_stream(&self, stream: H2ServerStream) {
+    async fn serve_h2_stream(&self, stream: H2ServerStream, shutdown: ShutdownWatch) {
         let mut session = Session::new(ServerSession::H2(stream));
         // One stream, one request: nothing to keep; a tunnel only for an extended
         // CONNECT whose upstream switched protocols.
         if let AfterRequest::Tunnel(upstream) = self.serve_request(&mut session).await {
+            let carried = tunnel::Carried::of(session.req_header());
             if let ServerSession::H2(stream) = session.into_downstream() {
-                tunnel::run_h2(stream, *upstream).await;
+                tunnel::run_h2(stream, *upstream, carried, shutdown).await;
             }
         }
     }

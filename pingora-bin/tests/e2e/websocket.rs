@@ -1,17 +1,18 @@
-//! WebSocket upgrades: the 101 passes through and bytes then flow both ways.
+//! WebSocket upgrades: the 101 passes through and bytes then flow both ways; a
+//! WebSocket still open when the server's drain runs out gets a close frame.
 
 use std::io::Write;
 use std::time::Duration;
 
-use test_support::{checksum, deterministic_bytes, request_bytes, Origin, ProxyConfig, Reply};
+use test_support::{
+    checksum, deterministic_bytes, request_bytes, Origin, ProxyConfig, RawClient, Reply, Signal,
+    DRAIN_EXIT_DEADLINE,
+};
 
 use crate::bin;
 
-#[test]
-fn upgrade_is_tunnelled_both_ways() {
-    let origin = Origin::start(|_| Reply::WebSocketEcho);
-    let proxy = ProxyConfig::new(origin.addr()).start(bin());
-    let mut c = proxy.client();
+/// Sends a WebSocket upgrade request on `c`.
+fn send_upgrade(c: &mut RawClient) {
     c.send(&request_bytes(
         "GET",
         "/ws",
@@ -25,6 +26,14 @@ fn upgrade_is_tunnelled_both_ways() {
         b"",
     ))
     .unwrap();
+}
+
+#[test]
+fn upgrade_is_tunnelled_both_ways() {
+    let origin = Origin::start(|_| Reply::WebSocketEcho);
+    let proxy = ProxyConfig::new(origin.addr()).start(bin());
+    let mut c = proxy.client();
+    send_upgrade(&mut c);
     let r = c.read_response().unwrap();
     assert_eq!(r.status, 101, "response: {r:?}");
     assert!(
@@ -67,5 +76,49 @@ fn upgrade_is_tunnelled_both_ways() {
     assert!(
         c.is_closed_by_peer(Duration::from_secs(3)),
         "tunnel not closed after both sides ended"
+    );
+}
+
+/// A WebSocket open when the server's drain runs out (here after SIGTERM; the same
+/// happens in the old instance after an upgrade) is ended with a close frame, 1001
+/// "going away", after the last whole frame, not cut.
+#[test]
+fn a_websocket_open_at_the_end_of_the_drain_gets_a_close_frame() {
+    let origin = Origin::start(|_| Reply::WebSocketEcho);
+    let mut proxy = ProxyConfig::new(origin.addr())
+        .set("graceful_shutdown_timeout_seconds", "1")
+        .start(bin());
+    let mut c = proxy.client();
+    send_upgrade(&mut c);
+    assert_eq!(c.read_response().unwrap().status, 101);
+    c.send(b"\x81\x05hello").unwrap();
+    assert_eq!(c.read_exact_raw(7).unwrap(), b"\x81\x05hello");
+
+    proxy.process.signal(Signal::SIGTERM);
+    // The tunnel is kept through the drain...
+    c.send(b"\x81\x02hi").unwrap();
+    assert_eq!(c.read_exact_raw(4).unwrap(), b"\x81\x02hi");
+    // ...and when it runs out (1 s), the client gets a close frame: FIN + close, an
+    // unmasked payload of the code 1001 and a reason.
+    let head = c
+        .read_exact_raw(2)
+        .unwrap_or_else(|e| panic!("no close frame after the drain: {e}\nlog:\n{}", proxy.log()));
+    assert_eq!(head[0], 0x88, "not a close frame: {head:?}");
+    let len = usize::from(head[1]);
+    assert!((2..=125).contains(&len), "payload length {len}");
+    let payload = c.read_exact_raw(len).unwrap();
+    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1001);
+    assert!(
+        c.is_closed_by_peer(Duration::from_secs(3)),
+        "the connection stayed open after the close frame"
+    );
+    let status = proxy.process.wait_exit(DRAIN_EXIT_DEADLINE);
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", proxy.log());
+    assert!(
+        proxy
+            .log()
+            .contains("close frame sent to: client, upstream"),
+        "{}",
+        proxy.log()
     );
 }

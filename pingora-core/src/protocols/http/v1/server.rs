@@ -174,6 +174,12 @@ impl H1ServerSession {
         &self.conn
     }
 
+    /// The server's shutdown watch this connection follows (for what outlives the
+    /// session, such as a tunnel after `101 Switching Protocols`).
+    pub fn shutdown_watch(&self) -> &ShutdownWatch {
+        &self.shutdown
+    }
+
     /// Reads the next request head. Between requests it waits up to the keep-alive
     /// timeout and returns [`NextRequest::Closed`] if the client leaves, the timeout
     /// passes, or the server reaches [`Phase::Closing`] while the connection is idle.
