@@ -5,14 +5,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use pingora_core::connector::{Connector, HttpConnector};
-use pingora_core::protocols::http::v1::client::H1ClientSession;
 use pingora_core::protocols::http::v1::server::{
     H1ServerSession, NextRequest, ServerSessionOptions,
 };
 use pingora_core::protocols::http::v2::server::{
     H2ServerConnection, H2ServerOptions, H2ServerStream,
 };
-use pingora_core::protocols::http::ServerSession;
+use pingora_core::protocols::http::{ServerSession, UpstreamTunnel};
 use pingora_core::protocols::{ConnectionInfo, Stream};
 use pingora_core::service::ServerApp;
 use pingora_core::shutdown::ShutdownWatch;
@@ -217,7 +216,7 @@ impl std::fmt::Display for Attempts {
 enum AfterRequest {
     Continue,
     Close,
-    Tunnel(Box<H1ClientSession>),
+    Tunnel(Box<UpstreamTunnel>),
 }
 
 impl<P: ProxyHttp> ServerApp for HttpProxy<P> {

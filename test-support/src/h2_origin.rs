@@ -4,7 +4,9 @@
 //!
 //! Every request is answered `200` with response headers telling what arrived
 //! (`x-conn`, `x-stream`, `x-method`, `x-path`, `x-authority`, `x-scheme`,
-//! `x-request-id` echoed), then:
+//! `x-request-id` echoed, `x-protocol` for an extended CONNECT, which it accepts unless
+//! built [`H2OriginBuilder::without_extended_connect`]),
+//! then:
 //! - `/bytes/<n>`: `n` bytes of [`crate::deterministic_bytes`] with
 //!   [`crate::LARGE_STREAM_SEED`], streamed;
 //! - `/hold...`: held (counted by [`H2Origin::held`]) until
@@ -35,6 +37,7 @@ pub struct H2OriginBuilder {
     max_concurrent_streams: Option<u32>,
     goaway_after: Option<usize>,
     refuse_after: Option<usize>,
+    no_extended_connect: bool,
 }
 
 impl H2OriginBuilder {
@@ -48,6 +51,13 @@ impl H2OriginBuilder {
     /// streams; streams already on their way are still served.
     pub fn goaway_after(mut self, n: usize) -> Self {
         self.goaway_after = Some(n);
+        self
+    }
+
+    /// Does not announce SETTINGS_ENABLE_CONNECT_PROTOCOL: extended CONNECT (a
+    /// WebSocket over HTTP/2) is refused.
+    pub fn without_extended_connect(mut self) -> Self {
+        self.no_extended_connect = true;
         self
     }
 
@@ -221,6 +231,10 @@ async fn connection(
 ) {
     stats.open_connections.fetch_add(1, Ordering::SeqCst);
     let mut builder = h2::server::Builder::new();
+    // Extended CONNECT (RFC 8441): a WebSocket's stream is echoed like any body.
+    if !cfg.no_extended_connect {
+        builder.enable_connect_protocol();
+    }
     if let Some(n) = cfg.max_concurrent_streams {
         builder.max_concurrent_streams(n);
     }
@@ -292,6 +306,9 @@ async fn answer(
             text(req.uri().authority().map_or("", |a| a.as_str())),
         );
         h.insert("x-scheme", text(req.uri().scheme_str().unwrap_or("")));
+        if let Some(p) = req.extensions().get::<h2::ext::Protocol>() {
+            h.insert("x-protocol", text(p.as_str()));
+        }
         if let Some(id) = req.headers().get("x-request-id") {
             h.insert("x-request-id", id.clone());
         }

@@ -1,12 +1,13 @@
-//! WebSocket upgrades: the 101 passes through and bytes then flow both ways; a
-//! WebSocket still open when the server's drain runs out gets a close frame.
+//! WebSocket upgrades: the 101 passes through and bytes then flow both ways, to HTTP/1.1
+//! origins and (as an extended CONNECT) to HTTP/2 origins; a WebSocket still open when
+//! the server's drain runs out gets a close frame.
 
 use std::io::Write;
 use std::time::Duration;
 
 use test_support::{
-    checksum, deterministic_bytes, request_bytes, Origin, ProxyConfig, RawClient, Reply, Signal,
-    DRAIN_EXIT_DEADLINE,
+    checksum, deterministic_bytes, request_bytes, H2Origin, Origin, ProxyConfig, RawClient, Reply,
+    Signal, DRAIN_EXIT_DEADLINE,
 };
 
 use crate::bin;
@@ -118,6 +119,75 @@ fn a_websocket_open_at_the_end_of_the_drain_gets_a_close_frame() {
         proxy
             .log()
             .contains("close frame sent to: client, upstream"),
+        "{}",
+        proxy.log()
+    );
+}
+
+/// A WebSocket towards an HTTP/2 origin (`http2: true`): the upgrade goes upstream as
+/// an extended CONNECT (RFC 8441), and the origin's 200 comes back to the HTTP/1.1
+/// client as the `101` it stands for, with the `Sec-WebSocket-Accept` of its key.
+#[test]
+fn a_websocket_to_an_http2_origin_goes_as_an_extended_connect() {
+    let origin = H2Origin::start();
+    let proxy = ProxyConfig::new(origin.addr())
+        .upstream("http2: true")
+        .start(bin());
+    let mut c = proxy.client();
+    send_upgrade(&mut c);
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 101, "response: {r:?}\nlog:\n{}", proxy.log());
+    assert!(r.has_token("upgrade", "websocket"), "{:?}", r.headers);
+    assert!(r.has_token("connection", "upgrade"), "{:?}", r.headers);
+    // RFC 6455's example key and its answer.
+    assert_eq!(
+        r.header("sec-websocket-accept"),
+        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+    );
+    // What the origin saw (it says so in its response headers).
+    assert_eq!(r.header("x-method"), Some("CONNECT"));
+    assert_eq!(r.header("x-protocol"), Some("websocket"));
+    assert_eq!(r.header("x-path"), Some("/ws"));
+
+    // The origin echoes the stream: frames pass both ways through the HTTP/2 stream.
+    c.send(b"\x81\x05hello").unwrap();
+    assert_eq!(c.read_exact_raw(7).unwrap(), b"\x81\x05hello");
+    let payload = deterministic_bytes(1024 * 1024, 5);
+    let expected = checksum(&payload);
+    let mut w = c.writer_clone().unwrap();
+    let writer = std::thread::spawn(move || w.write_all(&payload));
+    let echoed = c.read_exact_raw(1024 * 1024).unwrap();
+    writer
+        .join()
+        .expect("writer thread")
+        .expect("payload written");
+    assert_eq!(checksum(&echoed), expected);
+    c.shutdown_write().unwrap();
+    assert!(
+        c.is_closed_by_peer(Duration::from_secs(3)),
+        "tunnel not closed after both sides ended"
+    );
+    // The proxy's HTTP/2 connection to the origin goes on serving plain requests.
+    let mut plain = proxy.client();
+    let r = plain.get("/after", true).unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("x-method"), Some("GET"));
+}
+
+/// An HTTP/2 origin that does not accept extended CONNECT: the upgrade fails with 502
+/// and a log line saying why.
+#[test]
+fn a_websocket_to_an_http2_origin_without_extended_connect_is_a_502() {
+    let origin = H2Origin::builder().without_extended_connect().start();
+    let proxy = ProxyConfig::new(origin.addr())
+        .upstream("http2: true")
+        .start(bin());
+    let mut c = proxy.client();
+    send_upgrade(&mut c);
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 502, "response: {r:?}");
+    assert!(
+        proxy.log().contains("does not accept extended CONNECT"),
         "{}",
         proxy.log()
     );

@@ -89,3 +89,21 @@ fn plain_connect_is_not_implemented() {
         "CONNECT never reaches the origin"
     );
 }
+
+#[test]
+fn websocket_over_h2_to_an_http2_origin_is_an_extended_connect_both_sides() {
+    // The origin accepts extended CONNECT and echoes the stream's bytes (frames
+    // through both tunnels are covered by the HTTP/1.1 client's test in websocket.rs).
+    let origin = test_support::H2Origin::start();
+    let proxy = ProxyConfig::new(origin.addr())
+        .upstream("http2: true")
+        .start(bin());
+    let ws = H2WebSocket::connect(proxy.addr, "chat.test", "/chat", STEP).unwrap_or_else(|e| {
+        panic!(
+            "extended CONNECT to an HTTP/2 origin refused: {e:?}\nlog:\n{}",
+            proxy.log()
+        )
+    });
+    drop(ws);
+    assert_eq!(origin.streams(), 1, "the origin did not get the stream");
+}

@@ -16,9 +16,8 @@ mod retry;
 
 use http::{header, HeaderValue, Version};
 use pingora_core::connector::{HttpConnector, HttpPeer, PeerAddress};
-use pingora_core::protocols::http::v1::client::H1ClientSession;
 use pingora_core::protocols::http::v1::is_upgrade_request;
-use pingora_core::protocols::http::{ClientSession, RequestHeader};
+use pingora_core::protocols::http::{ClientSession, RequestHeader, UpstreamTunnel};
 use pingora_core::{Error, ErrorKind, Result, Side};
 
 use crate::headers::{append_forwarded_for_value, strip_hop_by_hop};
@@ -36,7 +35,7 @@ pub(crate) enum Outcome {
     /// The response was sent in full.
     Done,
     /// The upstream switched protocols: relay raw bytes from now on.
-    Tunnel(Box<H1ClientSession>),
+    Tunnel(Box<UpstreamTunnel>),
 }
 
 /// The state of proxying one request; `H` watches it (`()`: nothing does).
@@ -189,14 +188,14 @@ impl<'a, P: ProxyHttp, H: ExchangeHooks<P>> Exchange<'a, P, H> {
     }
 }
 
-/// The upstream connection of a `101` as a tunnel (HTTP/1 only).
+/// The upstream side of a `101` (or of an extended CONNECT's 2xx) as a tunnel.
 fn tunnel(up: ClientSession) -> Result<Outcome> {
-    match up.into_http1() {
-        Some(h1) => Ok(Outcome::Tunnel(Box::new(h1))),
+    match up.into_tunnel() {
+        Some(t) => Ok(Outcome::Tunnel(Box::new(t))),
         None => Err(Error::new(
             ErrorKind::InvalidHead,
             Side::Upstream,
-            "switching protocols over HTTP/2 is not supported",
+            "the upstream switched protocols on a stream that cannot carry a tunnel",
         )),
     }
 }

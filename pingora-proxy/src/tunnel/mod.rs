@@ -1,6 +1,7 @@
 //! Passing bytes both ways after a `101 Switching Protocols` (WebSocket and friends):
 //! between an HTTP/1.1 client connection, or the stream of an HTTP/2 extended CONNECT
-//! (RFC 8441), and the upstream's HTTP/1.1 connection.
+//! (RFC 8441), and the upstream's HTTP/1.1 connection or HTTP/2 extended CONNECT
+//! stream.
 //!
 //! A tunnel lasts until either side ends it, or until the server's drain runs out
 //! ([`Phase::Closing`]). Then a WebSocket tunnel is ended properly: each direction
@@ -12,10 +13,9 @@ mod websocket;
 
 use std::time::Duration;
 
-use pingora_core::protocols::http::v1::client::H1ClientSession;
 use pingora_core::protocols::http::v1::server::H1ServerSession;
 use pingora_core::protocols::http::v2::server::H2ServerStream;
-use pingora_core::protocols::http::RequestHeader;
+use pingora_core::protocols::http::{RequestHeader, UpstreamTunnel};
 use pingora_core::protocols::ClientAddr;
 use pingora_core::shutdown::{Phase, ShutdownWatch};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -56,7 +56,7 @@ impl Carried {
 }
 
 /// Relays bytes between an HTTP/1.1 client and the upstream until both sides are done.
-pub(crate) async fn run(downstream: H1ServerSession, upstream: H1ClientSession, carried: Carried) {
+pub(crate) async fn run(downstream: H1ServerSession, upstream: UpstreamTunnel, carried: Carried) {
     let client = downstream.peer().clone();
     let shutdown = downstream.shutdown_watch().clone();
     let (down, early_from_client) = downstream.into_tunnel();
@@ -74,7 +74,7 @@ pub(crate) async fn run(downstream: H1ServerSession, upstream: H1ClientSession, 
 /// Relays bytes between the stream of an HTTP/2 extended CONNECT and the upstream.
 pub(crate) async fn run_h2(
     downstream: H2ServerStream,
-    upstream: H1ClientSession,
+    upstream: UpstreamTunnel,
     carried: Carried,
     shutdown: ShutdownWatch,
 ) {
@@ -86,18 +86,40 @@ pub(crate) async fn run_h2(
 }
 
 async fn relay<D>(
-    mut down: D,
+    down: D,
     early_from_client: &[u8],
-    upstream: H1ClientSession,
+    upstream: UpstreamTunnel,
+    client: &ClientAddr,
+    carried: Carried,
+    shutdown: ShutdownWatch,
+) where
+    D: AsyncRead + AsyncWrite + Unpin,
+{
+    match upstream {
+        UpstreamTunnel::H1(up, early) => {
+            let early = (early_from_client, &early[..]);
+            relay_to(down, up, early, client, carried, shutdown).await
+        }
+        UpstreamTunnel::H2(up) => {
+            let early = (early_from_client, &[][..]);
+            relay_to(down, up, early, client, carried, shutdown).await
+        }
+    }
+}
+
+async fn relay_to<D, U>(
+    mut down: D,
+    mut up: U,
+    (early_from_client, early_from_upstream): (&[u8], &[u8]),
     client: &ClientAddr,
     carried: Carried,
     mut shutdown: ShutdownWatch,
 ) where
     D: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
 {
-    let (mut up, early_from_upstream) = upstream.into_tunnel();
     if carried == Carried::WebSocket {
-        let early = (early_from_client, &early_from_upstream[..]);
+        let early = (early_from_client, early_from_upstream);
         return relay_websocket(down, up, early, client, shutdown).await;
     }
     let result = async {
@@ -105,7 +127,7 @@ async fn relay<D>(
             up.write_all(early_from_client).await?;
         }
         if !early_from_upstream.is_empty() {
-            down.write_all(&early_from_upstream).await?;
+            down.write_all(early_from_upstream).await?;
         }
         tokio::select! {
             r = tokio::io::copy_bidirectional(&mut down, &mut up) => r.map(Some),

@@ -1,14 +1,16 @@
 //! [`ClientSession`]: one exchange with an upstream, whatever HTTP version carries it.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 
 use super::v1::client::{ClientTimeouts, H1ClientSession};
 use super::v1::BodyFraming;
 use super::v2::body_writer::H2BodyWriter;
 use super::v2::client::H2ClientStream;
+use super::v2::tunnel::H2Tunnel;
 use super::{RequestHeader, ResponseHeader};
 use crate::error::Result;
+use crate::protocols::Stream;
 
 /// The upstream side of one request: an HTTP/1.x connection, or one HTTP/2 stream.
 // Held by value for one exchange: boxing the larger variant would cost an allocation
@@ -19,6 +21,15 @@ pub enum ClientSession {
     H1(H1ClientSession),
     /// One stream of a shared HTTP/2 connection.
     H2(H2ClientStream),
+}
+
+/// The upstream side of a tunnel, after the upstream switched protocols.
+pub enum UpstreamTunnel {
+    /// An HTTP/1.1 connection after its `101`, and the bytes the upstream already sent
+    /// past it.
+    H1(Stream, BytesMut),
+    /// An HTTP/2 stream opened with an extended CONNECT (RFC 8441) and answered 2xx.
+    H2(H2Tunnel),
 }
 
 /// Runs `$body` with `$s` bound to the session of whichever version `$self` is.
@@ -37,6 +48,18 @@ impl ClientSession {
         match self {
             ClientSession::H1(s) => Some(s),
             ClientSession::H2(_) => None,
+        }
+    }
+
+    /// The session as a tunnel, once the upstream switched protocols (HTTP/1.1 `101`,
+    /// or HTTP/2 2xx to an extended CONNECT); None when it did not.
+    pub fn into_tunnel(self) -> Option<UpstreamTunnel> {
+        match self {
+            ClientSession::H1(s) => {
+                let (stream, early) = s.into_tunnel();
+                Some(UpstreamTunnel::H1(stream, early))
+            }
+            ClientSession::H2(s) => s.into_tunnel().map(UpstreamTunnel::H2),
         }
     }
 

@@ -9,6 +9,6 @@ pub mod v2;
 #[cfg(feature = "http3")]
 pub mod v3;
 
-pub use client_session::ClientSession;
+pub use client_session::{ClientSession, UpstreamTunnel};
 pub use header::{RequestHeader, ResponseHeader};
 pub use server_session::ServerSession;

@@ -29,13 +29,14 @@ use http::HeaderMap;
 use tokio::sync::watch;
 
 use super::body_writer::H2BodyWriter;
-use super::convert::{request_to_h2, response_from_h2};
+use super::convert::{extended_connect_to_h2, request_to_h2, response_from_h2, websocket_accept};
 use super::flow::{self, h2_error, FlowError};
 use super::io::{FrameObserver, FrameWatch};
 use super::keepalive::{Keepalive, KeepalivePing};
+use super::tunnel::H2Tunnel;
 use crate::error::{Error, ErrorKind, Result, Side};
 use crate::protocols::http::v1::client::ClientTimeouts;
-use crate::protocols::http::v1::BodyFraming;
+use crate::protocols::http::v1::{is_upgrade_request, BodyFraming};
 use crate::protocols::http::{RequestHeader, ResponseHeader};
 use crate::protocols::Stream;
 
@@ -362,7 +363,43 @@ impl H2ClientConnection {
             resp_done: false,
             trailers: None,
             received_any: false,
+            upgrade: None,
         })
+    }
+}
+
+/// Waits (briefly, for a new connection's SETTINGS) until the upstream allows
+/// extended CONNECT; fails if it does not.
+async fn wait_for_connect_protocol(sender: &SendRequest<Bytes>) -> Result<()> {
+    let deadline = Instant::now() + CONNECT_PROTOCOL_WAIT;
+    while !sender.is_extended_connect_protocol_enabled() {
+        if Instant::now() >= deadline {
+            return Err(Error::new(
+                ErrorKind::NotImplemented,
+                Side::Upstream,
+                "the HTTP/2 upstream does not accept extended CONNECT (RFC 8441), which \
+                 an upgrade (WebSocket) to it needs",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+/// Presents the 2xx answer to an extended CONNECT as the `101 Switching Protocols` of
+/// the HTTP/1.1 upgrade it stands for.
+fn switched_protocols(head: &mut ResponseHeader, upgrade: &Upgrade) {
+    head.status = http::StatusCode::SWITCHING_PROTOCOLS;
+    head.headers.remove(http::header::CONTENT_LENGTH);
+    head.headers
+        .insert(http::header::UPGRADE, upgrade.protocol.clone());
+    head.headers.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("upgrade"),
+    );
+    if let Some(key) = &upgrade.key {
+        head.headers
+            .insert(http::header::SEC_WEBSOCKET_ACCEPT, websocket_accept(key));
     }
 }
 
@@ -463,7 +500,23 @@ pub struct H2ClientStream {
     resp_done: bool,
     trailers: Option<HeaderMap>,
     received_any: bool,
+    /// Set when the request was an upgrade, sent as an extended CONNECT.
+    upgrade: Option<Upgrade>,
 }
+
+/// An HTTP/1.1-style upgrade carried by an extended CONNECT (RFC 8441).
+struct Upgrade {
+    /// The `Upgrade` protocol, such as `websocket`.
+    protocol: http::HeaderValue,
+    /// The client's `Sec-WebSocket-Key`, to answer with its `Sec-WebSocket-Accept`.
+    key: Option<http::HeaderValue>,
+    /// The sending half of the stream, for the tunnel.
+    send: Option<SendStream<Bytes>>,
+}
+
+/// How long a new connection may take to announce SETTINGS_ENABLE_CONNECT_PROTOCOL
+/// before an upgrade on it is given up.
+const CONNECT_PROTOCOL_WAIT: Duration = Duration::from_millis(200);
 
 impl std::fmt::Debug for H2ClientStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -505,7 +558,6 @@ impl H2ClientStream {
         req: &mut RequestHeader,
         body: BodyFraming,
     ) -> Result<()> {
-        let request = request_to_h2(req, body, self.https)?;
         let mut sender = self.sender.take().ok_or_else(|| {
             Error::new(
                 ErrorKind::Internal,
@@ -513,13 +565,32 @@ impl H2ClientStream {
                 "a second request head on one HTTP/2 stream",
             )
         })?;
-        let end = body == BodyFraming::Empty;
+        let upgrade = is_upgrade_request(req);
+        let request = if upgrade {
+            wait_for_connect_protocol(&sender).await?;
+            extended_connect_to_h2(req, self.https)?
+        } else {
+            request_to_h2(req, body, self.https)?
+        };
+        // An extended CONNECT leaves the stream open: it carries the tunnel.
+        let end = !upgrade && body == BodyFraming::Empty;
         let (response, send) = sender
             .send_request(request, end)
             .map_err(|e| unsent_error(&self.guard.state, "sending the request head", e))?;
         self.stream_id = Some(response.stream_id().as_u32());
         self.response = Some(response);
-        if end {
+        if upgrade {
+            self.req_done = true;
+            self.upgrade = Some(Upgrade {
+                protocol: req
+                    .headers
+                    .get(http::header::UPGRADE)
+                    .cloned()
+                    .unwrap_or_else(|| http::HeaderValue::from_static("websocket")),
+                key: req.headers.get(http::header::SEC_WEBSOCKET_KEY).cloned(),
+                send: Some(send),
+            });
+        } else if end {
             self.req_done = true;
         } else {
             self.send = Some(send);
@@ -605,10 +676,15 @@ impl H2ClientStream {
             Head::Final(Ok(resp)) => {
                 self.received_any = true;
                 self.response = None;
-                let head = response_from_h2(&resp);
+                let mut head = response_from_h2(&resp);
                 let body = resp.into_body();
                 self.resp_done = body.is_end_stream();
                 self.body = Some(body);
+                if let Some(upgrade) = &self.upgrade {
+                    if head.status.is_success() && !self.resp_done {
+                        switched_protocols(&mut head, upgrade);
+                    }
+                }
                 Ok(head)
             }
             Head::Interim(Err(e)) | Head::Final(Err(e)) => {
@@ -653,6 +729,15 @@ impl H2ClientStream {
     /// The response trailers, once the body was read to its end.
     pub fn take_trailers(&mut self) -> Option<HeaderMap> {
         self.trailers.take()
+    }
+
+    /// The stream as a tunnel, once an upgrade request was answered (presented as
+    /// `101 Switching Protocols`, see [`H2ClientStream::read_response_header`]); None
+    /// for any other exchange.
+    pub fn into_tunnel(mut self) -> Option<H2Tunnel> {
+        let send = self.upgrade.as_mut()?.send.take()?;
+        let recv = self.body.take()?;
+        Some(H2Tunnel::new(recv, send).holding(Box::new(self.guard)))
     }
 
     /// Has no effect on the connection, which other streams share: a stream dropped

@@ -187,8 +187,14 @@ fn websocket_key() -> HeaderValue {
         h.write_usize(i);
         half.copy_from_slice(&h.finish().to_le_bytes());
     }
+    HeaderValue::from_bytes(&base64(&bytes))
+        .unwrap_or_else(|_| HeaderValue::from_static("AAAAAAAAAAAAAAAAAAAAAA=="))
+}
+
+/// Standard base64 with padding (RFC 4648), for the WebSocket handshake fields.
+fn base64(bytes: &[u8]) -> Vec<u8> {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::with_capacity(24);
+    let mut out = Vec::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let b = [
             chunk[0],
@@ -203,8 +209,50 @@ fn websocket_key() -> HeaderValue {
     while !out.len().is_multiple_of(4) {
         out.push(b'=');
     }
-    HeaderValue::from_bytes(&out)
-        .unwrap_or_else(|_| HeaderValue::from_static("AAAAAAAAAAAAAAAAAAAAAA=="))
+    out
+}
+
+/// The `Sec-WebSocket-Accept` answering a `Sec-WebSocket-Key` (RFC 6455, section 4.2.2).
+pub fn websocket_accept(key: &HeaderValue) -> HeaderValue {
+    use sha1::{Digest, Sha1};
+    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let mut h = Sha1::new();
+    h.update(key.as_bytes());
+    h.update(GUID);
+    let digest = h.finalize();
+    HeaderValue::from_bytes(&base64(&digest))
+        .unwrap_or_else(|_| HeaderValue::from_static("AAAAAAAAAAAAAAAAAAAAAAAAAAA="))
+}
+
+/// Turns an HTTP/1.1 upgrade request (`Upgrade: PROTOCOL`, such as a WebSocket) into
+/// the extended CONNECT that stands for it on HTTP/2 (RFC 8441): `CONNECT` with
+/// `:protocol`, the request's `:scheme`, `:path` and `:authority`, without the
+/// connection-specific fields and without `Sec-WebSocket-Key` (HTTP/2 has no key).
+/// The counterpart of [`upgrade_from_extended_connect`].
+pub fn extended_connect_to_h2(req: &RequestHeader, https: bool) -> Result<Request<()>> {
+    let protocol = req
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidHead,
+                Side::Internal,
+                "an upgrade request without an Upgrade protocol",
+            )
+        })?
+        .to_string();
+    let mut get = RequestHeader::new(Method::GET, req.uri.clone());
+    get.headers = req.headers.clone();
+    get.headers.remove(header::SEC_WEBSOCKET_KEY);
+    let mut out = request_to_h2(&get, BodyFraming::Empty, https)?;
+    *out.method_mut() = Method::CONNECT;
+    out.extensions_mut()
+        .insert(h2::ext::Protocol::from(protocol.as_str()));
+    Ok(out)
 }
 
 /// The value of a well-formed `Content-Length` field, if there is one.
@@ -465,5 +513,43 @@ mod tests {
         let back = response_from_h2(&r);
         assert_eq!(back.version, Version::HTTP_2);
         assert_eq!(back.headers.get(header::CONTENT_LENGTH).unwrap(), "3");
+    }
+
+    #[test]
+    fn the_websocket_accept_is_rfc_6455_s() {
+        let key = HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ==");
+        assert_eq!(websocket_accept(&key), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+
+    #[test]
+    fn an_upgrade_becomes_an_extended_connect() {
+        let mut req = RequestHeader::new(Method::GET, Uri::from_static("/chat?room=1"));
+        for (k, v) in [
+            ("host", "chat.test"),
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-protocol", "chat"),
+        ] {
+            req.headers.insert(
+                header::HeaderName::from_static(k),
+                HeaderValue::from_static(v),
+            );
+        }
+        let h2 = extended_connect_to_h2(&req, true).unwrap();
+        assert_eq!(h2.method(), Method::CONNECT);
+        assert_eq!(h2.uri().to_string(), "https://chat.test/chat?room=1");
+        assert_eq!(
+            h2.extensions()
+                .get::<h2::ext::Protocol>()
+                .map(|p| p.as_str()),
+            Some("websocket")
+        );
+        for gone in ["connection", "upgrade", "sec-websocket-key", "host"] {
+            assert!(!h2.headers().contains_key(gone), "{gone} kept");
+        }
+        assert_eq!(h2.headers()["sec-websocket-protocol"], "chat");
+        assert_eq!(h2.headers()["sec-websocket-version"], "13");
     }
 }

@@ -24,6 +24,9 @@ pub struct H2Tunnel {
     /// The part of the last DATA payload not read yet.
     pending: Bytes,
     ended: bool,
+    /// Whatever must live as long as the tunnel (an upstream stream's place in its
+    /// connection's count).
+    _held: Option<Box<dyn Send + Sync>>,
 }
 
 impl std::fmt::Debug for H2Tunnel {
@@ -51,7 +54,14 @@ impl H2Tunnel {
             send,
             pending: Bytes::new(),
             ended: false,
+            _held: None,
         }
+    }
+
+    /// The same tunnel, keeping `held` alive until it is dropped.
+    pub(crate) fn holding(mut self, held: Box<dyn Send + Sync>) -> Self {
+        self._held = Some(held);
+        self
     }
 }
 
