@@ -101,7 +101,9 @@ def main():
         origin = ws.EchoOrigin()
         origin_addr = f"127.0.0.1:{origin.port}"
     else:
-        origin = servers.start_nginx_origin()
+        # Over HTTP/2 the origin counts what it answered, to tell streams a GOAWAY left
+        # unprocessed (never reached the origin) from streams cut after being served.
+        origin = servers.start_nginx_origin(log_requests=args.clients in ("h2c", "h2tls"))
         origin_addr = f"127.0.0.1:{origin.port}"
     extra = ""
     tls = args.clients == "h2tls"
@@ -175,6 +177,14 @@ def main():
         print(f"  {name}: {done} requests, {failed} failed  ({' | '.join(tail)})")
     if ws_report:
         print(f"  websockets: {ws_report}")
+    if args.clients in ("h2c", "h2tls"):
+        log = os.path.join(origin.dir, "access.log")
+        served = sum(1 for _ in open(log)) if os.path.exists(log) else -1
+        m = re.search(r"(\d+) succeeded", " ".join(results[0][3]))
+        ok = int(m.group(1)) if m else -1
+        print(f"  origin answered {served} requests, the clients received {ok}: "
+              f"{served - ok} answered upstream but lost on the way (the rest of the "
+              f"failed ones never reached the origin: left unprocessed by a GOAWAY)")
     if args.server == "pingora":
         print(f"  pid file: {'correct after every hand-over' if not pid_errors else pid_errors[:3]}")
         print(f"  stray processes: {len(strays)} {strays}")

@@ -227,8 +227,9 @@ frontend web
     return server
 
 
-def start_nginx_origin(port=None, body_bytes=2):
-    """A fast origin (nginx answering 200 with `body_bytes` bytes; /big with 1 MiB)."""
+def start_nginx_origin(port=None, body_bytes=2, log_requests=False):
+    """A fast origin (nginx answering 200 with `body_bytes` bytes; /big with 1 MiB).
+    With `log_requests`, every request it answers is a line of `DIR/access.log`."""
     raise_nofile()
     port = port or free_port()
     d = tempfile.mkdtemp(prefix="soak-origin.")
@@ -245,7 +246,7 @@ pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 events {{ worker_connections 20000; }}
 http {{
-  access_log off;
+  {f"access_log {d}/access.log;" if log_requests else "access_log off;"}
   keepalive_requests 1000000;
   server {{
     listen 127.0.0.1:{port};
