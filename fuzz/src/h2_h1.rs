@@ -88,7 +88,9 @@ fn h2_to_h1(data: &[u8]) {
         }
         builder = builder.header(name, value);
     }
-    let Ok(mut req) = builder.body(()) else { return };
+    let Ok(mut req) = builder.body(()) else {
+        return;
+    };
     // The HTTP/2 server answers 431 past the HTTP/1 limit before converting.
     if req.headers().len() > H2ServerOptions::default().max_headers {
         return;
