@@ -3,7 +3,7 @@
 //! After an upgrade two instances share a listener's UDP socket. Every connection ID this
 //! instance hands to clients starts with its [`InstanceId`], so the instance that reads a
 //! datagram can tell from the destination connection ID whose connection it belongs to
-//! and pass it on (see [`super::routing`]).
+//! and pass it on (see the `routing` module).
 
 use std::sync::OnceLock;
 use std::time::Duration;
