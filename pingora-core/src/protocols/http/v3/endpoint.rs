@@ -76,7 +76,8 @@ pub fn quic_stats() -> &'static QuicStats {
 }
 
 /// A QUIC server endpoint on a listener's UDP socket, whose connections outlive a
-/// hand-over of the socket to a new instance (datagrams of other instances' connections are passed to them; see `docs/http3.md`).
+/// hand-over of the socket to a new instance (datagrams of other instances'
+/// connections are passed to them; see `docs/http3.md`).
 #[derive(Debug)]
 pub struct ServerEndpoint {
     endpoint: quinn::Endpoint,
