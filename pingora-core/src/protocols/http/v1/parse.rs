@@ -156,7 +156,8 @@ type UninitHeader<'h> = MaybeUninit<httparse::Header<'h>>;
 /// §2.2), at most [`MAX_LEADING_EMPTY_LINES`] of them. They are dropped only once
 /// something else follows them: until then every call sees them all again, so the
 /// limit holds however the bytes arrive (found by fuzzing: nine empty lines in one
-/// read were refused, the same nine in two reads were not).
+/// read were refused, the same nine in two reads were not; then the same with the
+/// second read starting between the CR and the LF of an empty line).
 fn skip_empty_lines(buf: &mut BytesMut) -> Result<()> {
     let mut lines = 0;
     while buf.len() >= 2 * lines + 2 && buf[2 * lines] == b'\r' && buf[2 * lines + 1] == b'\n' {
@@ -168,7 +169,9 @@ fn skip_empty_lines(buf: &mut BytesMut) -> Result<()> {
         }
         lines += 1;
     }
-    if buf.len() > 2 * lines {
+    // A lone CR after them may be the start of one more empty line: not "something else".
+    let rest = &buf[2 * lines..];
+    if !rest.is_empty() && rest != b"\r" {
         buf.advance(2 * lines);
     }
     Ok(())
@@ -534,12 +537,21 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(r.path_and_query(), "/");
-        // A lone CR may be the start of an empty line: wait for more.
+        // A lone CR may be the start of an empty line: wait for more, dropping nothing.
         let mut buf = BytesMut::from(&b"\r\n\r"[..]);
         assert!(parse_request(&mut buf, &HeadLimits::default())
             .unwrap()
             .is_none());
-        assert_eq!(&buf[..], b"\r");
+        assert_eq!(&buf[..], b"\r\n\r");
+        // So ten empty lines split between the CR and LF of one are still too many.
+        let ten = b"\r\n".repeat(10);
+        let mut buf = BytesMut::from(&ten[..9]);
+        assert!(parse_request(&mut buf, &HeadLimits::default())
+            .unwrap()
+            .is_none());
+        buf.extend_from_slice(&ten[9..]);
+        let err = parse_request(&mut buf, &HeadLimits::default()).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidHead);
         let many = b"\r\n".repeat(MAX_LEADING_EMPTY_LINES + 1);
         assert_eq!(req_err(&many).kind, ErrorKind::InvalidHead);
         // However they arrive (found by fuzzing): the limit, then one more later.
