@@ -6,8 +6,8 @@ use std::io::Write;
 use std::time::Duration;
 
 use test_support::{
-    checksum, deterministic_bytes, request_bytes, H2Origin, Origin, ProxyConfig, RawClient, Reply,
-    Signal, DRAIN_EXIT_DEADLINE,
+    checksum, deterministic_bytes, request_bytes, wait_until, H2Origin, Origin, ProxyConfig,
+    RawClient, Reply, Signal, DRAIN_EXIT_DEADLINE,
 };
 
 use crate::bin;
@@ -186,8 +186,11 @@ fn a_websocket_to_an_http2_origin_without_extended_connect_is_a_502() {
     send_upgrade(&mut c);
     let r = c.read_response().unwrap();
     assert_eq!(r.status, 502, "response: {r:?}");
+    // The failure line may be written just after the answer.
     assert!(
-        proxy.log().contains("does not accept extended CONNECT"),
+        wait_until(Duration::from_secs(5), || proxy
+            .log()
+            .contains("does not accept extended CONNECT")),
         "{}",
         proxy.log()
     );

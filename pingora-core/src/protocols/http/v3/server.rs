@@ -78,7 +78,7 @@ enum Closing {
 /// Requests the first GOAWAY leaves room for: more than a client can have in flight.
 const ANNOUNCED_ROOM: usize = 1 << 20;
 /// Least time between the two GOAWAYs; at least twice the round-trip time otherwise.
-const MIN_GOAWAY_INTERVAL: Duration = Duration::from_millis(50);
+const MIN_GOAWAY_INTERVAL: Duration = Duration::from_millis(200);
 
 /// A request whose stream was accepted, its head not read yet: read it with
 /// [`H3PendingRequest::resolve`] on the request's own task, so that a slow client
@@ -126,7 +126,7 @@ impl H3ServerConnection {
     /// The next request, or `None` once the connection is over: the client closed it,
     /// or the server is draining (the shutdown watch reached [`Phase::Draining`]). A
     /// drain closes gracefully: a first GOAWAY announces it, requests the client sent
-    /// before seeing it are still accepted for two round trips, then a final GOAWAY
+    /// before seeing it are still accepted for two round trips (at least 200 ms), then a final GOAWAY
     /// names the last one accepted (later ones are refused with H3_REQUEST_REJECTED,
     /// which tells the client they were not processed). The requests accepted still
     /// finish, on their own tasks, while the connection is kept (drop it after them).
