@@ -552,7 +552,9 @@ impl ProxyHttp for RouterProxy {
             return FailureAnswer::NotSent;
         }
         let status = pingora_proxy::status::for_error(error);
-        session.downstream.set_keepalive(false);
+        if !pingora_proxy::status::keeps_client_connection(error) {
+            session.downstream.set_keepalive(false);
+        }
         match self.answer_error(session, ctx, status).await {
             Ok(()) => FailureAnswer::Sent(status),
             Err(_) => FailureAnswer::NotSent,

@@ -126,12 +126,13 @@ impl<P: ProxyHttp> HttpProxy<P> {
                     session.client_addr(),
                     Attempts(session.upstream_attempts()),
                 );
-                // A status a phase chose, answered in full, keeps the connection (the
-                // session still closes it when the request body was not read);
-                // after any other failure the connection's state is unknown.
-                let answered_on_purpose =
-                    e.http_status_code().is_some() && sent != FailureAnswer::NotSent;
-                if answered_on_purpose {
+                // A status a phase chose, or an upstream failure, answered in full,
+                // keeps the connection (the session still closes it when the request
+                // body was not read), as nginx does; after any other failure the
+                // connection's state is unknown.
+                let answered_soundly =
+                    crate::status::keeps_client_connection(&e) && sent != FailureAnswer::NotSent;
+                if answered_soundly {
                     (AfterRequest::Continue, Some(e))
                 } else {
                     session.downstream.set_keepalive(false);

@@ -236,14 +236,16 @@ impl Session {
 
     /// Answers with the status [`status::for_error`] maps `error` to, unless a response
     /// was already started; says what was sent. A status a phase raised on purpose
-    /// ([`ErrorKind::HttpStatus`]) keeps the connection open for the next request;
-    /// any other error closes it after the answer.
+    /// ([`ErrorKind::HttpStatus`]) and a failure of the upstream side (502, 503, 504:
+    /// nothing wrong with the client's connection) keep the connection open for the
+    /// next request, as long as the request body was read; any other error closes it
+    /// after the answer.
     pub async fn respond_error_for(&mut self, error: &Error) -> FailureAnswer {
         if self.downstream.response_started() {
             return FailureAnswer::NotSent;
         }
         let status = status::for_error(error);
-        let sent = if error.http_status_code().is_some() {
+        let sent = if status::keeps_client_connection(error) {
             let body = error_body(status);
             self.downstream
                 .respond(status, ERROR_CONTENT_TYPE, body)

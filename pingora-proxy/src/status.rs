@@ -29,6 +29,16 @@ pub fn for_error(e: &Error) -> StatusCode {
     }
 }
 
+/// Whether the client's connection is sound after `error`, so that the error's answer
+/// need not close it: a status raised on purpose ([`ErrorKind::HttpStatus`]), or a
+/// failure on the upstream side (including finding no upstream). The connection still
+/// closes when the request body was not read to its end.
+pub fn keeps_client_connection(error: &Error) -> bool {
+    error.http_status_code().is_some()
+        || error.side == Side::Upstream
+        || error.kind == ErrorKind::NoUpstream
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +88,30 @@ mod tests {
         );
         assert_eq!(for_error(&Error::custom("quota", "over")), 500);
         assert_eq!(for_error(&e(Side::Upstream, ErrorKind::Custom("odd"))), 502);
+    }
+
+    #[test]
+    fn upstream_failures_keep_the_client_connection() {
+        let e = |side, kind| Error::new(kind, side, "t");
+        assert!(keeps_client_connection(&e(
+            Side::Upstream,
+            ErrorKind::ConnectRefused
+        )));
+        assert!(keeps_client_connection(&e(
+            Side::Upstream,
+            ErrorKind::ReadTimeout
+        )));
+        assert!(keeps_client_connection(&e(
+            Side::Internal,
+            ErrorKind::NoUpstream
+        )));
+        assert!(!keeps_client_connection(&e(
+            Side::Downstream,
+            ErrorKind::InvalidBody
+        )));
+        assert!(!keeps_client_connection(&e(
+            Side::Internal,
+            ErrorKind::Internal
+        )));
     }
 }

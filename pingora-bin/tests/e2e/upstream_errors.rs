@@ -32,6 +32,34 @@ fn refused_connection_gives_502() {
     );
 }
 
+/// An upstream failure leaves the client's connection sound: after the 502 it carries
+/// the next request (as nginx does), unless the request had a body the proxy did not
+/// read, in which case the connection closes after the answer.
+#[test]
+fn a_502_keeps_the_client_connection_when_the_request_was_read() {
+    let nothing_there = free_addr();
+    let proxy = ProxyConfig::new(nothing_there).start(bin());
+    let mut c = proxy.client();
+    for path in ["/one", "/two", "/three"] {
+        c.send_get(path, false).unwrap();
+        let r = c.read_final_response().unwrap_or_else(|e| {
+            panic!("{path} on the same connection: {e}\nlog:\n{}", proxy.log())
+        });
+        assert_eq!(r.status, 502, "{r:?}");
+        assert!(!r.has_token("connection", "close"), "{r:?}");
+    }
+    // A body the proxy never read (the upstream failed first): the connection closes.
+    let mut c = proxy.client();
+    c.send(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nabc")
+        .unwrap();
+    let r = c.read_final_response().unwrap();
+    assert_eq!(r.status, 502, "{r:?}");
+    assert!(
+        r.has_token("connection", "close") || c.is_closed_by_peer(Duration::from_secs(3)),
+        "a connection with an unread body was kept: {r:?}"
+    );
+}
+
 #[test]
 fn reset_before_any_response_gives_502() {
     let origin = Origin::start(|_| Reply::ResetAfter {
