@@ -208,6 +208,14 @@ pub fn is_upgrade_request(req: &RequestHeader) -> bool {
         && connection_has_token(&req.headers, "upgrade")
 }
 
+/// The protocol an upgrade request asks for: the first token of its `Upgrade` field
+/// (`websocket`), if it has one.
+pub fn upgrade_protocol(req: &RequestHeader) -> Option<&str> {
+    let upgrade = req.headers.get(header::UPGRADE)?.to_str().ok()?;
+    let first = upgrade.split(',').next()?.trim();
+    (!first.is_empty()).then_some(first)
+}
+
 fn invalid(side: Side, msg: &str) -> Error {
     Error::new(ErrorKind::InvalidHead, side, msg)
 }

@@ -15,7 +15,7 @@ pub mod server;
 pub use body::{BodyDecoder, BodyEncoder, BodyEvent, DataFrame};
 pub use framing::{
     connection_has_token, expects_continue, is_upgrade_request, request_framing, response_framing,
-    set_request_framing_headers, wants_keepalive, BodyFraming,
+    set_request_framing_headers, upgrade_protocol, wants_keepalive, BodyFraming,
 };
 pub use parse::{parse_request, parse_response, HeadLimits};
 pub use serialize::{write_request_head, write_response_head};

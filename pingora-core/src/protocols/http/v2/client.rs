@@ -36,7 +36,7 @@ use super::keepalive::{Keepalive, KeepalivePing};
 use super::tunnel::H2Tunnel;
 use crate::error::{Error, ErrorKind, Result, Side};
 use crate::protocols::http::v1::client::ClientTimeouts;
-use crate::protocols::http::v1::{is_upgrade_request, BodyFraming};
+use crate::protocols::http::v1::{is_upgrade_request, upgrade_protocol, BodyFraming};
 use crate::protocols::http::{RequestHeader, ResponseHeader};
 use crate::protocols::Stream;
 
@@ -565,31 +565,37 @@ impl H2ClientStream {
                 "a second request head on one HTTP/2 stream",
             )
         })?;
-        let upgrade = is_upgrade_request(req);
-        let request = if upgrade {
+        let request = if is_upgrade_request(req) {
+            let protocol = upgrade_protocol(req).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidHead,
+                    Side::Internal,
+                    "an upgrade request without an Upgrade protocol",
+                )
+            })?;
             wait_for_connect_protocol(&sender).await?;
-            extended_connect_to_h2(req, self.https)?
+            let request = extended_connect_to_h2(req, protocol, self.https)?;
+            self.upgrade = Some(Upgrade {
+                protocol: http::HeaderValue::from_str(protocol).map_err(|e| {
+                    Error::because(ErrorKind::InvalidHead, Side::Internal, "bad Upgrade", e)
+                })?,
+                key: req.headers.get(http::header::SEC_WEBSOCKET_KEY).cloned(),
+                send: None,
+            });
+            request
         } else {
             request_to_h2(req, body, self.https)?
         };
         // An extended CONNECT leaves the stream open: it carries the tunnel.
-        let end = !upgrade && body == BodyFraming::Empty;
+        let end = self.upgrade.is_none() && body == BodyFraming::Empty;
         let (response, send) = sender
             .send_request(request, end)
             .map_err(|e| unsent_error(&self.guard.state, "sending the request head", e))?;
         self.stream_id = Some(response.stream_id().as_u32());
         self.response = Some(response);
-        if upgrade {
+        if let Some(upgrade) = &mut self.upgrade {
             self.req_done = true;
-            self.upgrade = Some(Upgrade {
-                protocol: req
-                    .headers
-                    .get(http::header::UPGRADE)
-                    .cloned()
-                    .unwrap_or_else(|| http::HeaderValue::from_static("websocket")),
-                key: req.headers.get(http::header::SEC_WEBSOCKET_KEY).cloned(),
-                send: Some(send),
-            });
+            upgrade.send = Some(send);
         } else if end {
             self.req_done = true;
         } else {

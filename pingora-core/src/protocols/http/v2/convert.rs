@@ -29,17 +29,9 @@ const CONNECTION_SPECIFIC: [HeaderName; 5] = [
 /// offered `trailers`; otherwise it is removed.
 pub fn strip_connection_headers(headers: &mut HeaderMap, keep_te_trailers: bool) {
     // Most heads have none of them: one pass over the names, no hashing, no removal.
-    let any = headers.keys().any(|name| {
-        matches!(
-            name.as_str(),
-            "connection"
-                | "keep-alive"
-                | "proxy-connection"
-                | "transfer-encoding"
-                | "upgrade"
-                | "te"
-        )
-    });
+    let any = headers
+        .keys()
+        .any(|name| name == header::TE || CONNECTION_SPECIFIC.contains(name));
     if !any {
         return;
     }
@@ -224,34 +216,22 @@ pub fn websocket_accept(key: &HeaderValue) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("AAAAAAAAAAAAAAAAAAAAAAAAAAA="))
 }
 
-/// Turns an HTTP/1.1 upgrade request (`Upgrade: PROTOCOL`, such as a WebSocket) into
-/// the extended CONNECT that stands for it on HTTP/2 (RFC 8441): `CONNECT` with
+/// Turns an HTTP/1.1 upgrade request to `protocol` (see
+/// [`upgrade_protocol`](crate::protocols::http::v1::upgrade_protocol)) into the
+/// extended CONNECT that stands for it on HTTP/2 (RFC 8441): `CONNECT` with
 /// `:protocol`, the request's `:scheme`, `:path` and `:authority`, without the
 /// connection-specific fields and without `Sec-WebSocket-Key` (HTTP/2 has no key).
 /// The counterpart of [`upgrade_from_extended_connect`].
-pub fn extended_connect_to_h2(req: &RequestHeader, https: bool) -> Result<Request<()>> {
-    let protocol = req
-        .headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidHead,
-                Side::Internal,
-                "an upgrade request without an Upgrade protocol",
-            )
-        })?
-        .to_string();
-    let mut get = RequestHeader::new(Method::GET, req.uri.clone());
-    get.headers = req.headers.clone();
-    get.headers.remove(header::SEC_WEBSOCKET_KEY);
-    let mut out = request_to_h2(&get, BodyFraming::Empty, https)?;
+pub fn extended_connect_to_h2(
+    req: &RequestHeader,
+    protocol: &str,
+    https: bool,
+) -> Result<Request<()>> {
+    let mut out = request_to_h2(req, BodyFraming::Empty, https)?;
+    out.headers_mut().remove(header::SEC_WEBSOCKET_KEY);
     *out.method_mut() = Method::CONNECT;
     out.extensions_mut()
-        .insert(h2::ext::Protocol::from(protocol.as_str()));
+        .insert(h2::ext::Protocol::from(protocol));
     Ok(out)
 }
 
@@ -537,7 +517,11 @@ mod tests {
                 HeaderValue::from_static(v),
             );
         }
-        let h2 = extended_connect_to_h2(&req, true).unwrap();
+        assert_eq!(
+            crate::protocols::http::v1::upgrade_protocol(&req),
+            Some("websocket")
+        );
+        let h2 = extended_connect_to_h2(&req, "websocket", true).unwrap();
         assert_eq!(h2.method(), Method::CONNECT);
         assert_eq!(h2.uri().to_string(), "https://chat.test/chat?room=1");
         assert_eq!(
