@@ -98,8 +98,9 @@ impl ServerEndpoint {
         self.endpoint.set_server_config(None);
         self.socket.set_handed_over(true);
         if !self.socket.routes() {
-            self.endpoint
-                .close(H3_NO_ERROR.into(), b"server restarting");
+            let no_error =
+                quinn::VarInt::from_u64(h3::error::Code::H3_NO_ERROR.value()).unwrap_or_default();
+            self.endpoint.close(no_error, b"server restarting");
         }
         self.socket.routes()
     }
@@ -110,10 +111,6 @@ impl ServerEndpoint {
         self.endpoint.set_server_config(Some(config));
     }
 }
-
-/// The application error code of a connection closed because another instance took
-/// the socket over and this one cannot keep it (H3_NO_ERROR: nothing went wrong).
-const H3_NO_ERROR: u32 = 0x100;
 
 /// A QUIC server endpoint reading `socket` (a copy of it: the caller keeps its own),
 /// issuing connection IDs that name this instance. Must be called inside a tokio

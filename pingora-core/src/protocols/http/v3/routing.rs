@@ -47,11 +47,9 @@ pub(crate) struct RoutedUdpSocket {
     udp: Arc<dyn AsyncUdpSocket>,
     local: SocketAddr,
     own: InstanceId,
-    /// Where other instances send this one's datagrams; None when it could not be
-    /// bound (then nothing is routed to this instance).
-    inbox: Option<UnixDatagram>,
-    /// Sends to other instances' inboxes.
-    outbox: Option<StdUnixDatagram>,
+    /// Its datagrams from other instances, and its way to theirs; None when the inbox
+    /// could not be bound (then nothing is routed to or from this instance).
+    mail: Option<Mailboxes>,
     /// Set once the socket was handed to another instance: read the inbox only.
     handed_over: AtomicBool,
 }
@@ -62,22 +60,19 @@ impl RoutedUdpSocket {
         let local = udp.local_addr()?;
         let own = InstanceId::current();
         let udp = quinn::Runtime::wrap_udp_socket(&quinn::TokioRuntime, udp)?;
-        let (inbox, outbox) = match open_inbox(local, own) {
-            Ok(pair) => (Some(pair.0), Some(pair.1)),
-            Err(e) => {
+        let mail = Mailboxes::open(local, own)
+            .inspect_err(|e| {
                 log::warn!(
                     "HTTP/3 on {local}: no inbox for datagrams from other instances ({e}); \
                      QUIC connections will not survive an upgrade"
-                );
-                (None, None)
-            }
-        };
+                )
+            })
+            .ok();
         Ok(RoutedUdpSocket {
             udp,
             local,
             own,
-            inbox,
-            outbox,
+            mail,
             handed_over: AtomicBool::new(false),
         })
     }
@@ -91,13 +86,13 @@ impl RoutedUdpSocket {
     /// Whether this instance has an inbox, so that its connections can outlive a
     /// hand-over.
     pub(crate) fn routes(&self) -> bool {
-        self.inbox.is_some()
+        self.mail.is_some()
     }
 
     /// One datagram from the inbox into `buf`, if one is there; registers the task to
     /// be woken for the next one otherwise. Messages that are not valid are dropped.
     fn poll_inbox(&self, cx: &mut Context, buf: &mut [u8], meta: &mut RecvMeta) -> Poll<()> {
-        let Some(inbox) = &self.inbox else {
+        let Some(Mailboxes { inbox, .. }) = &self.mail else {
             return Poll::Pending;
         };
         loop {
@@ -130,7 +125,7 @@ impl RoutedUdpSocket {
     /// Passes the datagram(s) `data` to the instance `owner`. False when no such
     /// instance has an inbox (the datagram is then handled here).
     fn forward(&self, owner: InstanceId, meta: &RecvMeta, data: &[u8]) -> bool {
-        let Some(outbox) = &self.outbox else {
+        let Some(Mailboxes { outbox, .. }) = &self.mail else {
             return false;
         };
         let Ok(to) = UnixAddr::new_abstract(inbox_name(self.local, owner).as_bytes()) else {
@@ -243,16 +238,28 @@ fn inbox_name(local: SocketAddr, instance: InstanceId) -> String {
     format!("pingora-quic/{local}/{instance:?}")
 }
 
-/// Binds this instance's inbox (accepting credentials) and an unbound socket to send
-/// to the others'.
-fn open_inbox(local: SocketAddr, own: InstanceId) -> io::Result<(UnixDatagram, StdUnixDatagram)> {
-    let name = UnixSocketAddr::from_abstract_name(inbox_name(local, own))?;
-    let inbox = StdUnixDatagram::bind_addr(&name)?;
-    setsockopt(&inbox, sockopt::PassCred, &true)?;
-    inbox.set_nonblocking(true)?;
-    let outbox = StdUnixDatagram::unbound()?;
-    outbox.set_nonblocking(true)?;
-    Ok((UnixDatagram::from_std(inbox)?, outbox))
+/// An instance's unix datagram sockets for passing QUIC datagrams between instances.
+struct Mailboxes {
+    /// Bound to this instance's name: where the others send its datagrams.
+    inbox: UnixDatagram,
+    /// Unbound: sends to the others' inboxes.
+    outbox: StdUnixDatagram,
+}
+
+impl Mailboxes {
+    /// Binds this instance's inbox (accepting credentials) and makes its outbox.
+    fn open(local: SocketAddr, own: InstanceId) -> io::Result<Mailboxes> {
+        let name = UnixSocketAddr::from_abstract_name(inbox_name(local, own))?;
+        let inbox = StdUnixDatagram::bind_addr(&name)?;
+        setsockopt(&inbox, sockopt::PassCred, &true)?;
+        inbox.set_nonblocking(true)?;
+        let outbox = StdUnixDatagram::unbound()?;
+        outbox.set_nonblocking(true)?;
+        Ok(Mailboxes {
+            inbox: UnixDatagram::from_std(inbox)?,
+            outbox,
+        })
+    }
 }
 
 /// Reads one inbox message: its header into `header`, its datagram into `buf`.

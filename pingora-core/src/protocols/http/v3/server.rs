@@ -79,6 +79,9 @@ enum Closing {
 const ANNOUNCED_ROOM: usize = 1 << 20;
 /// Least time between the two GOAWAYs; at least twice the round-trip time otherwise.
 const MIN_GOAWAY_INTERVAL: Duration = Duration::from_millis(200);
+/// Least time a drained connection is kept after its last response, for that response
+/// to be acknowledged; at least four round trips otherwise.
+const MIN_LINGER: Duration = Duration::from_millis(500);
 
 /// A request whose stream was accepted, its head not read yet: read it with
 /// [`H3PendingRequest::resolve`] on the request's own task, so that a slow client
@@ -126,9 +129,9 @@ impl H3ServerConnection {
     /// The next request, or `None` once the connection is over: the client closed it,
     /// or the server is draining (the shutdown watch reached [`Phase::Draining`]). A
     /// drain closes gracefully: a first GOAWAY announces it, requests the client sent
-    /// before seeing it are still accepted for two round trips (at least 200 ms), then a final GOAWAY
-    /// names the last one accepted (later ones are refused with H3_REQUEST_REJECTED,
-    /// which tells the client they were not processed). The requests accepted still
+    /// before seeing it are still accepted for two round trips (at least 200 ms), then
+    /// a final GOAWAY names the last one accepted (later ones are refused with
+    /// H3_REQUEST_REJECTED, which tells the client they were not processed). The requests accepted still
     /// finish, on their own tasks, while the connection is kept (drop it after them).
     /// An `Err` is a connection failure; the next call returns `None`.
     pub async fn accept(&mut self) -> Option<Result<H3PendingRequest>> {
@@ -185,13 +188,7 @@ impl H3ServerConnection {
             };
         }
     }
-}
 
-/// Least time a drained connection is kept after its last response, for that response
-/// to be acknowledged; at least four round trips otherwise.
-const MIN_LINGER: Duration = Duration::from_millis(500);
-
-impl H3ServerConnection {
     /// Waits, once every request of the connection has ended, until the client closes
     /// it or its last responses had time to be acknowledged: closing a QUIC connection
     /// discards the data it has not delivered yet.
