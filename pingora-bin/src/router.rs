@@ -552,9 +552,7 @@ impl ProxyHttp for RouterProxy {
             return FailureAnswer::NotSent;
         }
         let status = pingora_proxy::status::for_error(error);
-        if !pingora_proxy::status::keeps_client_connection(error) {
-            session.downstream.set_keepalive(false);
-        }
+        session.close_after_error(error);
         match self.answer_error(session, ctx, status).await {
             Ok(()) => FailureAnswer::Sent(status),
             Err(_) => FailureAnswer::NotSent,

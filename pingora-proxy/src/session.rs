@@ -234,6 +234,16 @@ impl Session {
         self.downstream.finish_response(None).await
     }
 
+    /// Marks the client connection to close after the answer to `error`, unless the
+    /// error leaves it sound ([`status::keeps_client_connection`]): for a
+    /// [`ProxyHttp::fail_to_proxy`](crate::ProxyHttp::fail_to_proxy) that writes its
+    /// own answer, before writing it (so that the answer says `Connection: close`).
+    pub fn close_after_error(&mut self, error: &Error) {
+        if !status::keeps_client_connection(error) {
+            self.downstream.set_keepalive(false);
+        }
+    }
+
     /// Answers with the status [`status::for_error`] maps `error` to, unless a response
     /// was already started; says what was sent. A status a phase raised on purpose
     /// ([`ErrorKind::HttpStatus`]) and a failure of the upstream side (502, 503, 504:
@@ -245,14 +255,11 @@ impl Session {
             return FailureAnswer::NotSent;
         }
         let status = status::for_error(error);
-        let sent = if status::keeps_client_connection(error) {
-            let body = error_body(status);
-            self.downstream
-                .respond(status, ERROR_CONTENT_TYPE, body)
-                .await
-        } else {
-            self.downstream.respond_error(status).await
-        };
+        self.close_after_error(error);
+        let sent = self
+            .downstream
+            .respond(status, ERROR_CONTENT_TYPE, error_body(status))
+            .await;
         match sent {
             Ok(()) => FailureAnswer::Sent(status),
             Err(_) => FailureAnswer::NotSent,
