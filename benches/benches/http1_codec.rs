@@ -5,24 +5,10 @@ use std::hint::black_box;
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use pingora_benches::BROWSER_REQUEST;
 use pingora_core::protocols::http::v1::{
     parse_request, write_request_head, BodyDecoder, BodyEncoder, BodyEvent, BodyFraming, HeadLimits,
 };
-
-/// A typical browser request head, about 400 bytes.
-const BROWSER_REQUEST: &[u8] = b"GET /assets/app.js?v=20240101 HTTP/1.1\r\n\
-Host: www.example.com\r\n\
-User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n\
-Accept: */*\r\n\
-Accept-Language: en-US,en;q=0.5\r\n\
-Accept-Encoding: gzip, deflate, br, zstd\r\n\
-Referer: https://www.example.com/\r\n\
-Connection: keep-alive\r\n\
-Cookie: session=4f2a9c1e7b3d; theme=dark\r\n\
-Sec-Fetch-Dest: script\r\n\
-Sec-Fetch-Mode: no-cors\r\n\
-Sec-Fetch-Site: same-origin\r\n\
-\r\n";
 
 /// Body size for the chunked decode benchmark.
 const BODY_LEN: usize = 100 * 1024;

@@ -57,22 +57,25 @@ fn upgrade_is_tunnelled_both_ways() {
         Some("dGhlIHNhbXBsZSBub25jZQ==")
     );
 
+    echo_then_close(&mut c, 2 * 1024 * 1024, 9);
+}
+
+/// Through an open tunnel to an echoing origin: a small frame, then `len` bytes written
+/// from another thread while this one reads the echo; then closing our side ends the
+/// origin's echo, which ends the tunnel.
+fn echo_then_close(c: &mut RawClient, len: usize, seed: u64) {
     c.send(b"\x81\x05hello").unwrap();
     assert_eq!(c.read_exact_raw(7).unwrap(), b"\x81\x05hello");
-
-    // A bigger payload written from another thread while this one reads the echo.
-    let payload = deterministic_bytes(2 * 1024 * 1024, 9);
+    let payload = deterministic_bytes(len, seed);
     let expected = checksum(&payload);
     let mut w = c.writer_clone().unwrap();
     let writer = std::thread::spawn(move || w.write_all(&payload));
-    let echoed = c.read_exact_raw(2 * 1024 * 1024).unwrap();
+    let echoed = c.read_exact_raw(len).unwrap();
     writer
         .join()
         .expect("writer thread")
         .expect("payload written");
     assert_eq!(checksum(&echoed), expected);
-
-    // Closing our side ends the origin's echo, which ends the tunnel.
     c.shutdown_write().unwrap();
     assert!(
         c.is_closed_by_peer(Duration::from_secs(3)),
@@ -150,23 +153,7 @@ fn a_websocket_to_an_http2_origin_goes_as_an_extended_connect() {
     assert_eq!(r.header("x-path"), Some("/ws"));
 
     // The origin echoes the stream: frames pass both ways through the HTTP/2 stream.
-    c.send(b"\x81\x05hello").unwrap();
-    assert_eq!(c.read_exact_raw(7).unwrap(), b"\x81\x05hello");
-    let payload = deterministic_bytes(1024 * 1024, 5);
-    let expected = checksum(&payload);
-    let mut w = c.writer_clone().unwrap();
-    let writer = std::thread::spawn(move || w.write_all(&payload));
-    let echoed = c.read_exact_raw(1024 * 1024).unwrap();
-    writer
-        .join()
-        .expect("writer thread")
-        .expect("payload written");
-    assert_eq!(checksum(&echoed), expected);
-    c.shutdown_write().unwrap();
-    assert!(
-        c.is_closed_by_peer(Duration::from_secs(3)),
-        "tunnel not closed after both sides ended"
-    );
+    echo_then_close(&mut c, 1024 * 1024, 5);
     // The proxy's HTTP/2 connection to the origin goes on serving plain requests.
     let mut plain = proxy.client();
     let r = plain.get("/after", true).unwrap();
