@@ -8,6 +8,7 @@ use pingora_core::connector::{Connector, HttpConnector};
 use pingora_core::protocols::http::v1::server::{
     H1ServerSession, NextRequest, ServerSessionOptions,
 };
+use pingora_core::protocols::http::v1::H1IdleConnection;
 use pingora_core::protocols::http::v2::server::{
     H2ServerConnection, H2ServerOptions, H2ServerStream,
 };
@@ -20,7 +21,7 @@ use pingora_core::{Error, ErrorKind, Side};
 use crate::exchange::{Exchange, Outcome};
 use crate::phase_args::FailureAnswer;
 use crate::phases::ProxyHttp;
-use crate::session::Session;
+use crate::session::{Session, SessionMemo};
 use crate::tunnel;
 
 /// Settings of an [`HttpProxy`].
@@ -220,6 +221,24 @@ enum AfterRequest {
     Tunnel(Box<UpstreamTunnel>),
 }
 
+/// Where serving an HTTP/1.x connection's requests starts.
+enum H1Start {
+    /// A connection just accepted.
+    New(Stream, ConnectionInfo),
+    /// An idle connection whose next request began to arrive.
+    Resume(H1IdleConnection, SessionMemo),
+}
+
+/// How serving an HTTP/1.x connection's requests stopped.
+enum H1End {
+    /// Between requests, nothing buffered: wait for the next one.
+    Idle(H1IdleConnection, SessionMemo),
+    /// The client sent the HTTP/2 preface: the stream and the bytes read so far.
+    Http2(Stream, Bytes, ConnectionInfo),
+    /// The connection is over.
+    Closed,
+}
+
 impl<P: ProxyHttp> ServerApp for HttpProxy<P> {
     async fn process_connection(
         &self,
@@ -233,14 +252,26 @@ impl<P: ProxyHttp> ServerApp for HttpProxy<P> {
             Box::pin(self.serve_h2(stream, Bytes::new(), conn, shutdown)).await;
             return;
         }
-        let opts = self.shared.opts.downstream;
-        let downstream = H1ServerSession::new(stream, conn, opts, shutdown.clone());
-        let session = Box::new(Session::new(ServerSession::H1(downstream)));
-        if let Some(h1) = self.serve_http1(session).await {
-            // The client opened with the HTTP/2 preface: serve the rest as HTTP/2.
-            let conn = h1.connection().clone();
-            let (stream, read) = h1.into_tunnel();
-            Box::pin(self.serve_h2(stream, read.freeze(), conn, shutdown)).await;
+        let mut shutdown = shutdown;
+        let mut start = H1Start::New(stream, conn);
+        loop {
+            // Boxed: between requests the task holds only the idle connection.
+            start = match Box::pin(self.serve_http1(start, shutdown.clone())).await {
+                H1End::Idle(idle, memo) => H1Start::Resume(idle, memo),
+                H1End::Http2(stream, read, conn) => {
+                    // The client opened with the HTTP/2 preface: serve the rest as HTTP/2.
+                    Box::pin(self.serve_h2(stream, read, conn, shutdown)).await;
+                    return;
+                }
+                H1End::Closed => return,
+            };
+            let H1Start::Resume(idle, _) = &mut start else {
+                return;
+            };
+            let keepalive = self.shared.opts.downstream.keepalive_timeout;
+            if !idle.wait(keepalive, &mut shutdown).await {
+                return;
+            }
         }
     }
 
@@ -256,43 +287,74 @@ impl<P: ProxyHttp> ServerApp for HttpProxy<P> {
 }
 
 impl<P: ProxyHttp> HttpProxy<P> {
-    /// Serves the requests of an HTTP/1.x connection, one after the other. Hands the
-    /// connection back when it turns out to be HTTP/2 with prior knowledge.
+    /// Serves the requests of an HTTP/1.x connection, one after the other, until the
+    /// connection goes idle (no request in progress and none buffered), ends, or turns
+    /// out to be HTTP/2 with prior knowledge.
     ///
-    /// Between requests the connection's task holds only this loop's state and the
-    /// boxed session: the exchange (every phase, the upstream session, the body pumps)
-    /// is a boxed future that exists while a request is served, and so are the rare
-    /// endings (a rejection, a shutdown, a tunnel). One allocation per request buys
-    /// idle keep-alive connections that cost about 1 KiB of task and session instead
-    /// of the whole exchange's state machine (6.6 KiB; see docs/reliability.md).
-    async fn serve_http1(&self, mut session: Box<Session>) -> Option<H1ServerSession> {
+    /// The caller boxes this future and drops it while the connection is idle, so that
+    /// an idle keep-alive connection costs its [`H1IdleConnection`] and a small task,
+    /// not the session and the whole exchange's state machine (see
+    /// docs/reliability.md). The rare endings (a rejection, a close, a tunnel) are
+    /// boxed again: they do not size the common path.
+    async fn serve_http1(&self, start: H1Start, shutdown: ShutdownWatch) -> H1End {
+        let opts = self.shared.opts.downstream;
+        let (h1, memo) = match start {
+            H1Start::New(stream, conn) => (
+                H1ServerSession::new(stream, conn, opts, shutdown),
+                SessionMemo::default(),
+            ),
+            H1Start::Resume(idle, memo) => (idle.resume(opts, shutdown), memo),
+        };
+        let mut session = Session::resume(ServerSession::H1(h1), memo);
         loop {
-            let h1 = session.downstream.as_http1_mut()?;
+            let Some(h1) = session.downstream.as_http1_mut() else {
+                return H1End::Closed;
+            };
             match h1.read_request().await {
                 Ok(NextRequest::Request) => {}
-                Ok(NextRequest::Closed) => return None,
-                Ok(NextRequest::Http2) => return session.into_downstream().into_http1(),
+                Ok(NextRequest::Closed) => return H1End::Closed,
+                Ok(NextRequest::Http2) => {
+                    let Some(h1) = session.into_downstream().into_http1() else {
+                        return H1End::Closed;
+                    };
+                    let conn = h1.connection().clone();
+                    let (stream, read) = h1.into_tunnel();
+                    return H1End::Http2(stream, read.freeze(), conn);
+                }
                 Err(e) => {
                     if let Some(status) = Box::pin(bad_request(h1, &e)).await {
                         self.shared.inner.request_rejected(h1.peer(), status, &e);
                     }
-                    return None;
+                    return H1End::Closed;
                 }
             }
-            match Box::pin(self.serve_request(&mut session)).await {
-                AfterRequest::Continue => continue,
+            match self.serve_request(&mut session).await {
+                AfterRequest::Continue => {
+                    // With a pipelined request already buffered, it is read at once.
+                    if session
+                        .downstream
+                        .as_http1_mut()
+                        .is_some_and(|h1| h1.can_idle())
+                    {
+                        let (downstream, memo) = session.into_parts();
+                        return match downstream.into_http1().and_then(|h1| h1.into_idle()) {
+                            Some(idle) => H1End::Idle(idle, memo),
+                            None => H1End::Closed,
+                        };
+                    }
+                }
                 AfterRequest::Close => {
                     if let Some(h1) = session.downstream.as_http1_mut() {
                         Box::pin(h1.shutdown()).await;
                     }
-                    return None;
+                    return H1End::Closed;
                 }
                 AfterRequest::Tunnel(upstream) => {
                     let carried = tunnel::Carried::of(session.req_header());
                     if let Some(h1) = session.into_downstream().into_http1() {
                         Box::pin(tunnel::run(h1, *upstream, carried)).await;
                     }
-                    return None;
+                    return H1End::Closed;
                 }
             }
         }

@@ -45,24 +45,46 @@ pub struct Session {
     forwarded_for: Option<HeaderValue>,
 }
 
+/// What a client connection's [`Session`] keeps between its requests while the
+/// connection is idle: the addresses it formatted once.
+#[derive(Default)]
+pub(crate) struct SessionMemo {
+    upstream_addr: Option<(PeerAddress, String)>,
+    forwarded_for: Option<HeaderValue>,
+}
+
 impl Session {
     pub(crate) fn new(downstream: ServerSession) -> Self {
+        Session::resume(downstream, SessionMemo::default())
+    }
+
+    /// The session of a connection's next request, with what its earlier ones made.
+    pub(crate) fn resume(downstream: ServerSession, memo: SessionMemo) -> Self {
         Session {
             downstream,
             started: Instant::now(),
             upstream_status: None,
-            upstream_addr: None,
+            upstream_addr: memo.upstream_addr,
             upstream_chosen: false,
             upstream_reused: None,
             upstream_attempts: 0,
             upstream_failures: Vec::new(),
             upstream_connect_time: None,
-            forwarded_for: None,
+            forwarded_for: memo.forwarded_for,
         }
     }
 
     pub(crate) fn into_downstream(self) -> ServerSession {
         self.downstream
+    }
+
+    /// The client side and what the next request's session keeps (see [`SessionMemo`]).
+    pub(crate) fn into_parts(self) -> (ServerSession, SessionMemo) {
+        let memo = SessionMemo {
+            upstream_addr: self.upstream_addr,
+            forwarded_for: self.forwarded_for,
+        };
+        (self.downstream, memo)
     }
 
     pub(crate) fn begin_request(&mut self) {

@@ -241,7 +241,9 @@ async fn fetch<P: ProxyHttp>(
     let phases = proxy.phases();
     let mut refetched = false;
     loop {
-        let result = Exchange::new(proxy, session, ctx, &mut run).run().await;
+        // Boxed: the exchange's state machine is large, and inline it would size every
+        // request's future by the cache path (a lookup answered from the cache needs none).
+        let result = Box::pin(Exchange::new(proxy, session, ctx, &mut run).run()).await;
         match result {
             Ok(outcome) => {
                 if run.refetch && !refetched {

@@ -84,22 +84,28 @@ impl<'a, P: ProxyHttp, H: ExchangeHooks<P>> Exchange<'a, P, H> {
             || self.session.downstream.is_extended_connect();
         let mut up_req = self.upstream_request(upgrade);
         self.hooks.upstream_request(&mut up_req);
+        // Two steps, each its own future: the attempts' state and the relay's are never
+        // alive together, and the request's future is sized by the larger alone.
+        let response = self.answer(&mut up_req).await?;
+        drop(up_req);
+        self.finish(response, upgrade).await
+    }
+
+    /// Attempts peers until one gives the response that answers the request.
+    async fn answer(&mut self, up_req: &mut RequestHeader) -> Result<HeldResponse> {
         let mut last_error = None;
         // A response with a status the rule retries, kept until another peer is found
         // (else it is the answer).
         let mut held: Option<HeldResponse> = None;
         loop {
-            let peer = match self.next_peer(&mut up_req, last_error.take()).await {
+            let peer = match self.next_peer(up_req, last_error.take()).await {
                 Ok(peer) => peer,
-                Err(e) => match held.take() {
-                    Some(held) => return self.finish(held, upgrade).await,
-                    None => return Err(e),
-                },
+                Err(e) => return held.ok_or(e),
             };
             // Another peer will answer: the kept response is dropped with its connection.
             drop(held.take());
-            match self.attempt(peer, &mut up_req).await {
-                AttemptEnd::Answered(response) => return self.finish(response, upgrade).await,
+            match self.attempt(peer, up_req).await {
+                AttemptEnd::Answered(response) => return Ok(response),
                 AttemptEnd::Retry(error, kept) => {
                     last_error = Some(error);
                     held = kept;
@@ -110,22 +116,22 @@ impl<'a, P: ProxyHttp, H: ExchangeHooks<P>> Exchange<'a, P, H> {
     }
 
     /// Relays `response` (the head read on an attempt) to the client.
-    async fn finish(&mut self, response: HeldResponse, upgrade: bool) -> Result<Outcome> {
-        let HeldResponse {
-            peer,
-            mut up,
-            mut body,
-            head,
-        } = response;
-        match self.relay(&mut up, &mut body, head, upgrade).await {
+    async fn finish(&mut self, mut response: HeldResponse, upgrade: bool) -> Result<Outcome> {
+        // The parts are used in place, not moved into locals: this future is part of
+        // every request's, and a second copy of the response would grow it.
+        let head = response.head;
+        match self
+            .relay(&mut response.up, &mut response.body, head, upgrade)
+            .await
+        {
             Ok(ExchangeEnd::Done) => {
-                self.upstream.release(&peer, up);
+                self.upstream.release(&response.peer, response.up);
                 Ok(Outcome::Done)
             }
-            Ok(ExchangeEnd::Tunnel) => tunnel(up),
+            Ok(ExchangeEnd::Tunnel) => tunnel(response.up),
             Err(e) => {
-                self.body_started |= body.started();
-                Err(self.relay_failed(&peer, e))
+                self.body_started |= response.body.started();
+                Err(self.relay_failed(&response.peer, e))
             }
         }
     }

@@ -7,6 +7,7 @@
 pub mod body;
 pub mod client;
 pub mod framing;
+mod idle;
 mod io;
 pub mod parse;
 pub mod serialize;
@@ -17,5 +18,6 @@ pub use framing::{
     connection_has_token, expects_continue, is_upgrade_request, request_framing, response_framing,
     set_request_framing_headers, upgrade_protocol, wants_keepalive, BodyFraming,
 };
+pub use idle::H1IdleConnection;
 pub use parse::{parse_request, parse_response, HeadLimits};
 pub use serialize::{write_request_head, write_response_head};
