@@ -221,56 +221,50 @@ enum AfterRequest {
     Tunnel(Box<UpstreamTunnel>),
 }
 
-/// Where serving an HTTP/1.x connection's requests starts.
-enum H1Start {
-    /// A connection just accepted.
-    New(Stream, ConnectionInfo),
-    /// An idle connection whose next request began to arrive.
-    Resume(H1IdleConnection, SessionMemo),
-}
-
-/// How serving an HTTP/1.x connection's requests stopped.
-enum H1End {
-    /// Between requests, nothing buffered: wait for the next one.
-    Idle(H1IdleConnection, SessionMemo),
-    /// The client sent the HTTP/2 preface: the stream and the bytes read so far.
+/// A client connection between the boxed futures that serve it: all its task holds.
+enum ConnectionState {
+    /// Accepted, to be served as HTTP/1.x (or as HTTP/2 if it opens with the preface).
+    NewHttp1(Stream, ConnectionInfo),
+    /// HTTP/2, chosen by ALPN or by the preface: the stream and the bytes read so far.
     Http2(Stream, Bytes, ConnectionInfo),
-    /// The connection is over.
+    /// An HTTP/1.x connection between requests, nothing buffered.
+    Idle(H1IdleConnection, SessionMemo),
+    /// Over.
     Closed,
 }
 
 impl<P: ProxyHttp> ServerApp for HttpProxy<P> {
-    async fn process_connection(
+    fn process_connection(
         &self,
         stream: Stream,
         conn: ConnectionInfo,
         shutdown: ShutdownWatch,
-    ) {
-        // The HTTP/2 connection's state machine is boxed (once per connection) so that
-        // it does not size the task of every HTTP/1 connection.
-        if stream.alpn() == Some(b"h2".as_slice()) {
-            Box::pin(self.serve_h2(stream, Bytes::new(), conn, shutdown)).await;
-            return;
-        }
+    ) -> impl std::future::Future<Output = ()> + Send {
+        let mut state = if stream.alpn() == Some(b"h2".as_slice()) {
+            ConnectionState::Http2(stream, Bytes::new(), conn)
+        } else {
+            ConnectionState::NewHttp1(stream, conn)
+        };
         let mut shutdown = shutdown;
-        let mut start = H1Start::New(stream, conn);
-        loop {
-            // Boxed: between requests the task holds only the idle connection.
-            start = match Box::pin(self.serve_http1(start, shutdown.clone())).await {
-                H1End::Idle(idle, memo) => H1Start::Resume(idle, memo),
-                H1End::Http2(stream, read, conn) => {
-                    // The client opened with the HTTP/2 preface: serve the rest as HTTP/2.
-                    Box::pin(self.serve_h2(stream, read, conn, shutdown)).await;
-                    return;
+        let keepalive = self.shared.opts.downstream.keepalive_timeout;
+        // `state` is the task's one large value, kept in place: serving is a boxed future
+        // (dropped when the connection goes idle), and the idle wait borrows `state`.
+        async move {
+            loop {
+                let serving = match std::mem::replace(&mut state, ConnectionState::Closed) {
+                    ConnectionState::Http2(stream, read, conn) => {
+                        Box::pin(self.serve_h2(stream, read, conn, shutdown)).await;
+                        return;
+                    }
+                    ConnectionState::Closed => return,
+                    http1 => Box::pin(self.serve_http1(http1, shutdown.clone())),
+                };
+                state = serving.await;
+                if let ConnectionState::Idle(idle, _) = &mut state {
+                    if !idle.wait(keepalive, &mut shutdown).await {
+                        return;
+                    }
                 }
-                H1End::Closed => return,
-            };
-            let H1Start::Resume(idle, _) = &mut start else {
-                return;
-            };
-            let keepalive = self.shared.opts.downstream.keepalive_timeout;
-            if !idle.wait(keepalive, &mut shutdown).await {
-                return;
             }
         }
     }
@@ -296,36 +290,42 @@ impl<P: ProxyHttp> HttpProxy<P> {
     /// not the session and the whole exchange's state machine (see
     /// docs/reliability.md). The rare endings (a rejection, a close, a tunnel) are
     /// boxed again: they do not size the common path.
-    async fn serve_http1(&self, start: H1Start, shutdown: ShutdownWatch) -> H1End {
+    async fn serve_http1(
+        &self,
+        start: ConnectionState,
+        shutdown: ShutdownWatch,
+    ) -> ConnectionState {
         let opts = self.shared.opts.downstream;
         let (h1, memo) = match start {
-            H1Start::New(stream, conn) => (
+            ConnectionState::NewHttp1(stream, conn) => (
                 H1ServerSession::new(stream, conn, opts, shutdown),
                 SessionMemo::default(),
             ),
-            H1Start::Resume(idle, memo) => (idle.resume(opts, shutdown), memo),
+            ConnectionState::Idle(idle, memo) => (idle.resume(opts, shutdown), memo),
+            // Not an HTTP/1.x connection to serve.
+            other => return other,
         };
         let mut session = Session::resume(ServerSession::H1(h1), memo);
         loop {
             let Some(h1) = session.downstream.as_http1_mut() else {
-                return H1End::Closed;
+                return ConnectionState::Closed;
             };
             match h1.read_request().await {
                 Ok(NextRequest::Request) => {}
-                Ok(NextRequest::Closed) => return H1End::Closed,
+                Ok(NextRequest::Closed) => return ConnectionState::Closed,
                 Ok(NextRequest::Http2) => {
                     let Some(h1) = session.into_downstream().into_http1() else {
-                        return H1End::Closed;
+                        return ConnectionState::Closed;
                     };
                     let conn = h1.connection().clone();
                     let (stream, read) = h1.into_tunnel();
-                    return H1End::Http2(stream, read.freeze(), conn);
+                    return ConnectionState::Http2(stream, read.freeze(), conn);
                 }
                 Err(e) => {
                     if let Some(status) = Box::pin(bad_request(h1, &e)).await {
                         self.shared.inner.request_rejected(h1.peer(), status, &e);
                     }
-                    return H1End::Closed;
+                    return ConnectionState::Closed;
                 }
             }
             match self.serve_request(&mut session).await {
@@ -338,8 +338,8 @@ impl<P: ProxyHttp> HttpProxy<P> {
                     {
                         let (downstream, memo) = session.into_parts();
                         return match downstream.into_http1().and_then(|h1| h1.into_idle()) {
-                            Some(idle) => H1End::Idle(idle, memo),
-                            None => H1End::Closed,
+                            Some(idle) => ConnectionState::Idle(idle, memo),
+                            None => ConnectionState::Closed,
                         };
                     }
                 }
@@ -347,14 +347,14 @@ impl<P: ProxyHttp> HttpProxy<P> {
                     if let Some(h1) = session.downstream.as_http1_mut() {
                         Box::pin(h1.shutdown()).await;
                     }
-                    return H1End::Closed;
+                    return ConnectionState::Closed;
                 }
                 AfterRequest::Tunnel(upstream) => {
                     let carried = tunnel::Carried::of(session.req_header());
                     if let Some(h1) = session.into_downstream().into_http1() {
                         Box::pin(tunnel::run(h1, *upstream, carried)).await;
                     }
-                    return H1End::Closed;
+                    return ConnectionState::Closed;
                 }
             }
         }

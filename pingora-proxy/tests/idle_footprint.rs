@@ -2,7 +2,7 @@
 //! idle connection alone, not the exchange's state machine nor the session (both live
 //! in a boxed future that exists while requests are served). The future was 6.6 KiB
 //! (release) when 10,000 idle connections cost 13.5 KiB each, then 1.9 KiB with a boxed
-//! session beside it (3.45 KiB each); see docs/reliability.md.
+//! session beside it (3.45 KiB each), now 648 bytes; see docs/reliability.md.
 
 use pingora_core::protocols::{ClientAddr, ConnectionInfo, Stream};
 use pingora_core::service::ServerApp;
@@ -19,9 +19,9 @@ impl ProxyHttp for Unused {
     }
 }
 
-/// Largest accepted size of a connection's future, in bytes (1,176 measured in a debug
-/// build, 1,144 in a release build).
-const MAX_CONNECTION_FUTURE: usize = 1536;
+/// Largest accepted size of a connection's future, in bytes (648 measured in a release
+/// build).
+const MAX_CONNECTION_FUTURE: usize = 1024;
 
 #[tokio::test]
 async fn a_connection_task_holds_no_exchange_state_while_idle() {
@@ -40,5 +40,39 @@ async fn a_connection_task_holds_no_exchange_state_while_idle() {
     assert!(
         size <= MAX_CONNECTION_FUTURE,
         "a connection's future is {size} bytes: something large is held inline again"
+    );
+}
+
+/// Most bytes the per-client connection limit may add to a connection's future (its
+/// guard and a discriminant; 32 measured).
+const MAX_LIMIT_OVERHEAD: usize = 64;
+
+#[tokio::test]
+async fn the_connection_limit_adds_only_its_guard_to_a_connection_task() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = ShutdownController::new();
+    let plain = HttpProxy::new(Unused, ProxyOptions::default(), Default::default());
+    let limited = pingora_proxy::modules::PerClientConnections::new(
+        HttpProxy::new(Unused, ProxyOptions::default(), Default::default()),
+        Some(10),
+    );
+    let open = || async {
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        (
+            Stream::Tcp(client),
+            ConnectionInfo::new(ClientAddr::Tcp(addr)),
+        )
+    };
+    let (stream, conn) = open().await;
+    let plain_size =
+        std::mem::size_of_val(&plain.process_connection(stream, conn, shutdown.watch()));
+    let (stream, conn) = open().await;
+    let limited_size =
+        std::mem::size_of_val(&limited.process_connection(stream, conn, shutdown.watch()));
+    eprintln!("a connection future: {plain_size} bytes, {limited_size} with the limit");
+    assert!(
+        limited_size <= plain_size + MAX_LIMIT_OVERHEAD,
+        "the limit makes a connection's future {limited_size} bytes from {plain_size}"
     );
 }

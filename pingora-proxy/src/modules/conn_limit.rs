@@ -2,10 +2,12 @@
 //! most so many connections at once; more are closed as soon as they are accepted.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::Mutex;
 
+use futures_util::future::{FutureExt, OptionFuture};
 use pingora_core::protocols::{ConnectionInfo, Stream};
 use pingora_core::service::ServerApp;
 use pingora_core::shutdown::ShutdownWatch;
@@ -90,24 +92,33 @@ impl<A: ServerApp> Drop for Held<'_, A> {
 }
 
 impl<A: ServerApp> ServerApp for PerClientConnections<A> {
-    async fn process_connection(
+    fn process_connection(
         &self,
         stream: Stream,
         conn: ConnectionInfo,
         shutdown: ShutdownWatch,
-    ) {
+    ) -> impl Future<Output = ()> + Send {
         // The client is the PROXY header's source when the connection came with one.
         let peer = conn.client();
-        let (Some(max), Some(ip)) = (self.max, peer.ip()) else {
-            return self.inner.process_connection(stream, conn, shutdown).await;
+        // None: refused (the stream is dropped, closing it); Some(None): not counted (no
+        // limit, or a unix-socket client).
+        let held = match (self.max, peer.ip()) {
+            (Some(max), Some(ip)) if !self.enter(ip, max) => {
+                log::info!("client {peer}: refused, it already has {max} connections open");
+                None
+            }
+            (Some(_), Some(ip)) => Some(Some(Held { limit: self, ip })),
+            _ => Some(None),
         };
-        if !self.enter(ip, max) {
-            log::info!("client {peer}: refused, it already has {max} connections open");
-            drop(stream);
-            return;
-        }
-        let _held = Held { limit: self, ip };
-        self.inner.process_connection(stream, conn, shutdown).await;
+        // Decided before the future is made, and the guard attached to the inner app's
+        // future in place (not moved into an `async` block beside a copy of it): this is
+        // the connection's task for its whole life.
+        let serving = held.map(|held| {
+            self.inner
+                .process_connection(stream, conn, shutdown)
+                .map(move |()| drop(held))
+        });
+        OptionFuture::from(serving).map(|_| ())
     }
 
     /// HTTP/3 requests pass straight through: a QUIC connection is not counted (see

@@ -1,5 +1,7 @@
 //! An HTTP/1.x client connection between two requests, reduced to what must outlive them.
 
+use std::future::Future;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -55,14 +57,30 @@ impl H1IdleConnection {
         shutdown: &mut ShutdownWatch,
     ) -> bool {
         let deadline = tokio::time::Instant::now() + keepalive_timeout;
-        let waited = tokio::select! {
-            biased;
-            r = readable_within(&self.stream, &mut self.read_timer, deadline) => r,
-            _ = shutdown.reached(Phase::Closing) => return false,
+        let stream = &self.stream;
+        let waited = match stream.read_waiting() {
+            Ok(true) => return true,
+            Ok(false) => {
+                // One small future polling the three ends in turn (it is part of every
+                // idle connection's task).
+                let mut closing = std::pin::pin!(shutdown.reached(Phase::Closing));
+                let timer = &mut self.read_timer;
+                std::future::poll_fn(|cx| {
+                    if closing.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Ok(false));
+                    }
+                    match stream.poll_read_ready(cx) {
+                        Poll::Ready(r) => Poll::Ready(r.map(|()| true)),
+                        Poll::Pending => timer.poll_expired(cx, deadline).map(|()| Ok(false)),
+                    }
+                })
+                .await
+            }
+            Err(e) => Err(e),
         };
         match waited {
             Ok(arrived) => {
-                if !arrived {
+                if !arrived && shutdown.phase() < Phase::Closing {
                     log::debug!(
                         "client {}: idle past the keep-alive timeout (keepalive_timeout_ms: {}); closed",
                         self.conn.client(),

@@ -36,7 +36,7 @@ pub(crate) struct ReadTimer {
 
 impl ReadTimer {
     /// `Ready` once `deadline` passed; until then `cx` is woken by then (or sooner).
-    fn poll_expired(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()> {
+    pub(super) fn poll_expired(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()> {
         let sleep = match &mut self.sleep {
             Some(sleep) => {
                 if sleep.deadline() > deadline {
