@@ -9,9 +9,7 @@ use pingora_core::protocols::http::v1::server::{
     H1ServerSession, NextRequest, ServerSessionOptions,
 };
 use pingora_core::protocols::http::v1::H1IdleConnection;
-use pingora_core::protocols::http::v2::server::{
-    H2ServerConnection, H2ServerOptions, H2ServerStream,
-};
+use pingora_core::protocols::http::v2::server::{H2ServerConnection, H2ServerOptions};
 use pingora_core::protocols::http::{ServerSession, UpstreamTunnel};
 use pingora_core::protocols::{ConnectionInfo, Stream};
 use pingora_core::service::ServerApp;
@@ -271,11 +269,17 @@ impl<P: ProxyHttp> ServerApp for HttpProxy<P> {
 
     /// One HTTP/3 request: the same phases as any other request.
     #[cfg(feature = "http3")]
-    async fn process_h3_stream(&self, stream: pingora_core::protocols::http::v3::H3ServerStream) {
+    fn process_h3_stream(
+        &self,
+        stream: pingora_core::protocols::http::v3::H3ServerStream,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        // The session is made before the future, which then holds the stream once.
         let mut session = Session::new(ServerSession::H3(stream));
-        // One stream, one request; no tunnel (HTTP/3 has no upgrade).
-        if let AfterRequest::Tunnel(upstream) = self.serve_request(&mut session).await {
-            drop(upstream);
+        async move {
+            // One stream, one request; no tunnel (HTTP/3 has no upgrade).
+            if let AfterRequest::Tunnel(upstream) = self.serve_request(&mut session).await {
+                drop(upstream);
+            }
         }
     }
 }
@@ -385,11 +389,10 @@ impl<P: ProxyHttp> HttpProxy<P> {
             tokio::select! {
                 next = conn.accept() => match next {
                     Some(Ok(stream)) => {
-                        let proxy = self.clone();
-                        let shutdown = shutdown.clone();
+                        let session = Session::new(ServerSession::H2(stream));
                         // Boxed: the task then holds a pointer, and spawning it, and
                         // storing its end, do not copy the whole request's state machine.
-                        requests.spawn(Box::pin(async move { proxy.serve_h2_stream(stream, shutdown).await }));
+                        requests.spawn(Box::pin(self.clone().serve_h2_stream(session, shutdown.clone())));
                     }
                     Some(Err(e)) => log::debug!("client {}: HTTP/2 connection failed: {e}", conn.peer()),
                     None => break,
@@ -401,14 +404,14 @@ impl<P: ProxyHttp> HttpProxy<P> {
         while requests.join_next().await.is_some() {}
     }
 
-    async fn serve_h2_stream(&self, stream: H2ServerStream, shutdown: ShutdownWatch) {
-        let mut session = Session::new(ServerSession::H2(stream));
-        // One stream, one request: nothing to keep; a tunnel only for an extended
-        // CONNECT whose upstream switched protocols.
+    /// One HTTP/2 stream: one request, nothing to keep; a tunnel only for an extended
+    /// CONNECT whose upstream switched protocols. It takes a handle on the proxy and the
+    /// whole session by value, so that the spawned future holds each once.
+    async fn serve_h2_stream(self, mut session: Session, shutdown: ShutdownWatch) {
         if let AfterRequest::Tunnel(upstream) = self.serve_request(&mut session).await {
             let carried = tunnel::Carried::of(session.req_header());
             if let ServerSession::H2(stream) = session.into_downstream() {
-                tunnel::run_h2(stream, *upstream, carried, shutdown).await;
+                Box::pin(tunnel::run_h2(stream, *upstream, carried, shutdown)).await;
             }
         }
     }
