@@ -108,13 +108,16 @@ impl HttpConnector {
                 return Ok((s.into(), true));
             }
         }
+        // Opening a connection (and the HTTP/2 paths) are boxed: inline, their state
+        // machines would size the future of every request, reused connection or not.
         if !peer.options.http2 {
-            return Ok((self.h1.connect(&self.dial, peer).await?.into(), false));
+            let connected = Box::pin(self.h1.connect(&self.dial, peer)).await?;
+            return Ok((connected.into(), false));
         }
         if private {
-            return self.h2.private_session(&self.dial, peer).await;
+            return Box::pin(self.h2.private_session(&self.dial, peer)).await;
         }
-        self.h2.session(&self.dial, peer, allow_reuse).await
+        Box::pin(self.h2.session(&self.dial, peer, allow_reuse)).await
     }
 
     /// Gives a session back once its exchange is over: an HTTP/1.x connection goes to
