@@ -19,22 +19,28 @@ impl ProxyHttp for Unused {
     }
 }
 
+/// A client connection as the listener hands it to the app (only its size matters here:
+/// nothing is served on it).
+async fn accepted_connection() -> (Stream, ConnectionInfo) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    (
+        Stream::Tcp(client),
+        ConnectionInfo::new(ClientAddr::Tcp(addr)),
+    )
+}
+
 /// Largest accepted size of a connection's future, in bytes (648 measured in a release
 /// build).
 const MAX_CONNECTION_FUTURE: usize = 1024;
 
 #[tokio::test]
 async fn a_connection_task_holds_no_exchange_state_while_idle() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let client = tokio::net::TcpStream::connect(addr).await.unwrap();
     let app = HttpProxy::new(Unused, ProxyOptions::default(), Default::default());
     let shutdown = ShutdownController::new();
-    let connection = app.process_connection(
-        Stream::Tcp(client),
-        ConnectionInfo::new(ClientAddr::Tcp(addr)),
-        shutdown.watch(),
-    );
+    let (stream, conn) = accepted_connection().await;
+    let connection = app.process_connection(stream, conn, shutdown.watch());
     let size = std::mem::size_of_val(&connection);
     eprintln!("a connection future: {size} bytes");
     assert!(
@@ -49,25 +55,16 @@ const MAX_LIMIT_OVERHEAD: usize = 64;
 
 #[tokio::test]
 async fn the_connection_limit_adds_only_its_guard_to_a_connection_task() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let shutdown = ShutdownController::new();
     let plain = HttpProxy::new(Unused, ProxyOptions::default(), Default::default());
     let limited = pingora_proxy::modules::PerClientConnections::new(
         HttpProxy::new(Unused, ProxyOptions::default(), Default::default()),
         Some(10),
     );
-    let open = || async {
-        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
-        (
-            Stream::Tcp(client),
-            ConnectionInfo::new(ClientAddr::Tcp(addr)),
-        )
-    };
-    let (stream, conn) = open().await;
+    let (stream, conn) = accepted_connection().await;
     let plain_size =
         std::mem::size_of_val(&plain.process_connection(stream, conn, shutdown.watch()));
-    let (stream, conn) = open().await;
+    let (stream, conn) = accepted_connection().await;
     let limited_size =
         std::mem::size_of_val(&limited.process_connection(stream, conn, shutdown.watch()));
     eprintln!("a connection future: {plain_size} bytes, {limited_size} with the limit");

@@ -4,11 +4,8 @@ use std::future::Future;
 use std::task::Poll;
 use std::time::Duration;
 
-use bytes::BytesMut;
-
-use super::io::{read_more, readable_within, ReadTimer, HEAD_CHUNK};
+use super::io::{poll_readable_within, ReadTimer};
 use super::server::{H1ServerSession, ServerSessionOptions};
-use crate::error::{Error, ErrorKind, Result, Side};
 use crate::protocols::{ClientAddr, ConnectionInfo, Stream};
 use crate::shutdown::{Phase, ShutdownWatch};
 
@@ -69,10 +66,7 @@ impl H1IdleConnection {
                     if closing.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(Ok(false));
                     }
-                    match stream.poll_read_ready(cx) {
-                        Poll::Ready(r) => Poll::Ready(r.map(|()| true)),
-                        Poll::Pending => timer.poll_expired(cx, deadline).map(|()| Ok(false)),
-                    }
+                    poll_readable_within(stream, timer, deadline, cx)
                 })
                 .await
             }
@@ -81,11 +75,7 @@ impl H1IdleConnection {
         match waited {
             Ok(arrived) => {
                 if !arrived && shutdown.phase() < Phase::Closing {
-                    log::debug!(
-                        "client {}: idle past the keep-alive timeout (keepalive_timeout_ms: {}); closed",
-                        self.conn.client(),
-                        keepalive_timeout.as_millis()
-                    );
+                    log_keepalive_timeout(self.conn.client(), keepalive_timeout);
                 }
                 arrived
             }
@@ -99,55 +89,23 @@ impl H1IdleConnection {
     /// The session for the next request, after [`H1IdleConnection::wait`] saw it
     /// arrive. `opts` and `shutdown` are the server's, given again.
     pub fn resume(self, opts: ServerSessionOptions, shutdown: ShutdownWatch) -> H1ServerSession {
-        H1ServerSession::resume(
+        H1ServerSession::from_parts(
             self.stream,
             self.conn,
             opts,
             shutdown,
             self.read_timer,
             self.requests,
+            // `wait` saw the socket readable: the session reads without asking again.
+            true,
         )
     }
 }
 
-/// Waits for the first bytes of a request, within `wait`, and reads them into `buf`:
-/// `Some(n)` with the count read (0 when the client closed), `None` when `shutdown`
-/// reached [`Phase::Closing`] first, a [`ErrorKind::ReadTimeout`] error when `wait`
-/// passed. While nothing arrived, `buf` is left without memory: an idle connection
-/// holds no buffer. `arrived` says the caller already saw the socket readable.
-pub(super) async fn first_bytes(
-    stream: &mut Stream,
-    buf: &mut BytesMut,
-    timer: &mut ReadTimer,
-    wait: Duration,
-    shutdown: &mut ShutdownWatch,
-    arrived: bool,
-) -> Result<Option<usize>> {
-    let read = async move {
-        // One deadline for the wait and the read together.
-        let deadline = tokio::time::Instant::now() + wait;
-        if !arrived && buf.is_empty() && !stream.read_waiting().unwrap_or(true) {
-            // Nothing buffered and nothing arrived: wait without a buffer. Once bytes
-            // arrive, `read_more` allocates the head buffer again; a client whose next
-            // request is already there never gets here.
-            *buf = BytesMut::new();
-            let arrived = readable_within(stream, timer, deadline)
-                .await
-                .map_err(|e| Error::from_io(Side::Downstream, "reading", e))?;
-            if !arrived {
-                return Err(Error::new(
-                    ErrorKind::ReadTimeout,
-                    Side::Downstream,
-                    format!("no data for {}ms", wait.as_millis()),
-                ));
-            }
-        }
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        read_more(stream, buf, HEAD_CHUNK, timer, left, Side::Downstream).await
-    };
-    tokio::select! {
-        biased;
-        r = read => r.map(Some),
-        _ = shutdown.reached(Phase::Closing) => Ok(None),
-    }
+/// Logs that an idle connection reached its keep-alive timeout and is closed.
+pub(super) fn log_keepalive_timeout(client: &ClientAddr, keepalive_timeout: Duration) {
+    log::debug!(
+        "client {client}: idle past the keep-alive timeout (keepalive_timeout_ms: {}); closed",
+        keepalive_timeout.as_millis()
+    );
 }

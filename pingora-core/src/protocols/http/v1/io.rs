@@ -36,7 +36,7 @@ pub(crate) struct ReadTimer {
 
 impl ReadTimer {
     /// `Ready` once `deadline` passed; until then `cx` is woken by then (or sooner).
-    pub(super) fn poll_expired(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()> {
+    fn poll_expired(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()> {
         let sleep = match &mut self.sleep {
             Some(sleep) => {
                 if sleep.deadline() > deadline {
@@ -107,11 +107,21 @@ pub(crate) async fn readable_within(
     if stream.read_waiting()? {
         return Ok(true);
     }
-    std::future::poll_fn(|cx| match stream.poll_read_ready(cx) {
+    std::future::poll_fn(|cx| poll_readable_within(stream, timer, deadline, cx)).await
+}
+
+/// One poll of [`readable_within`]'s wait, for callers that wait on more than the
+/// socket and the deadline in the same future.
+pub(super) fn poll_readable_within(
+    stream: &Stream,
+    timer: &mut ReadTimer,
+    deadline: Instant,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<bool>> {
+    match stream.poll_read_ready(cx) {
         Poll::Ready(r) => Poll::Ready(r.map(|()| true)),
         Poll::Pending => timer.poll_expired(cx, deadline).map(|()| Ok(false)),
-    })
-    .await
+    }
 }
 
 /// Frees a large buffer on a connection that has nothing buffered, so that idle

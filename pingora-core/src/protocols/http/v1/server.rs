@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode, Version};
 
-use super::idle::{first_bytes, H1IdleConnection};
-use super::io::{read_more, shrink_idle, write_all, ReadTimer, BODY_CHUNK, HEAD_CHUNK};
+use super::idle::{log_keepalive_timeout, H1IdleConnection};
+use super::io::{
+    read_more, readable_within, shrink_idle, write_all, ReadTimer, BODY_CHUNK, HEAD_CHUNK,
+};
 use super::{
     expects_continue, parse_request, request_framing, wants_keepalive, write_response_head,
     BodyDecoder, BodyEncoder, BodyEvent, BodyFraming, HeadLimits,
@@ -17,7 +19,7 @@ use crate::protocols::http::header::{error_body, ERROR_CONTENT_TYPE};
 use crate::protocols::http::v2::{sniff_h2c_preface, H2cPreface};
 use crate::protocols::http::{RequestHeader, ResponseHeader};
 use crate::protocols::{ClientAddr, ConnectionInfo, Stream};
-use crate::shutdown::ShutdownWatch;
+use crate::shutdown::{Phase, ShutdownWatch};
 
 /// Limits and timeouts for serving one client connection.
 #[derive(Debug, Clone, Copy)]
@@ -143,8 +145,8 @@ impl H1Exchange {
 }
 
 impl H1ServerSession {
-    /// Starts serving `stream` from `peer`. Once `shutdown` reaches [`Phase::Draining`](crate::shutdown::Phase::Draining),
-    /// every response says `Connection: close`; at [`Phase::Closing`](crate::shutdown::Phase::Closing) an idle
+    /// Starts serving `stream` from `peer`. Once `shutdown` reaches [`Phase::Draining`],
+    /// every response says `Connection: close`; at [`Phase::Closing`] an idle
     /// connection ends.
     pub fn new(
         stream: Stream,
@@ -152,41 +154,32 @@ impl H1ServerSession {
         opts: ServerSessionOptions,
         shutdown: ShutdownWatch,
     ) -> Self {
-        H1ServerSession {
-            stream,
-            conn: conn.into(),
-            shutdown,
-            opts,
-            // Allocated when the first bytes arrive (see `wait_first_byte`).
-            buf: BytesMut::new(),
-            out: BytesMut::new(),
-            read_timer: ReadTimer::default(),
-            requests: 0,
-            client_readable: false,
-            exchange: H1Exchange::idle(),
-        }
+        let conn = conn.into();
+        Self::from_parts(stream, conn, opts, shutdown, ReadTimer::default(), 0, false)
     }
 
-    /// A session for the next request of a connection that was idle, whose socket
-    /// turned readable.
-    pub(super) fn resume(
+    /// A session on a connection that carried `requests` already; `client_readable`
+    /// when its socket was just seen readable (see [`H1IdleConnection::resume`]).
+    pub(super) fn from_parts(
         stream: Stream,
         conn: ConnectionInfo,
         opts: ServerSessionOptions,
         shutdown: ShutdownWatch,
         read_timer: ReadTimer,
         requests: u64,
+        client_readable: bool,
     ) -> Self {
         H1ServerSession {
             stream,
             conn,
             shutdown,
             opts,
+            // Allocated when the first bytes arrive (see `wait_first_byte`).
             buf: BytesMut::new(),
             out: BytesMut::new(),
             read_timer,
             requests,
-            client_readable: true,
+            client_readable,
             exchange: H1Exchange::idle(),
         }
     }
@@ -232,7 +225,7 @@ impl H1ServerSession {
 
     /// Reads the next request head. Between requests it waits up to the keep-alive
     /// timeout and returns [`NextRequest::Closed`] if the client leaves, the timeout
-    /// passes, or the server reaches [`Phase::Closing`](crate::shutdown::Phase::Closing) while the connection is idle.
+    /// passes, or the server reaches [`Phase::Closing`] while the connection is idle.
     /// Once the first byte of a head arrived, the whole head must arrive within the
     /// header timeout.
     pub async fn read_request(&mut self) -> Result<NextRequest> {
@@ -248,7 +241,7 @@ impl H1ServerSession {
     /// Waits for the first byte of the next request: up to the header timeout on a
     /// new connection, up to the keep-alive timeout between requests. False when the
     /// connection ended cleanly meanwhile (closed by the client, idle past the
-    /// keep-alive timeout, or the server reached [`Phase::Closing`](crate::shutdown::Phase::Closing)).
+    /// keep-alive timeout, or the server reached [`Phase::Closing`]).
     async fn wait_first_byte(&mut self) -> Result<bool> {
         let first = self.requests == 0;
         let wait = if first {
@@ -256,27 +249,42 @@ impl H1ServerSession {
         } else {
             self.opts.keepalive_timeout
         };
-        if self.buf.is_empty() {
-            // The response buffer goes too: an idle connection holds no buffers.
-            self.out = BytesMut::new();
-        }
-        let read = first_bytes(
-            &mut self.stream,
-            &mut self.buf,
-            &mut self.read_timer,
-            wait,
-            &mut self.shutdown,
-            std::mem::take(&mut self.client_readable),
-        )
-        .await;
+        let (stream, buf, out) = (&mut self.stream, &mut self.buf, &mut self.out);
+        let timer = &mut self.read_timer;
+        let client_readable = std::mem::take(&mut self.client_readable);
+        let read = async move {
+            // One deadline for the wait and the read together.
+            let deadline = tokio::time::Instant::now() + wait;
+            if !client_readable && buf.is_empty() && !stream.read_waiting().unwrap_or(true) {
+                // Nothing buffered and nothing arrived: wait without buffers, so that an
+                // idle connection holds no more than its socket and its task. Once
+                // bytes arrive, `read_more` allocates the head buffer again; a client
+                // whose next request is already there never gets here.
+                *buf = BytesMut::new();
+                *out = BytesMut::new();
+                let arrived = readable_within(stream, timer, deadline)
+                    .await
+                    .map_err(|e| Error::from_io(Side::Downstream, "reading", e))?;
+                if !arrived {
+                    return Err(Error::new(
+                        ErrorKind::ReadTimeout,
+                        Side::Downstream,
+                        format!("no data for {}ms", wait.as_millis()),
+                    ));
+                }
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            read_more(stream, buf, HEAD_CHUNK, timer, left, Side::Downstream).await
+        };
+        let read = tokio::select! {
+            biased;
+            r = read => r,
+            _ = self.shutdown.reached(Phase::Closing) => return Ok(false),
+        };
         match read {
-            Ok(n) => Ok(n.is_some_and(|n| n > 0)),
+            Ok(n) => Ok(n > 0),
             Err(e) if e.kind == ErrorKind::ReadTimeout && !first => {
-                log::debug!(
-                    "client {}: idle past the keep-alive timeout (keepalive_timeout_ms: {}); closed",
-                    self.conn.client(),
-                    wait.as_millis()
-                );
+                log_keepalive_timeout(self.conn.client(), wait);
                 Ok(false)
             }
             Err(e) if e.kind == ErrorKind::ReadTimeout => Err(Error::new(
